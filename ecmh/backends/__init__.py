@@ -1,0 +1,1 @@
+"""Model runtimes beneath the one sampler core (`ecmh.kernel`)."""

@@ -1,0 +1,51 @@
+"""Everything that differs between the supported transformers versions (4.56 to 5.x).
+
+ecmh keeps prefixes in a `DynamicCache` and edits its per-layer key/value tensors directly
+(gather along the sequence axis, select rows); it never calls `DynamicCache.crop`, whose
+argument changed meaning in 5.15-5.20, and never passes `cache_position`, which left model
+forwards in 5.4: every supported version derives it from the cache length.
+"""
+
+import inspect
+from typing import Any, Callable
+
+import torch
+import transformers
+from transformers import DynamicCache, GenerationConfig
+
+try:
+    from transformers.cache_utils import DynamicLayer
+except ImportError:  # pragma: no cover - older than 4.56
+    raise ImportError(f"ecmh needs transformers >= 4.56, found {transformers.__version__}.") from None
+
+
+def generation_defaults() -> dict[str, Any]:
+    """The values transformers fills into a generation config that leaves them unset (e.g. `top_k=50`)."""
+    defaults = getattr(GenerationConfig, "_get_default_generation_params", None)
+    if defaults is not None:  # 5.x keeps them apart from the config class
+        return dict(defaults())
+    return GenerationConfig().to_dict()  # 4.x: they are the class defaults
+
+
+def new_kv_cache(model) -> DynamicCache:
+    """An empty cache whose layers ecmh can edit, or a clear error naming the layer type that cannot be."""
+    cache = DynamicCache(config=model.config)
+    unsupported = sorted({type(layer).__name__ for layer in cache.layers if type(layer) is not DynamicLayer})
+    if unsupported:
+        raise ValueError(
+            f"ecmh cannot reuse prefixes with {type(model).__name__}: its cache has {', '.join(unsupported)} "
+            "layers (sliding-window, chunked or linear attention), which drop or summarise old positions, so a "
+            "kept prefix cannot be cut out of them. Use a model with full attention in every layer."
+        )
+    return cache
+
+
+def map_kv_(cache: DynamicCache, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    """Replace every layer's key and value tensors `[rows, heads, positions, dim]` by `fn(tensor)`."""
+    for layer in cache.layers:
+        layer.keys = fn(layer.keys)
+        layer.values = fn(layer.values)
+
+
+def accepts_logits_to_keep(model) -> bool:
+    return "logits_to_keep" in inspect.signature(model.forward).parameters

@@ -1,0 +1,87 @@
+"""Cut distributions: where an MH step cuts the current answer before resampling the rest.
+
+A cut distribution is any object with a method
+
+    log_weights(entropy: Tensor[R, T], length: Tensor[R]) -> Tensor[R, T]
+
+returning unnormalised log-weights of cutting at each position `t` of each row (`-inf` for "never").
+`entropy[r, t]` is the entropy of `p(. | prompt, y_<t)`; positions `t >= length[r]` hold junk and
+are ignored. The sampler masks those positions, normalises, falls back to uniform cuts when a
+row has no positive weight, and puts the exact cut probabilities of both states into the MH
+ratio, so any weight function keeps the sampler exact; weights that depend only on `y_<t`
+(as all built-in ones do) give the cheapest and best-mixing correction.
+"""
+
+from typing import Protocol, Union
+
+import torch
+
+
+class CutDistribution(Protocol):
+    def log_weights(self, entropy: torch.Tensor, length: torch.Tensor) -> torch.Tensor: ...
+
+
+class EntropyCut:
+    """Cut where the next-token entropy jumps: `w(t) ∝ max(H_t - H_{t-1}, 0) ** power`, `H_{-1} = 0`.
+
+    Example:
+        >>> import torch
+        >>> EntropyCut(power=1.0).log_weights(torch.tensor([[1.0, 0.5, 2.0]]), torch.tensor([3])).exp()
+        tensor([[1.0000, 0.0000, 1.5000]])
+    """
+
+    def __init__(self, power: float = 4.0):
+        if isinstance(power, bool) or not isinstance(power, (int, float)) or not (0 < power < float("inf")):
+            raise ValueError(f"`cut_power` must be a finite number > 0, got {power!r}.")
+        self.power = float(power)
+
+    def log_weights(self, entropy: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+        previous = torch.nn.functional.pad(entropy[:, :-1], (1, 0))
+        jump = entropy - previous
+        return torch.where(jump > 0, self.power * torch.log(jump.clamp_min(1e-30)), float("-inf"))
+
+    def __repr__(self) -> str:
+        return f"EntropyCut(power={self.power})"
+
+
+class UniformCut:
+    """Cut at a uniformly random position (Karan & Du, arXiv 2510.14901)."""
+
+    def log_weights(self, entropy: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(entropy)
+
+    def __repr__(self) -> str:
+        return "UniformCut()"
+
+
+class RestartCut:
+    """Always cut at position 0: each proposal is a fresh draw from the tempered model."""
+
+    def log_weights(self, entropy: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+        weights = torch.full_like(entropy, float("-inf"))
+        weights[:, 0] = 0.0
+        return weights
+
+    def __repr__(self) -> str:
+        return "RestartCut()"
+
+
+CUT_NAMES = ("entropy", "uniform", "restart")
+
+
+def resolve_cut(cut: Union[str, CutDistribution], cut_power: float = 4.0) -> CutDistribution:
+    """Turn the `cut` argument of `ecmh.generate` into a cut distribution."""
+    if isinstance(cut, str):
+        if cut == "entropy":
+            return EntropyCut(cut_power)
+        if cut == "uniform":
+            return UniformCut()
+        if cut == "restart":
+            return RestartCut()
+        raise ValueError(f"Unknown `cut` {cut!r}: use one of {CUT_NAMES} or an object with a `log_weights` method.")
+    if not callable(getattr(cut, "log_weights", None)):
+        raise TypeError(
+            f"`cut` must be one of {CUT_NAMES} or an object with a method "
+            f"`log_weights(entropy, length) -> Tensor`; got {type(cut).__name__}."
+        )
+    return cut

@@ -1,0 +1,126 @@
+"""Resolve `ecmh.generate`'s arguments (and transformers' generation config) into checked settings.
+
+The same rules serve a direct call and a call through `model.generate(custom_generate=...)`,
+where transformers hands over a config with its own defaults already filled in (`top_k=50`,
+the model's `generation_config.json`). A field counts as set by the caller only when it differs
+from what transformers would fill in; unset sampling fields mean "no truncation", whatever the
+model's or transformers' defaults say.
+"""
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+from transformers import GenerationConfig
+
+from . import compat
+
+# Generation options that would change the target distribution or the search: refused, not ignored.
+_UNSUPPORTED = {
+    "temperature": "ECMH proposes at temperature 1/alpha; set `alpha` instead",
+    "num_beams": "ECMH is a sampler, not a beam search",
+    "repetition_penalty": "it would change the target distribution p^alpha",
+    "no_repeat_ngram_size": "it would change the target distribution p^alpha",
+    "typical_p": "it would change the target distribution p^alpha",
+    "min_p": "it would change the target distribution p^alpha",
+    "min_length": "it would change the target distribution p^alpha",
+    "min_new_tokens": "it would change the target distribution p^alpha",
+    "bad_words_ids": "it would change the target distribution p^alpha",
+}
+_DEFAULT_NEW_TOKENS = 20  # transformers' default when nothing sets a length
+
+
+@dataclass(frozen=True)
+class Settings:
+    max_new_tokens: int
+    eos_token_ids: tuple
+    pad_token_id: int
+    num_return_sequences: int
+    top_k: Optional[int]
+    top_p: Optional[float]
+    return_dict_in_generate: bool
+
+
+def check_sampler_arguments(alpha, mcmc_steps, block_size, max_new_tokens, seed) -> int:
+    """Validate the ECMH arguments; returns the block size (`None` -> `max(1, max_new_tokens // 16)`)."""
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha < 1:
+        raise ValueError(f"`alpha` must be a finite number >= 1 (the power of p^alpha), got {alpha!r}.")
+    if isinstance(mcmc_steps, bool) or not isinstance(mcmc_steps, int) or mcmc_steps < 0:
+        raise ValueError(f"`mcmc_steps` must be an integer >= 0, got {mcmc_steps!r}.")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise TypeError(f"`seed` must be an int or None, got {type(seed).__name__}.")
+    if block_size is None:
+        return max(1, max_new_tokens // 16)
+    if isinstance(block_size, bool) or not isinstance(block_size, int) or not 1 <= block_size <= max_new_tokens:
+        raise ValueError(
+            f"`block_size` must be an integer in [1, max_new_tokens={max_new_tokens}], got {block_size!r} "
+            "(None means max_new_tokens // 16)."
+        )
+    return block_size
+
+
+def resolve(model, generation_config, kwargs: dict, prompt_width: int, prepared: bool) -> Settings:
+    """Settings from a generation config plus keyword arguments.
+
+    `prepared` is True when transformers' `generate` already merged defaults into `generation_config`
+    (and consumed the keyword arguments); then `kwargs` must be empty.
+    """
+    model_config = getattr(model, "generation_config", None) or GenerationConfig()
+    defaults = compat.generation_defaults()
+    config = generation_config if prepared else copy.deepcopy(generation_config or GenerationConfig())
+    explicit = dict(kwargs)
+    if not prepared:
+        config.do_sample = True  # ECMH samples; transformers validates sampling options against this
+        unknown = config.update(**kwargs)
+        if unknown:
+            raise TypeError(f"ecmh.generate() got unexpected keyword argument(s): {', '.join(sorted(unknown))}.")
+
+    def filled_in(name):
+        value = getattr(model_config, name, None)
+        return value if value is not None else defaults.get(name)
+
+    def set_by_caller(name):
+        value = getattr(config, name, None)
+        return None if value is None or value == filled_in(name) else value
+
+    for name, why in _UNSUPPORTED.items():
+        value = set_by_caller(name)
+        if value is not None and value not in (0, 1, 1.0, False):
+            raise ValueError(f"`{name}={value!r}` is not supported: {why}.")
+
+    max_new_tokens = config.max_new_tokens
+    if max_new_tokens is None:
+        max_length = config.max_length if prepared else set_by_caller("max_length")
+        if max_length is not None:
+            max_new_tokens = max_length - prompt_width
+        elif model_config.max_new_tokens is not None:
+            max_new_tokens = model_config.max_new_tokens
+        elif model_config.max_length is not None:
+            max_new_tokens = model_config.max_length - prompt_width
+        else:
+            max_new_tokens = _DEFAULT_NEW_TOKENS
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"`max_new_tokens` must be an integer >= 1, got {max_new_tokens!r}.")
+
+    if "eos_token_id" in explicit and explicit["eos_token_id"] is None:
+        eos = None  # an explicit None: never stop early
+    else:
+        eos = config.eos_token_id if config.eos_token_id is not None else model_config.eos_token_id
+    eos_ids = tuple(eos) if isinstance(eos, (list, tuple)) else (() if eos is None else (eos,))
+    pad = config.pad_token_id if config.pad_token_id is not None else model_config.pad_token_id
+    if pad is None:
+        pad = eos_ids[0] if eos_ids else 0
+
+    num_return_sequences = config.num_return_sequences or 1
+    if not isinstance(num_return_sequences, int) or num_return_sequences < 1:
+        raise ValueError(f"`num_return_sequences` must be an integer >= 1, got {num_return_sequences!r}.")
+    return Settings(
+        max_new_tokens=max_new_tokens,
+        eos_token_ids=tuple(int(t) for t in eos_ids),
+        pad_token_id=int(pad),
+        num_return_sequences=num_return_sequences,
+        top_k=set_by_caller("top_k"),
+        top_p=set_by_caller("top_p"),
+        return_dict_in_generate=bool(config.return_dict_in_generate),
+    )
