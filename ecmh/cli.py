@@ -1,0 +1,84 @@
+"""The `ecmh` command line: `ecmh generate "prompt"` answers with ECMH on a local or embedded model."""
+
+import argparse
+import json
+import sys
+import time
+
+from . import __version__
+from .cuts import CUT_NAMES
+from .models import DEFAULT_MODEL
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ecmh", description="Power-distribution sampling with Entropy-Cut MH.")
+    parser.add_argument("--version", action="version", version=f"ecmh {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    gen = commands.add_parser("generate", help="answer one prompt")
+    gen.add_argument("prompt")
+    gen.add_argument("--model", default=DEFAULT_MODEL, help="embedded name, hub id or local path (default: %(default)s)")
+    gen.add_argument("--alpha", type=float, default=4.0, help="power of p^alpha (default: %(default)s)")
+    gen.add_argument("--mcmc-steps", type=int, default=10, help="MH steps per block (default: %(default)s)")
+    gen.add_argument("--block-size", type=int, default=None, help="tokens per block (default: max-new-tokens // 16)")
+    gen.add_argument("--max-new-tokens", type=int, default=128, help="length cap (default: %(default)s)")
+    gen.add_argument("--cut", choices=CUT_NAMES, default="entropy", help="cut distribution (default: %(default)s)")
+    gen.add_argument("--cut-power", type=float, default=4.0, help="entropy-jump exponent (default: %(default)s)")
+    gen.add_argument("--seed", type=int, default=None, help="makes the answer reproducible")
+    gen.add_argument("--dtype", default=None, help="weights dtype, e.g. bfloat16 (default: the checkpoint's)")
+    gen.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    gen.add_argument("--no-chat", action="store_true", help="do not apply the model's chat template")
+    gen.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    return parser
+
+
+def _encode(tokenizer, prompt: str, chat: bool):
+    if chat and tokenizer.chat_template:
+        messages = [{"role": "user", "content": prompt}]
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return tokenizer(text, return_tensors="pt", add_special_tokens=False)
+    return tokenizer(prompt, return_tensors="pt")
+
+
+def generate_command(args) -> int:
+    import ecmh
+    from tqdm.auto import tqdm
+
+    model, tokenizer = ecmh.load_model(args.model, dtype=args.dtype, device=args.device)
+    inputs = _encode(tokenizer, args.prompt, chat=not args.no_chat)
+    block_size = args.block_size or max(1, args.max_new_tokens // 16)
+    blocks = -(-args.max_new_tokens // block_size)
+    progress = tqdm(total=blocks * (args.mcmc_steps + 1), desc="ECMH", unit="step", file=sys.stderr, leave=False)
+    start = time.perf_counter()
+    try:
+        out = ecmh.generate(
+            model, inputs.input_ids, attention_mask=inputs.attention_mask, alpha=args.alpha,
+            mcmc_steps=args.mcmc_steps, block_size=args.block_size, max_new_tokens=args.max_new_tokens,
+            cut=args.cut, cut_power=args.cut_power, seed=args.seed, return_dict_in_generate=True,
+            on_step=lambda block, step, info: progress.update(1),
+        )
+    except (ValueError, TypeError) as error:
+        progress.close()
+        print(f"ecmh: error: {error}", file=sys.stderr)
+        return 2
+    seconds = time.perf_counter() - start
+    progress.close()
+    answer = tokenizer.decode(out.sequences[0, inputs.input_ids.shape[1]:], skip_special_tokens=True).strip()
+    stats = {name: value[0].item() for name, value in out.stats._asdict().items()}
+    if args.json:
+        print(json.dumps({"model": args.model, "prompt": args.prompt, "answer": answer, "seconds": seconds, **stats}))
+    else:
+        print(answer)
+        print(
+            f"[ecmh] acceptance {stats['acceptance_rate']:.2f} ({stats['accepted']}/{stats['proposals']}), "
+            f"{stats['tokens_decoded']} tokens decoded, {seconds:.1f} s"
+        )
+    return 0
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    return generate_command(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

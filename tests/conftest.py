@@ -1,0 +1,62 @@
+"""Tiny randomly initialised transformers models, small enough to enumerate every continuation."""
+
+import itertools
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+EOS = 2
+PAD = 3  # an ordinary token too: continuations are read up to their first EOS
+
+
+def tiny_model(vocab_size: int = 4, sharpness: float = 3.0, seed: int = 0) -> LlamaForCausalLM:
+    """A 2-layer Llama whose output head is scaled up so next-token distributions are peaked and varied."""
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=vocab_size, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64,
+        bos_token_id=0, eos_token_id=EOS, pad_token_id=PAD, tie_word_embeddings=False,
+    )
+    model = LlamaForCausalLM(config).eval()
+    with torch.no_grad():
+        model.lm_head.weight.mul_(sharpness)
+    return model
+
+
+@pytest.fixture(scope="session")
+def model():
+    return tiny_model()
+
+
+def continuations(vocab: list[int], max_len: int, eos: int | None) -> list[tuple[int, ...]]:
+    """Every complete continuation: ends in `eos` (length <= max_len) or has length max_len."""
+    out = []
+    for n in range(1, max_len + 1):
+        for seq in itertools.product(vocab, repeat=n):
+            if eos is not None and eos in seq[:-1]:
+                continue
+            if n == max_len or (eos is not None and seq[-1] == eos):
+                out.append(seq)
+    return out
+
+
+@torch.no_grad()
+def exact_log_probs(model, prompt: list[int], seqs: list[tuple[int, ...]], alpha: float):
+    """Per sequence: log p(y | prompt) and log q(y | prompt) for the token-wise tempered proposal."""
+    log_p, log_q = [], []
+    for seq in seqs:
+        ids = torch.tensor([prompt + list(seq)])
+        logp_all = torch.log_softmax(model(ids).logits[0, len(prompt) - 1 : -1].float(), -1)
+        logq_all = torch.log_softmax(alpha * logp_all, -1)
+        index = torch.tensor(seq)[:, None]
+        log_p.append(logp_all.gather(1, index).sum().item())
+        log_q.append(logq_all.gather(1, index).sum().item())
+    return torch.tensor(log_p, dtype=torch.float64), torch.tensor(log_q, dtype=torch.float64)
+
+
+def read_continuation(row: list[int], eos: int | None) -> tuple[int, ...]:
+    """A returned continuation up to and including its first EOS (the rest is padding)."""
+    if eos is not None and eos in row:
+        row = row[: row.index(eos) + 1]
+    return tuple(row)

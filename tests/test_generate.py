@@ -1,0 +1,135 @@
+"""The `ecmh.generate` contract: KV reuse, outputs, reproducibility, the custom_generate path."""
+
+import pytest
+import torch
+
+import ecmh
+
+from conftest import EOS, PAD, tiny_model
+
+PROMPTS = torch.tensor([[PAD, PAD, 0, 1, 3], [0, 2, 1, 1, 0]])  # left-padded batch
+MASK = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+SETTINGS = dict(alpha=2.0, mcmc_steps=3, max_new_tokens=12, block_size=4, num_return_sequences=3, seed=7)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model(vocab_size=6, sharpness=12.0, seed=3)
+
+
+def _run(model, **overrides):
+    kwargs = {**SETTINGS, "attention_mask": MASK, "return_dict_in_generate": True, **overrides}
+    return ecmh.generate(model, PROMPTS, **kwargs)
+
+
+class ForwardCounter:
+    def __init__(self, model):
+        self.shapes = []
+        self.handle = model.register_forward_hook(self.hook, with_kwargs=True)
+
+    def hook(self, module, args, kwargs, output):
+        self.shapes.append(tuple(kwargs["input_ids"].shape))
+
+    @property
+    def positions(self):
+        return sum(rows * width for rows, width in self.shapes)
+
+
+def test_tokens_forwarded_matches_a_forward_hook_and_no_prefix_is_reencoded(model):
+    counter = ForwardCounter(model)
+    try:
+        out = _run(model)
+    finally:
+        counter.handle.remove()
+    rows = PROMPTS.shape[0] * SETTINGS["num_return_sequences"]
+    assert counter.shapes[0] == (rows, PROMPTS.shape[1])  # one prefill for the whole batch
+    assert all(width == 1 for _, width in counter.shapes[1:])  # afterwards only single new tokens
+    assert counter.positions == out.stats.tokens_forwarded.sum().item()
+    decoded_and_padding = out.stats.tokens_forwarded - PROMPTS.shape[1]
+    assert (decoded_and_padding >= out.stats.tokens_decoded).all()
+
+
+@torch.no_grad()
+def test_stats_log_p_matches_a_fresh_forward_through_blocks_and_cache_edits(model):
+    out = _run(model, max_new_tokens=16, block_size=3)
+    prompts = PROMPTS.repeat_interleave(SETTINGS["num_return_sequences"], 0)
+    masks = MASK.repeat_interleave(SETTINGS["num_return_sequences"], 0)
+    for row, (prompt, mask, sequence) in enumerate(zip(prompts, masks, out.sequences)):
+        continuation = sequence[prompts.shape[1]:].tolist()
+        if EOS in continuation:
+            continuation = continuation[: continuation.index(EOS) + 1]
+        ids = torch.cat([prompt[mask.bool()], torch.tensor(continuation)])[None]
+        log_p = torch.log_softmax(model(ids).logits[0, -len(continuation) - 1 : -1].float(), -1)
+        expected = log_p.gather(1, torch.tensor(continuation)[:, None]).sum().item()
+        assert out.stats.log_p[row].item() == pytest.approx(expected, abs=1e-4)
+
+
+def test_same_seed_same_output_and_other_seed_differs(model):
+    first, second = _run(model), _run(model)
+    assert torch.equal(first.sequences, second.sequences)
+    assert all(torch.equal(a, b) for a, b in zip(first.stats, second.stats) if a.dtype != torch.float32)
+    assert not torch.equal(first.sequences, _run(model, seed=8).sequences)
+
+
+def test_custom_generate_path_returns_what_the_direct_call_does(model):
+    direct = _run(model, top_p=0.9)
+    through = model.generate(
+        PROMPTS, attention_mask=MASK, custom_generate=ecmh.generate, return_dict_in_generate=True,
+        do_sample=True, top_p=0.9, **SETTINGS,
+    )
+    assert torch.equal(direct.sequences, through.sequences)
+    assert torch.equal(direct.stats.log_p, through.stats.log_p)
+    plain = model.generate(PROMPTS, attention_mask=MASK, custom_generate=ecmh.generate, max_new_tokens=5, seed=1)
+    assert torch.equal(plain, ecmh.generate(model, PROMPTS, attention_mask=MASK, max_new_tokens=5, seed=1))
+
+
+def test_output_shape_padding_and_stats(model):
+    out = _run(model)
+    rows = PROMPTS.shape[0] * SETTINGS["num_return_sequences"]
+    assert out.sequences.shape[0] == rows
+    assert torch.equal(out.sequences[:, : PROMPTS.shape[1]], PROMPTS.repeat_interleave(3, 0))
+    for sequence in out.sequences[:, PROMPTS.shape[1]:].tolist():
+        if EOS in sequence:
+            assert all(token == PAD for token in sequence[sequence.index(EOS) + 1 :])
+    stats = out.stats
+    assert all(value.shape == (rows,) for value in stats)
+    assert torch.allclose(stats.acceptance_rate, stats.accepted / stats.proposals)
+    assert (stats.proposals >= SETTINGS["mcmc_steps"]).all()
+    assert isinstance(ecmh.generate(model, PROMPTS, attention_mask=MASK, max_new_tokens=4), torch.Tensor)
+
+
+def test_eos_none_never_stops_early(model):
+    out = _run(model, eos_token_id=None, max_new_tokens=9, block_size=3)
+    assert out.sequences.shape[1] == PROMPTS.shape[1] + 9
+    assert (out.stats.proposals == 3 * SETTINGS["mcmc_steps"]).all()  # all three blocks ran for every row
+
+
+def test_top_k_one_is_greedy_decoding(model):
+    ours = ecmh.generate(model, PROMPTS, attention_mask=MASK, top_k=1, max_new_tokens=8, eos_token_id=None, seed=0)
+    greedy = model.generate(PROMPTS, attention_mask=MASK, do_sample=False, max_new_tokens=8, eos_token_id=None,
+                            min_new_tokens=8, pad_token_id=PAD)
+    assert torch.equal(ours, greedy)
+
+
+def test_no_top_k_by_default_on_either_path():
+    wide = tiny_model(vocab_size=64, sharpness=1.0, seed=0)  # near-uniform over 64 tokens
+    ids = torch.zeros(1, 1, dtype=torch.long)
+    for out in (
+        ecmh.generate(wide, ids, max_new_tokens=2, mcmc_steps=0, alpha=1.0, num_return_sequences=400, seed=0),
+        wide.generate(ids, custom_generate=ecmh.generate, do_sample=True, max_new_tokens=2, mcmc_steps=0, alpha=1.0,
+                      num_return_sequences=400, seed=0),
+    ):
+        # 400 near-uniform draws over 64 tokens hit nearly all of them; top_k=50 would cap this at 50
+        assert out[:, 1].unique().numel() > 50
+
+
+def test_default_block_size_is_a_sixteenth(model):
+    out = _run(model, block_size=None, max_new_tokens=32, eos_token_id=None, mcmc_steps=1)
+    assert (out.stats.proposals == 16).all()  # 32 // 16 = 2 tokens per block, 16 blocks, 1 step each
+
+
+def test_step_callback_sees_every_block_and_step(model):
+    calls = []
+    _run(model, eos_token_id=None, on_step=lambda block, step, info: calls.append((block, step, info is None)))
+    assert calls[:4] == [(0, 0, True), (0, 1, False), (0, 2, False), (0, 3, False)]
+    assert len(calls) == 3 * (SETTINGS["mcmc_steps"] + 1)
