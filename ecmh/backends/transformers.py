@@ -16,6 +16,8 @@ from .. import compat
 from ..kernel import Suffix, splice
 from ..scoring import PowerProposal
 
+_NAN_LOGITS = "The model produced NaN logits; check its weights and dtype (try float32)."
+
 
 class TransformersBackend:
     """Runs ECMH's decoding on a transformers causal LM.
@@ -67,6 +69,8 @@ class TransformersBackend:
         self.prompt_length = self.prompt_mask.sum(1)
         positions = (self.prompt_mask.cumsum(1) - 1).clamp_min(0)
         logits, hidden = self._forward(input_ids, self.prompt_mask, positions)
+        if torch.isnan(logits).any():
+            raise ValueError(_NAN_LOGITS)
         recomputed = self.head(hidden).float()
         if not torch.allclose(recomputed, logits.float(), rtol=1e-3, atol=1e-3):
             raise ValueError(
@@ -104,7 +108,7 @@ class TransformersBackend:
             self._proposal_hidden.append(hidden)
             all_done, bad_logits = torch.stack([done.all(), torch.isnan(logits).any()]).tolist()
             if bad_logits:
-                raise ValueError("The model produced NaN logits; check its weights and dtype (try float32).")
+                raise ValueError(_NAN_LOGITS)
             if all_done:
                 break
         token, log_p, log_z, entropy = (torch.stack(column, dim=1) for column in zip(*draws))

@@ -1,0 +1,28 @@
+"""`ecmh generate` end to end on the embedded SmolLM2-135M-Instruct (offline)."""
+
+import json
+import subprocess
+import sys
+
+
+def _ecmh(*args):
+    return subprocess.run([sys.executable, "-m", "ecmh.cli", *args], capture_output=True, text=True, timeout=600)
+
+
+def test_generate_json_on_the_embedded_model():
+    result = _ecmh("generate", "What is 2 + 2?", "--max-new-tokens", "8", "--mcmc-steps", "1", "--seed", "0", "--json")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["model"] == "smollm2-135m-instruct"
+    assert record["tokens_decoded"] >= 1 and record["proposals"] >= 1
+    assert set(record) >= {"answer", "acceptance_rate", "tokens_forwarded", "log_p", "seconds"}
+    again = _ecmh("generate", "What is 2 + 2?", "--max-new-tokens", "8", "--mcmc-steps", "1", "--seed", "0", "--json")
+    assert json.loads(again.stdout)["answer"] == record["answer"]
+
+
+def test_text_output_has_a_summary_line_and_bad_input_exits_2():
+    result = _ecmh("generate", "Hi", "--max-new-tokens", "4", "--mcmc-steps", "1", "--seed", "1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1].startswith("[ecmh] acceptance")
+    bad = _ecmh("generate", "Hi", "--alpha", "0.5", "--max-new-tokens", "4")
+    assert bad.returncode == 2 and "alpha" in bad.stderr

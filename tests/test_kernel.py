@@ -1,0 +1,94 @@
+"""The backend-agnostic kernel: splicing, cut distributions, and no host sync in an MH step."""
+
+import pytest
+import torch
+
+from ecmh import kernel
+from ecmh.cuts import EntropyCut, RestartCut, UniformCut, resolve_cut
+from ecmh.scoring import PowerProposal
+
+
+def test_splice_keeps_prefix_and_takes_suffix():
+    kept = torch.arange(10).view(2, 5)
+    new = torch.tensor([[100, 101], [200, 201]])
+    out = kernel.splice(kept, new, torch.tensor([1, 4]), size=5)
+    assert out.tolist() == [[0, 100, 101, 3, 4], [5, 6, 7, 8, 200]]
+    unchanged = kernel.splice(kept, new, torch.tensor([5, 5]), size=5)
+    assert torch.equal(unchanged, kept)
+    grown = kernel.splice(kept[:, :2], new, torch.tensor([2, 2]), size=4, dim=1)
+    assert grown[:, :4].tolist() == [[0, 1, 100, 101], [5, 6, 200, 201]]
+
+
+def test_cut_distributions():
+    entropy = torch.tensor([[1.0, 0.5, 2.0, 9.0]])
+    length = torch.tensor([3])
+    probs = kernel.cut_log_probs(EntropyCut(1.0), entropy, length).exp()
+    assert torch.allclose(probs, torch.tensor([[0.4, 0.0, 0.6, 0.0]]))  # jumps 1, -0.5, 1.5; position 3 is past the end
+    assert torch.allclose(kernel.cut_log_probs(UniformCut(), entropy, length).exp(), torch.tensor([[1 / 3] * 3 + [0.0]]))
+    assert torch.allclose(kernel.cut_log_probs(RestartCut(), entropy, length).exp(), torch.tensor([[1.0, 0, 0, 0]]))
+    falling = torch.tensor([[0.0, -1.0, -2.0]])  # no positive jump anywhere: uniform fallback
+    assert torch.allclose(kernel.cut_log_probs(EntropyCut(), falling, torch.tensor([3])).exp(), torch.full((1, 3), 1 / 3))
+
+
+def test_custom_cut_objects_are_accepted_and_checked():
+    class Last:
+        def log_weights(self, entropy, length):
+            return torch.where(torch.arange(entropy.shape[1]) == length[:, None] - 1, 0.0, float("-inf"))
+
+    cut = resolve_cut(Last())
+    assert kernel.cut_log_probs(cut, torch.zeros(1, 4), torch.tensor([2])).exp().tolist() == [[0, 1, 0, 0]]
+    with pytest.raises(TypeError, match="log_weights"):
+        resolve_cut(object())
+
+
+def test_power_proposal_scores_are_consistent():
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]])
+    draw = PowerProposal(alpha=3.0)(logits, torch.Generator().manual_seed(0))
+    log_p = torch.log_softmax(logits, -1)[0]
+    assert draw.log_p.item() == pytest.approx(log_p[draw.token].item())
+    assert draw.log_z.item() == pytest.approx(torch.logsumexp(3 * log_p, 0).item())
+    assert draw.entropy.item() == pytest.approx(-(log_p.exp() * log_p).sum().item())
+    truncated = PowerProposal(alpha=1.0, top_k=2).log_probs(logits)
+    assert torch.isneginf(truncated[0, 2:]).all() and truncated.exp().sum().item() == pytest.approx(1.0)
+    nucleus = PowerProposal(alpha=1.0, top_p=0.5).log_probs(logits)  # p = .64, .24, ...: the first token alone
+    assert nucleus.exp()[0, 0].item() == pytest.approx(1.0)
+
+
+class FakeBackend:
+    """Decodes fixed-length random suffixes; lets the test run mh_step without a model."""
+
+    def __init__(self, vocab=5):
+        self.vocab = vocab
+
+    def decode(self, start, cap, generator):
+        rows, width = start.shape[0], cap
+        floats = torch.rand(rows, width, generator=generator)
+        tokens = torch.randint(self.vocab, (rows, width), generator=generator)
+        return kernel.Suffix(tokens, -floats, floats, floats, cap - start, cap - start)
+
+    def commit(self, accepted, start, cap):
+        pass
+
+    def select_rows(self, rows):
+        pass
+
+
+def test_mh_step_makes_no_host_sync(monkeypatch):
+    rng = torch.Generator().manual_seed(0)
+    backend, cut = FakeBackend(), EntropyCut()
+    state = kernel.init(6, 8, torch.zeros(6, dtype=torch.long))
+    state = kernel.extend(rng, state, backend, cut, cap=8)
+    cut_at = kernel.propose_cut(rng, state)
+    suffix = backend.decode(cut_at, 8, rng)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("host sync inside an MH step")
+
+    for name in ("item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__", "__index__", "nonzero"):
+        monkeypatch.setattr(torch.Tensor, name, refuse)
+    new_cut = kernel.propose_cut(rng, state)
+    proposed = kernel.candidate(state, suffix, cut_at, cut)
+    new_state, info = kernel.accept_reject(rng, state, proposed, cut_at)
+    monkeypatch.undo()
+    assert new_cut.shape == (6,) and info.accepted.shape == (6,)
+    assert (new_state.proposals == 1).all()
