@@ -65,7 +65,8 @@ def generate_command(args) -> int:
     answer = tokenizer.decode(out.sequences[0, inputs.input_ids.shape[1]:], skip_special_tokens=True).strip()
     stats = {name: value[0].item() for name, value in out.stats._asdict().items()}
     if args.json:
-        print(json.dumps({"model": args.model, "prompt": args.prompt, "answer": answer, "seconds": seconds, **stats}))
+        record = {"model": args.model, "prompt": args.prompt, "prompt_tokens": inputs.input_ids.shape[1], "answer": answer}
+        print(json.dumps({**record, "seconds": seconds, **stats}))
     else:
         print(answer)
         print(
