@@ -120,7 +120,7 @@ def resolve(model, generation_config, kwargs: dict, prompt_width: int, prepared:
         eos_token_ids=tuple(int(t) for t in eos_ids),
         pad_token_id=int(pad),
         num_return_sequences=num_return_sequences,
-        top_k=set_by_caller("top_k"),
+        top_k=set_by_caller("top_k") or None,  # 0 disables top-k, as in transformers
         top_p=set_by_caller("top_p"),
         return_dict_in_generate=bool(config.return_dict_in_generate),
     )
