@@ -1,0 +1,1 @@
+"""Benchmarks for ecmh: speed (`python -m benchmarks.speed`)."""
