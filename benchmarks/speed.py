@@ -7,6 +7,8 @@ For each batch size (rows = prompts x chains) it measures, interleaved and as th
     while others in the batch still decode);
   - per-token cost: ECMH seconds per decoded token / `model.generate` seconds per generated token
     (sampling at temperature 1/alpha, no top-k, same model, dtype and rows);
+  - KV-reuse speed-up: wall time of the same sampler, same seed, with the kept prefix re-encoded
+    for every proposal (as the reference code does) / ECMH's wall time;
   - decoded tokens per second, and peak memory (CUDA allocator peak, or process peak RSS on CPU);
   - with `--profile`, the share of ECMH's time spent inside the model's forward.
 Prints a table of ratios and writes JSON (`--out`). Machines are shared and noisy: read the ratios.
@@ -87,18 +89,21 @@ def measure(model, tokenizer, rows: int, args) -> dict:
     batch = encode(tokenizer, prompts(rows))
     ids, mask = batch.input_ids.to(model.device), batch.attention_mask.to(model.device)
     common = dict(attention_mask=mask, max_new_tokens=args.max_new_tokens)
-    ecmh_times, plain_times, forward_share = [], [], []
+    ecmh_times, plain_times, forward_share, reuse_speedup = [], [], [], []
     for repeat in range(args.repeats):
+        sampler = dict(alpha=args.alpha, mcmc_steps=args.mcmc_steps, block_size=args.block_size, seed=repeat,
+                       return_dict_in_generate=True, **common)
         timer = ForwardTimer(model) if args.profile else None
-        out, seconds = timed(lambda: ecmh.generate(
-            model, ids, alpha=args.alpha, mcmc_steps=args.mcmc_steps, block_size=args.block_size,
-            seed=repeat, return_dict_in_generate=True, **common))
+        out, seconds = timed(lambda: ecmh.generate(model, ids, **sampler))
         if timer is not None:
             timer.remove()
             forward_share.append(timer.seconds / seconds)
         decoded = out.stats.tokens_decoded.sum().item()
         forwarded = out.stats.tokens_forwarded.sum().item()
         ecmh_times.append(seconds / decoded)
+        if not args.skip_reencode:
+            _, reencode_seconds = timed(lambda: ecmh.generate(model, ids, _reencode_prefix=True, **sampler))
+            reuse_speedup.append(reencode_seconds / seconds)
         plain, plain_seconds = timed(lambda: model.generate(
             ids, do_sample=True, temperature=1 / args.alpha, top_k=0, pad_token_id=tokenizer.pad_token_id, **common))
         generated = (plain[:, ids.shape[1]:] != tokenizer.pad_token_id).sum().item()
@@ -116,6 +121,8 @@ def measure(model, tokenizer, rows: int, args) -> dict:
     }
     result["cost_vs_generate"] = result["ecmh_s_per_token"] / result["generate_s_per_token"]
     result["decoded_tokens_per_s"] = 1 / result["ecmh_s_per_token"]
+    if reuse_speedup:
+        result["kv_reuse_speedup"] = statistics.median(reuse_speedup)
     if forward_share:
         result["forward_share"] = statistics.median(forward_share)
     return result
@@ -132,17 +139,19 @@ def main(argv=None):
     parser.add_argument("--alpha", type=float, default=4.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="report the share of time inside model.forward")
+    parser.add_argument("--skip-reencode", action="store_true", help="skip the re-encoding baseline (slow)")
     parser.add_argument("--out", default="benchmarks/results/speed.json")
     args = parser.parse_args(argv)
 
     model, tokenizer = ecmh.load_model(args.model, dtype=args.dtype)
     results = []
-    header = f"{'rows':>5} {'fwd/useful':>10} {'cost/gen':>9} {'tok/s':>8} {'accept':>7} {'peak MB':>8}"
+    header = f"{'rows':>5} {'fwd/useful':>10} {'cost/gen':>9} {'reuse x':>8} {'tok/s':>8} {'accept':>7} {'peak MB':>8}"
     print(header + ("  fwd share" if args.profile else ""))
     for rows in [int(r) for r in args.rows.split(",")]:
         r = measure(model, tokenizer, rows, args)
         results.append(r)
         line = (f"{rows:>5} {r['forward_with_padding']:>10.3f} {r['cost_vs_generate']:>9.2f} "
+                f"{r.get('kv_reuse_speedup', float('nan')):>8.2f} "
                 f"{r['decoded_tokens_per_s']:>8.1f} {r['acceptance_rate']:>7.2f} {r['peak_memory_mb']:>8.0f}")
         print(line + (f"  {r['forward_share']:>9.2f}" if args.profile else ""), flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -143,3 +143,11 @@ def test_step_callback_sees_every_block_and_step(model):
     _run(model, eos_token_id=None, on_step=lambda block, step, info: calls.append((block, step, info is None)))
     assert calls[:4] == [(0, 0, True), (0, 1, False), (0, 2, False), (0, 3, False)]
     assert len(calls) == 3 * (SETTINGS["mcmc_steps"] + 1)
+
+
+def test_reencode_baseline_gives_the_same_samples_at_a_higher_forward_count(model):
+    cached = _run(model)
+    reencoded = _run(model, _reencode_prefix=True)
+    assert torch.equal(cached.sequences, reencoded.sequences)
+    assert torch.allclose(cached.stats.log_p, reencoded.stats.log_p, atol=1e-4)
+    assert (reencoded.stats.tokens_forwarded > cached.stats.tokens_forwarded).all()

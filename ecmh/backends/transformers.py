@@ -27,10 +27,14 @@ class TransformersBackend:
         proposal: the tempered proposal that samples and scores each token.
         eos_token_ids: tokens that end an answer (empty: answers run to the cap).
         pad_token_id: token fed for rows that have finished their proposal.
+        reencode_prefix: benchmark baseline only: run prompt and kept prefix through the model
+            again for every proposal, as the reference implementations do (same samples, slower).
     """
 
-    def __init__(self, model, proposal: PowerProposal, eos_token_ids: tuple, pad_token_id: int):
+    def __init__(self, model, proposal: PowerProposal, eos_token_ids: tuple, pad_token_id: int,
+                 reencode_prefix: bool = False):
         self.model = model
+        self.reencode_prefix = reencode_prefix
         self.proposal = proposal
         self.pad_token_id = pad_token_id
         self.device = model.device
@@ -65,6 +69,8 @@ class TransformersBackend:
     def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
         """Encode the left-padded prompts once; returns the positions forwarded per row."""
         rows, width = input_ids.shape
+        self.prompt_ids = input_ids
+        self.tokens = input_ids.new_zeros(rows, max_new_tokens)
         self.prompt_mask = attention_mask.long()
         self.prompt_length = self.prompt_mask.sum(1)
         positions = (self.prompt_mask.cumsum(1) - 1).clamp_min(0)
@@ -83,17 +89,33 @@ class TransformersBackend:
         self.answer_width = 0
         return torch.full((rows,), width, dtype=torch.long, device=self.device)
 
+    def _kept_prefix_from_cache(self, start: torch.Tensor):
+        """Attention mask over the cache (kept answer positions only) and the first token's logits."""
+        rows = start.shape[0]
+        kept = torch.arange(self.answer_width, device=self.device)[None, :] < start[:, None]
+        start_hidden = self.hidden.gather(1, start.view(rows, 1, 1).expand(-1, 1, self.hidden.shape[2]))[:, 0]
+        return torch.cat([self.prompt_mask, kept.long()], dim=1), self.head(start_hidden), start_hidden
+
+    def _kept_prefix_reencoded(self, start: torch.Tensor):
+        """The baseline: a fresh cache from prompt + kept prefix, left-padded together."""
+        sequence = torch.cat([self.prompt_ids, self.tokens], dim=1)
+        answer = torch.arange(self.tokens.shape[1], device=self.device)[None, :] < start[:, None]
+        valid = torch.cat([self.prompt_mask.bool(), answer], dim=1)
+        order = torch.sort(valid.long(), dim=1, stable=True).indices  # valid tokens to the right, in order
+        width = self.prompt_ids.shape[1] + int(start.max())
+        ids, mask = sequence.gather(1, order)[:, -width:], valid.gather(1, order)[:, -width:].long()
+        self.cache = compat.new_kv_cache(self.model)
+        logits, hidden = self._forward(ids, mask, (mask.cumsum(1) - 1).clamp_min(0))
+        return mask, logits, hidden
+
     def decode(self, start: torch.Tensor, cap: int, generator: torch.Generator) -> Suffix:
         rows = start.shape[0]
-        prompt_width = self.prompt_mask.shape[1]
-        kept = torch.arange(self.answer_width, device=self.device)[None, :] < start[:, None]
-        mask = torch.cat(
-            [self.prompt_mask, kept.long(), torch.ones(rows, cap, dtype=torch.long, device=self.device)], dim=1
-        )
-        width = prompt_width + self.answer_width
+        reencode = self._kept_prefix_reencoded if self.reencode_prefix else self._kept_prefix_from_cache
+        mask, logits, start_hidden = reencode(start)
+        width = mask.shape[1]
+        mask = torch.cat([mask, torch.ones(rows, cap, dtype=torch.long, device=self.device)], dim=1)
+        forwarded = width if self.reencode_prefix else 0
         first_position = self.prompt_length + start
-        start_hidden = self.hidden.gather(1, start.view(rows, 1, 1).expand(-1, 1, self.hidden.shape[2]))[:, 0]
-        logits = self.head(start_hidden)
         self._proposal_hidden = [start_hidden]
         draws, done = [], torch.zeros(rows, dtype=torch.bool, device=self.device)
         length = torch.zeros(rows, dtype=torch.long, device=self.device)
@@ -112,7 +134,8 @@ class TransformersBackend:
             if all_done:
                 break
         token, log_p, log_z, entropy = (torch.stack(column, dim=1) for column in zip(*draws))
-        return Suffix(token, log_p, log_z, entropy, length, torch.full_like(length, len(draws)))
+        self._proposal_tokens = token
+        return Suffix(token, log_p, log_z, entropy, length, torch.full_like(length, forwarded + len(draws)))
 
     def commit(self, accepted: torch.Tensor, start: torch.Tensor, cap: int) -> None:
         prompt_width, answer_width = self.prompt_mask.shape[1], self.answer_width
@@ -123,7 +146,9 @@ class TransformersBackend:
                             taken_from, cap, dim=2)
             return torch.cat([x[:, :, :prompt_width], answer], dim=2)
 
-        compat.map_kv_(self.cache, place)
+        if not self.reencode_prefix:
+            compat.map_kv_(self.cache, place)
+        self.tokens = splice(self.tokens, self._proposal_tokens, taken_from, self.tokens.shape[1])
         size = self.hidden.shape[1]
         proposal_hidden = torch.stack(self._proposal_hidden, dim=1)
         self.hidden = splice(self.hidden, proposal_hidden, torch.where(accepted, start, size), size)
@@ -131,4 +156,5 @@ class TransformersBackend:
 
     def select_rows(self, rows: torch.Tensor) -> None:
         compat.map_kv_(self.cache, lambda x: x[rows])
-        self.prompt_mask, self.prompt_length, self.hidden = self.prompt_mask[rows], self.prompt_length[rows], self.hidden[rows]
+        for name in ("prompt_ids", "prompt_mask", "prompt_length", "hidden", "tokens"):
+            setattr(self, name, getattr(self, name)[rows])
