@@ -54,7 +54,7 @@ def generate_command(args) -> int:
             model, inputs.input_ids, attention_mask=inputs.attention_mask, alpha=args.alpha,
             mcmc_steps=args.mcmc_steps, block_size=args.block_size, max_new_tokens=args.max_new_tokens,
             cut=args.cut, cut_power=args.cut_power, seed=args.seed, return_dict_in_generate=True,
-            on_step=lambda block, step, info: progress.update(1),
+            on_step=lambda info: progress.update(int(info.finished.sum())),
         )
     except (ValueError, TypeError) as error:
         progress.close()

@@ -97,7 +97,8 @@ def generate(
             `log_weights(entropy, length)` (see `ecmh.cuts`).
         cut_power: the exponent of the entropy-jump weights.
         seed: makes the output reproducible (bit for bit on the same machine and batch).
-        on_step: `on_step(block, step, info)` after each block extension and MH step.
+        on_step: `on_step(info)` whenever proposals finish decoding (`ecmh.Info`: per row `finished`,
+            `extension`, `cut`, `accepted`, `log_ratio`, `proposal_length`).
         **kwargs: as for `model.generate`: `attention_mask`, `max_new_tokens`, `eos_token_id`
             (None: never stop early), `pad_token_id`, `num_return_sequences`, `top_k`, `top_p`,
             `return_dict_in_generate`. `top_k`/`top_p` truncate `p` in the proposal, the target and
@@ -140,7 +141,7 @@ def generate(
         rng.manual_seed(seed)
 
     eos = torch.tensor(config.eos_token_ids, dtype=torch.long, device=device)
-    backend = TransformersBackend(model, proposal, config.eos_token_ids, config.pad_token_id, reencode_prefix)
+    backend = TransformersBackend(model, proposal, config.eos_token_ids, reencode_prefix)
     try:
         with torch.inference_mode():
             forwarded = backend.prefill(input_ids, attention_mask, config.max_new_tokens)

@@ -10,7 +10,7 @@ auxiliary-variable MH ratio for a cut at `m` is
 with both sums over each sequence's whole suffix (README, 'How ECMH works').
 """
 
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Optional, Protocol
 
 import torch
 
@@ -32,9 +32,6 @@ class State(NamedTuple):
     tokens_forwarded: torch.Tensor  # [R] long: positions run through the model
 
 
-_ANSWER_FIELDS = ("tokens", "log_p", "log_z", "entropy", "length", "cut_log_prob")
-
-
 class Suffix(NamedTuple):
     """Tokens a backend decoded from per-row start positions; column j is position start + j."""
 
@@ -47,25 +44,41 @@ class Suffix(NamedTuple):
 
 
 class Info(NamedTuple):
-    """What one MH step did, per row."""
+    """What happened to the rows whose proposal finished decoding at this step."""
 
-    cut: torch.Tensor  # [R] long
-    accepted: torch.Tensor  # [R] bool
+    finished: torch.Tensor  # [R] bool: rows whose proposal (extension or MH) finished now
+    extension: torch.Tensor  # [R] bool: ... and it was a block extension, kept without MH
+    cut: torch.Tensor  # [R] long: where the proposal started
+    accepted: torch.Tensor  # [R] bool: the MH proposal was accepted (extensions count as accepted)
     log_ratio: torch.Tensor  # [R] float32: log acceptance ratio (before min(0, .))
     proposal_length: torch.Tensor  # [R] long
 
 
 class Backend(Protocol):
-    """What the kernel needs from a model runtime; it keeps each row's KV cache in step with the State."""
+    """A model runtime that decodes one proposal per row, rows finishing at different times.
 
-    def decode(self, start: torch.Tensor, cap: int, generator: torch.Generator) -> Suffix:
-        """Sample from the proposal from position `start[r]` of each row until EOS or position `cap`."""
+    The sampler starts proposals, steps the backend, settles the proposals that finished and
+    starts the rows' next ones; the backend keeps each row's KV cache in step with the State.
+    """
 
-    def commit(self, accepted: torch.Tensor, start: torch.Tensor, cap: int) -> None:
-        """Make the last decoded suffix part of the rows where `accepted`; drop it elsewhere."""
+    def start(self, rows: torch.Tensor, start: torch.Tensor, cap: torch.Tensor) -> None:
+        """For rows where `rows` is True, begin a proposal from position `start` up to position `cap`."""
+
+    def step(self, generator: torch.Generator) -> Optional[tuple[torch.Tensor, Suffix]]:
+        """Advance decoding; when some proposals finished, return (finished rows, all rows' proposals)."""
+
+    def commit(self, accepted: torch.Tensor, start: torch.Tensor) -> None:
+        """The proposals of rows where `accepted` become their answers from `start` on."""
 
     def select_rows(self, rows: torch.Tensor) -> None:
         """Keep only these rows (a 1-D index tensor)."""
+
+
+def where_rows(mask: torch.Tensor, a, b):
+    """Row-wise choice between two states (or tensors with rows on dim 0)."""
+    if isinstance(a, tuple):
+        return type(a)(*(where_rows(mask, x, y) for x, y in zip(a, b)))
+    return torch.where(mask.view(-1, *[1] * (a.dim() - 1)), a, b)
 
 
 def init(num_rows: int, max_new_tokens: int, tokens_forwarded: torch.Tensor) -> State:
@@ -136,8 +149,8 @@ def _suffix_sum(values: torch.Tensor, start: torch.Tensor, length: torch.Tensor)
     return torch.where(inside, values, torch.zeros_like(values)).sum(1)
 
 
-def accept_reject(rng: torch.Generator, state: State, proposed: State, cut: torch.Tensor) -> tuple[State, Info]:
-    """The MH accept/reject of `proposed` (which shares `y_<cut` with `state`), row by row on the device."""
+def accept_reject(rng: torch.Generator, state: State, proposed: State, cut: torch.Tensor):
+    """The MH decision for `proposed` (which shares `y_<cut` with `state`): (accepted, log_ratio) per row."""
     log_ratio = (
         _suffix_sum(proposed.log_z, cut, proposed.length)
         - _suffix_sum(state.log_z, cut, state.length)
@@ -145,34 +158,31 @@ def accept_reject(rng: torch.Generator, state: State, proposed: State, cut: torc
         - state.cut_log_prob.gather(1, cut[:, None]).squeeze(1)
     )
     uniform = torch.rand(log_ratio.shape, generator=rng, device=log_ratio.device)
-    accepted = torch.log(uniform) < log_ratio
-    chosen = {
-        name: torch.where(accepted.view(-1, *[1] * (kept.dim() - 1)), getattr(proposed, name), kept)
-        for name, kept in state._asdict().items()
-        if name in _ANSWER_FIELDS
-    }
-    new_state = state._replace(
-        **chosen,
-        proposals=state.proposals + 1,
-        accepted=state.accepted + accepted.long(),
+    return torch.log(uniform) < log_ratio, log_ratio
+
+
+def transition(
+    rng: torch.Generator,
+    state: State,
+    suffix: Suffix,
+    start: torch.Tensor,
+    cut: CutDistribution,
+    finished: torch.Tensor,
+    extension: torch.Tensor,
+) -> tuple[State, Info]:
+    """Settle the proposals that finished: extensions are kept, MH proposals accepted or rejected.
+
+    Rows outside `finished` are left as they are. Tensor code only: no host synchronisation.
+    """
+    proposed = candidate(state, suffix, start, cut)
+    accepted, log_ratio = accept_reject(rng, state, proposed, start)
+    accepted = accepted | extension
+    is_mh = finished & ~extension
+    settled = where_rows(accepted, proposed, state)._replace(
+        proposals=state.proposals + is_mh.long(),
+        accepted=state.accepted + (is_mh & accepted).long(),
         tokens_decoded=proposed.tokens_decoded,
         tokens_forwarded=proposed.tokens_forwarded,
     )
-    return new_state, Info(cut, accepted, log_ratio, proposed.length - cut)
-
-
-def extend(rng: torch.Generator, state: State, backend: Backend, cut: CutDistribution, cap: int) -> State:
-    """Grow every row from its current end by proposal draws up to position `cap` (no MH)."""
-    start = state.length
-    suffix = backend.decode(start, cap, rng)
-    backend.commit(torch.ones_like(start, dtype=torch.bool), start, cap)
-    return candidate(state, suffix, start, cut)
-
-
-def mh_step(rng: torch.Generator, state: State, backend: Backend, cut: CutDistribution, cap: int) -> tuple[State, Info]:
-    """One ECMH step for all rows: draw cuts, decode proposals to `cap`, accept or reject."""
-    cut_at = propose_cut(rng, state)
-    suffix = backend.decode(cut_at, cap, rng)
-    new_state, info = accept_reject(rng, state, candidate(state, suffix, cut_at, cut), cut_at)
-    backend.commit(info.accepted, cut_at, cap)
-    return new_state, info
+    new_state = where_rows(finished, settled, state)
+    return new_state, Info(finished, extension, start, accepted, log_ratio, suffix.length)

@@ -1,18 +1,30 @@
-"""The block-wise schedule (Karan & Du, Algorithm 1) on top of the ECMH kernel.
+"""The block-wise schedule (Karan & Du, Algorithm 1), run row by row on top of the ECMH kernel.
 
-For block k with cap `T_k = min(k * B, T)`: extend each row by up to B proposal tokens, then run
-N MH steps over answers of length `<= T_k`. A row whose answer ends in EOS after a block is
-finished; it leaves the batch so the remaining rows run without it.
+Each row follows its own schedule: for block k with cap `T_k = min(k * B, T)`, extend the
+answer by up to B proposal tokens, then make N MH proposals over answers of length `<= T_k`;
+after a block whose MH steps leave the answer ending in EOS (or after the last block) the row
+is done. Rows do not wait for each other: when a row's proposal finishes it is settled and the
+row's next proposal starts at the next decoding step, so rows with short proposals never sit
+in the batch as padding while others decode long ones; finished rows leave the batch.
 """
 
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 import torch
 
 from . import kernel
 from .cuts import CutDistribution
 
-StepCallback = Callable[[int, int, Optional[kernel.Info]], None]
+StepCallback = Callable[[kernel.Info], None]
+
+
+class Schedule(NamedTuple):
+    """Where each row is in its schedule."""
+
+    block: torch.Tensor  # [R] long: 0-based block index
+    step: torch.Tensor  # [R] long: 0 while extending, i while the i-th MH proposal decodes
+    start: torch.Tensor  # [R] long: where the proposal in flight starts
+    cap: torch.Tensor  # [R] long: the block's length cap
 
 
 def ends_in(state: kernel.State, token_ids: torch.Tensor) -> torch.Tensor:
@@ -21,8 +33,20 @@ def ends_in(state: kernel.State, token_ids: torch.Tensor) -> torch.Tensor:
     return (state.length > 0) & torch.isin(last, token_ids)
 
 
-def block_caps(max_new_tokens: int, block_size: int) -> list[int]:
-    return [min(cap, max_new_tokens) for cap in range(block_size, max_new_tokens + block_size, block_size)]
+def advance(
+    rng: torch.Generator, schedule: Schedule, state: kernel.State, finished: torch.Tensor,
+    *, block_size: int, mcmc_steps: int, eos_token_ids: torch.Tensor,
+) -> tuple[Schedule, torch.Tensor]:
+    """The next proposal of each row whose proposal finished, and which rows are done."""
+    max_new_tokens = state.tokens.shape[1]
+    step = schedule.step + finished.long()
+    block_over = finished & (step > mcmc_steps)
+    done = block_over & (ends_in(state, eos_token_ids) | (schedule.cap >= max_new_tokens))
+    block = schedule.block + block_over.long()
+    step = torch.where(block_over, 0, step)
+    cap = torch.clamp((block + 1) * block_size, max=max_new_tokens)
+    next_start = torch.where(step == 0, state.length, kernel.propose_cut(rng, state))
+    return Schedule(block, step, torch.where(finished, next_start, schedule.start), cap), done
 
 
 def run(
@@ -36,30 +60,33 @@ def run(
     eos_token_ids: torch.Tensor,
     on_step: Optional[StepCallback] = None,
 ) -> kernel.State:
-    """Run the whole schedule from empty answers; returns the final state of every row.
+    """Run every row's schedule from an empty answer; returns the final state of every row.
 
-    `on_step(block, step, info)` is called after each block extension (`step == 0`, `info None`)
-    and each MH step (`step >= 1`); the rows in `info` are those still running.
+    `on_step(info)` is called whenever proposals finish; `info` covers the rows still running.
     """
-    result = state
     rows = torch.arange(state.length.shape[0], device=state.length.device)
-    caps = block_caps(state.tokens.shape[1], block_size)
-    for block, cap in enumerate(caps):
-        state = kernel.extend(rng, state, backend, cut, cap)
+    zeros = torch.zeros_like(rows)
+    schedule = Schedule(zeros, zeros, zeros, torch.full_like(rows, min(block_size, state.tokens.shape[1])))
+    backend.start(torch.ones_like(rows, dtype=torch.bool), schedule.start, schedule.cap)
+    result = state
+    while True:
+        decoded = backend.step(rng)
+        if decoded is None:
+            continue
+        finished, suffix = decoded
+        state, info = kernel.transition(rng, state, suffix, schedule.start, cut, finished, schedule.step == 0)
+        backend.commit(finished & info.accepted, schedule.start)
         if on_step is not None:
-            on_step(block, 0, None)
-        for step in range(1, mcmc_steps + 1):
-            state, info = kernel.mh_step(rng, state, backend, cut, cap)
-            if on_step is not None:
-                on_step(block, step, info)
-        running = ~ends_in(state, eos_token_ids) if cap < caps[-1] else torch.zeros_like(rows, dtype=torch.bool)
-        finished = (~running).nonzero().squeeze(1)
-        result = kernel.State(*(r.index_copy(0, rows[finished], s[finished]) for r, s in zip(result, state)))
-        keep = running.nonzero().squeeze(1)
-        if keep.numel() == 0:
-            break
-        if keep.numel() < rows.numel():
-            state = kernel.State(*(s[keep] for s in state))
-            backend.select_rows(keep)
-            rows = rows[keep]
-    return result
+            on_step(info)
+        schedule, done = advance(rng, schedule, state, finished, block_size=block_size, mcmc_steps=mcmc_steps,
+                                 eos_token_ids=eos_token_ids)
+        backend.start(finished & ~done, schedule.start, schedule.cap)
+        if not done.any():
+            continue
+        leaving = done.nonzero().squeeze(1)
+        result = kernel.State(*(r.index_copy(0, rows[leaving], s[leaving]) for r, s in zip(result, state)))
+        staying = (~done).nonzero().squeeze(1)
+        if staying.numel() == 0:
+            return result
+        state, schedule, rows = kernel.State(*(s[staying] for s in state)), Schedule(*(s[staying] for s in schedule)), rows[staying]
+        backend.select_rows(staying)

@@ -138,11 +138,14 @@ def test_default_block_size_is_a_sixteenth(model):
     assert (out.stats.proposals == 16).all()  # 32 // 16 = 2 tokens per block, 16 blocks, 1 step each
 
 
-def test_step_callback_sees_every_block_and_step(model):
-    calls = []
-    _run(model, eos_token_id=None, on_step=lambda block, step, info: calls.append((block, step, info is None)))
-    assert calls[:4] == [(0, 0, True), (0, 1, False), (0, 2, False), (0, 3, False)]
-    assert len(calls) == 3 * (SETTINGS["mcmc_steps"] + 1)
+def test_step_callback_sees_every_finished_proposal(model):
+    infos = []
+    out = _run(model, eos_token_id=None, on_step=infos.append)
+    finished = sum(int(info.finished.sum()) for info in infos)
+    extensions = sum(int((info.finished & info.extension).sum()) for info in infos)
+    rows, blocks = PROMPTS.shape[0] * SETTINGS["num_return_sequences"], SETTINGS["max_new_tokens"] // SETTINGS["block_size"]
+    assert extensions == rows * blocks
+    assert finished - extensions == out.stats.proposals.sum().item() == rows * blocks * SETTINGS["mcmc_steps"]
 
 
 def test_reencode_baseline_gives_the_same_samples_at_a_higher_forward_count(model):

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from ecmh import kernel
+from ecmh import kernel, sampler
 from ecmh.cuts import EntropyCut, RestartCut, UniformCut, resolve_cut
 from ecmh.scoring import PowerProposal
 
@@ -54,41 +54,34 @@ def test_power_proposal_scores_are_consistent():
     assert nucleus.exp()[0, 0].item() == pytest.approx(1.0)
 
 
-class FakeBackend:
-    """Decodes fixed-length random suffixes; lets the test run mh_step without a model."""
-
-    def __init__(self, vocab=5):
-        self.vocab = vocab
-
-    def decode(self, start, cap, generator):
-        rows, width = start.shape[0], cap
-        floats = torch.rand(rows, width, generator=generator)
-        tokens = torch.randint(self.vocab, (rows, width), generator=generator)
-        return kernel.Suffix(tokens, -floats, floats, floats, cap - start, cap - start)
-
-    def commit(self, accepted, start, cap):
-        pass
-
-    def select_rows(self, rows):
-        pass
+def _random_suffix(rows, width, generator, vocab=5):
+    floats = torch.rand(rows, width, generator=generator)
+    tokens = torch.randint(vocab, (rows, width), generator=generator)
+    length = torch.randint(1, width + 1, (rows,), generator=generator)
+    return kernel.Suffix(tokens, -floats, floats, floats, length, length)
 
 
-def test_mh_step_makes_no_host_sync(monkeypatch):
+def test_an_mh_step_makes_no_host_sync(monkeypatch):
     rng = torch.Generator().manual_seed(0)
-    backend, cut = FakeBackend(), EntropyCut()
-    state = kernel.init(6, 8, torch.zeros(6, dtype=torch.long))
-    state = kernel.extend(rng, state, backend, cut, cap=8)
-    cut_at = kernel.propose_cut(rng, state)
-    suffix = backend.decode(cut_at, 8, rng)
+    rows, width, cut = 6, 8, EntropyCut()
+    everyone, nobody = torch.ones(rows, dtype=torch.bool), torch.zeros(rows, dtype=torch.bool)
+    state = kernel.init(rows, width, torch.zeros(rows, dtype=torch.long))
+    start = torch.zeros(rows, dtype=torch.long)
+    state, _ = kernel.transition(rng, state, _random_suffix(rows, width, rng), start, cut, everyone, everyone)
+    schedule = sampler.Schedule(start, torch.ones_like(start), start, torch.full_like(start, width))
+    suffix = _random_suffix(rows, width, rng)
+    finished = torch.tensor([True, False, True, True, False, True])
 
     def refuse(*args, **kwargs):
         raise AssertionError("host sync inside an MH step")
 
     for name in ("item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__", "__index__", "nonzero"):
         monkeypatch.setattr(torch.Tensor, name, refuse)
-    new_cut = kernel.propose_cut(rng, state)
-    proposed = kernel.candidate(state, suffix, cut_at, cut)
-    new_state, info = kernel.accept_reject(rng, state, proposed, cut_at)
+    cut_at = kernel.propose_cut(rng, state)
+    new_state, info = kernel.transition(rng, state, suffix, cut_at, cut, finished, nobody)
+    schedule, done = sampler.advance(rng, schedule, new_state, finished, block_size=4, mcmc_steps=2,
+                                     eos_token_ids=torch.tensor([2]))
     monkeypatch.undo()
-    assert new_cut.shape == (6,) and info.accepted.shape == (6,)
-    assert (new_state.proposals == 1).all()
+    assert torch.equal(new_state.proposals, finished.long())
+    assert torch.equal(new_state.tokens[~finished], state.tokens[~finished])  # rows still decoding are untouched
+    assert torch.equal(info.finished, finished) and done.shape == (rows,)

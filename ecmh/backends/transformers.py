@@ -1,42 +1,44 @@
-"""The transformers backend: batched decoding with every row's kept prefix served from its KV cache.
+"""The transformers backend: one forward per decoding step for all rows, each row's kept prefix
+served from its KV cache, rows starting new proposals whenever their last one finishes.
 
-Cache layout, per row: `[prompt (left-padded to P) | answer positions 0..cap-1]`. A proposal
-from cut `m` masks the answer's positions `>= m` and appends its tokens after the answer
-region, with position ids continuing from `m`; `commit` then gathers each row's new answer
-back into place. Nothing already in the cache is run through the model again.
+Cache columns, per row: the prompt (left-padded to P), then one column per decoding step,
+appended for all rows at once. A row's current answer is scattered over these columns:
+`answer_column[r, t]` says where answer position t lives. A proposal from cut m attends to the
+prompt, to the columns of answer positions `< m` and to its own new columns (masked attention,
+position ids continuing from m); when it is accepted, the answer map points at its columns.
+Nothing in the cache is ever run through the model again. When the cache grows past
+`P + 3T` columns it is compacted: each row's live columns are gathered to the front.
 
-The first proposal token at a cut `m` needs `p(. | prompt, y_<m)`, whose logits were made long
-ago: the backend keeps the final hidden state of every answer position (the input of the
-model's output embedding) and re-applies the output embedding to it, one small matmul.
+The first token after a cut m needs `p(. | prompt, y_<m)`, whose logits were made long ago: the
+backend keeps the final hidden state of every column (the input of the model's output
+embedding) and re-applies the output embedding to it, one small matmul per new proposal.
 """
 
 import torch
 
 from .. import compat
-from ..kernel import Suffix, splice
+from ..kernel import Suffix
 from ..scoring import PowerProposal
 
 _NAN_LOGITS = "The model produced NaN logits; check its weights and dtype (try float32)."
 
 
 class TransformersBackend:
-    """Runs ECMH's decoding on a transformers causal LM.
+    """Runs ECMH's decoding on a transformers causal LM (see `ecmh.kernel.Backend`).
 
     Args:
         model: a transformers causal language model with full attention in every layer.
         proposal: the tempered proposal that samples and scores each token.
         eos_token_ids: tokens that end an answer (empty: answers run to the cap).
-        pad_token_id: token fed for rows that have finished their proposal.
-        reencode_prefix: benchmark baseline only: run prompt and kept prefix through the model
-            again for every proposal, as the reference implementations do (same samples, slower).
+        reencode_prefix: benchmark baseline only: run each new proposal's prompt and kept prefix
+            through the model again, as the reference implementations do, and take the first
+            token's logits from that (the same chain up to floating-point rounding, slower).
     """
 
-    def __init__(self, model, proposal: PowerProposal, eos_token_ids: tuple, pad_token_id: int,
-                 reencode_prefix: bool = False):
+    def __init__(self, model, proposal: PowerProposal, eos_token_ids: tuple, reencode_prefix: bool = False):
         self.model = model
-        self.reencode_prefix = reencode_prefix
         self.proposal = proposal
-        self.pad_token_id = pad_token_id
+        self.reencode_prefix = reencode_prefix
         self.device = model.device
         self.eos_token_ids = torch.tensor(eos_token_ids, dtype=torch.long, device=self.device)
         self.head = model.get_output_embeddings()
@@ -55,106 +57,129 @@ class TransformersBackend:
         self._hook.remove()
         self.cache = None
 
-    def _forward(self, input_ids, attention_mask, position_ids):
+    def _forward(self, input_ids, attention_mask, position_ids, cache):
         out = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            past_key_values=self.cache,
-            use_cache=True,
-            **self._extra_forward_kwargs,
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+            past_key_values=cache, use_cache=True, **self._extra_forward_kwargs,
         )
         return out.logits[:, -1], self._head_input[:, -1]
 
     def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
         """Encode the left-padded prompts once; returns the positions forwarded per row."""
         rows, width = input_ids.shape
-        self.prompt_ids = input_ids
-        self.tokens = input_ids.new_zeros(rows, max_new_tokens)
-        self.prompt_mask = attention_mask.long()
+        self.prompt_ids, self.prompt_mask = input_ids, attention_mask.long()
         self.prompt_length = self.prompt_mask.sum(1)
-        positions = (self.prompt_mask.cumsum(1) - 1).clamp_min(0)
-        logits, hidden = self._forward(input_ids, self.prompt_mask, positions)
+        logits, hidden = self._forward(input_ids, self.prompt_mask, (self.prompt_mask.cumsum(1) - 1).clamp_min(0),
+                                       self.cache)
         if torch.isnan(logits).any():
             raise ValueError(_NAN_LOGITS)
-        recomputed = self.head(hidden).float()
-        if not torch.allclose(recomputed, logits.float(), rtol=1e-3, atol=1e-3):
+        if not torch.allclose(self.head(hidden).float(), logits.float(), rtol=1e-3, atol=1e-3):
             raise ValueError(
                 f"{type(self.model).__name__} post-processes the output embedding's logits (e.g. soft-capping or "
                 "scaling), so ecmh cannot rebuild a cut position's distribution from its hidden state."
             )
-        # hidden[:, t] gives p(. | prompt, y_<t) for answer position t.
-        self.hidden = hidden.new_zeros(rows, max_new_tokens + 1, hidden.shape[-1])
-        self.hidden[:, 0] = hidden
-        self.answer_width = 0
+        self.capacity = width + 3 * max_new_tokens + 1
+        self.column_hidden = hidden.new_zeros(rows, self.capacity, hidden.shape[-1])
+        self.column_hidden[:, width - 1] = hidden
+        self.width = width  # columns in the cache
+        like = torch.zeros(rows, max_new_tokens, dtype=torch.long, device=self.device)
+        self.answer_column = like.clone()
+        self.answer_tokens = like.clone()
+        self.buffer = Suffix(like.clone(), *(torch.zeros(rows, max_new_tokens, device=self.device) for _ in range(3)),
+                             length=like[:, 0].clone(), forwarded=like[:, 0].clone())
+        self.start_at, self.cap, self.first_column = like[:, 0].clone(), like[:, 0].clone(), like[:, 0].clone()
+        self.starting = torch.zeros(rows, dtype=torch.bool, device=self.device)
+        self.logits = logits
         return torch.full((rows,), width, dtype=torch.long, device=self.device)
 
-    def _kept_prefix_from_cache(self, start: torch.Tensor):
-        """Attention mask over the cache (kept answer positions only) and the first token's logits."""
-        rows = start.shape[0]
-        kept = torch.arange(self.answer_width, device=self.device)[None, :] < start[:, None]
-        start_hidden = self.hidden.gather(1, start.view(rows, 1, 1).expand(-1, 1, self.hidden.shape[2]))[:, 0]
-        return torch.cat([self.prompt_mask, kept.long()], dim=1), self.head(start_hidden), start_hidden
+    def start(self, rows: torch.Tensor, start: torch.Tensor, cap: torch.Tensor) -> None:
+        self.start_at = torch.where(rows, start, self.start_at)
+        self.cap = torch.where(rows, cap, self.cap)
+        self.first_column = torch.where(rows, self.width, self.first_column)
+        self.buffer = self.buffer._replace(length=torch.where(rows, 0, self.buffer.length),
+                                           forwarded=torch.where(rows, 0, self.buffer.forwarded))
+        self.starting = self.starting | rows
 
-    def _kept_prefix_reencoded(self, start: torch.Tensor):
-        """The baseline: a fresh cache from prompt + kept prefix, left-padded together."""
-        sequence = torch.cat([self.prompt_ids, self.tokens], dim=1)
-        answer = torch.arange(self.tokens.shape[1], device=self.device)[None, :] < start[:, None]
-        valid = torch.cat([self.prompt_mask.bool(), answer], dim=1)
+    def _first_token_logits(self, rows: torch.Tensor) -> torch.Tensor:
+        """Logits at the cut of each starting row, from the hidden state stored for the position before it."""
+        start = self.start_at[rows]
+        previous = self.answer_column[rows].gather(1, (start - 1).clamp_min(0)[:, None]).squeeze(1)
+        column = torch.where(start > 0, previous, self.prompt_mask.shape[1] - 1)
+        return self.head(self.column_hidden[rows, column])
+
+    def _reencoded_logits(self, rows: torch.Tensor) -> torch.Tensor:
+        """The baseline: prompt + kept prefix of each starting row, through the model from scratch."""
+        start = self.start_at[rows]
+        sequence = torch.cat([self.prompt_ids[rows], self.answer_tokens[rows]], dim=1)
+        answer = torch.arange(self.answer_tokens.shape[1], device=self.device)[None, :] < start[:, None]
+        valid = torch.cat([self.prompt_mask[rows].bool(), answer], dim=1)
         order = torch.sort(valid.long(), dim=1, stable=True).indices  # valid tokens to the right, in order
         width = self.prompt_ids.shape[1] + int(start.max())
         ids, mask = sequence.gather(1, order)[:, -width:], valid.gather(1, order)[:, -width:].long()
-        self.cache = compat.new_kv_cache(self.model)
-        logits, hidden = self._forward(ids, mask, (mask.cumsum(1) - 1).clamp_min(0))
-        return mask, logits, hidden
+        self.buffer.forwarded[rows] += width
+        return self._forward(ids, mask, (mask.cumsum(1) - 1).clamp_min(0), compat.new_kv_cache(self.model))[0]
 
-    def decode(self, start: torch.Tensor, cap: int, generator: torch.Generator) -> Suffix:
-        rows = start.shape[0]
-        reencode = self._kept_prefix_reencoded if self.reencode_prefix else self._kept_prefix_from_cache
-        mask, logits, start_hidden = reencode(start)
-        width = mask.shape[1]
-        mask = torch.cat([mask, torch.ones(rows, cap, dtype=torch.long, device=self.device)], dim=1)
-        forwarded = width if self.reencode_prefix else 0
-        first_position = self.prompt_length + start
-        self._proposal_hidden = [start_hidden]
-        draws, done = [], torch.zeros(rows, dtype=torch.bool, device=self.device)
-        length = torch.zeros(rows, dtype=torch.long, device=self.device)
-        for step in range(cap):
-            draw = self.proposal(logits, generator)
-            live = ~done
-            draws.append(tuple(torch.where(live, x, torch.zeros_like(x)) for x in draw))
-            length += live.long()
-            done = done | torch.isin(draw.token, self.eos_token_ids) | (start + step + 1 >= cap)
-            token = torch.where(live, draw.token, self.pad_token_id)
-            logits, hidden = self._forward(token[:, None], mask[:, : width + step + 1], (first_position + step)[:, None])
-            self._proposal_hidden.append(hidden)
-            all_done, bad_logits = torch.stack([done.all(), torch.isnan(logits).any()]).tolist()
-            if bad_logits:
-                raise ValueError(_NAN_LOGITS)
-            if all_done:
-                break
-        token, log_p, log_z, entropy = (torch.stack(column, dim=1) for column in zip(*draws))
-        self._proposal_tokens = token
-        return Suffix(token, log_p, log_z, entropy, length, torch.full_like(length, forwarded + len(draws)))
+    def _attention_mask(self) -> torch.Tensor:
+        """Per row: prompt, the columns of answer positions before the cut, the proposal's own columns."""
+        rows, answer_width = self.answer_column.shape
+        mask = torch.zeros(rows, self.width + 1, dtype=torch.long, device=self.device)
+        mask[:, : self.prompt_mask.shape[1]] = self.prompt_mask
+        kept = torch.arange(answer_width, device=self.device)[None, :] < self.start_at[:, None]
+        mask.scatter_reduce_(1, self.answer_column, kept.long(), reduce="amax")
+        return mask | (torch.arange(self.width + 1, device=self.device)[None, :] >= self.first_column[:, None]).long()
 
-    def commit(self, accepted: torch.Tensor, start: torch.Tensor, cap: int) -> None:
-        prompt_width, answer_width = self.prompt_mask.shape[1], self.answer_width
-        taken_from = torch.where(accepted, start, cap)  # rows that reject take nothing new
+    def step(self, generator: torch.Generator):
+        if self.starting.any():
+            rows = self.starting.nonzero().squeeze(1)
+            first = self._reencoded_logits(rows) if self.reencode_prefix else self._first_token_logits(rows)
+            self.logits = self.logits.index_put((rows,), first.to(self.logits.dtype))
+            self.starting = torch.zeros_like(self.starting)
+        draw = self.proposal(self.logits, generator)
+        index = self.buffer.length[:, None]
+        self.buffer = Suffix(
+            *(column.scatter(1, index, value[:, None]) for column, value in zip(self.buffer[:4], draw)),
+            length=self.buffer.length + 1, forwarded=self.buffer.forwarded + 1,
+        )
+        finished = torch.isin(draw.token, self.eos_token_ids) | (self.start_at + self.buffer.length >= self.cap)
+        position = self.prompt_length + self.start_at + self.buffer.length - 1
+        self.logits, hidden = self._forward(draw.token[:, None], self._attention_mask(), position[:, None], self.cache)
+        self.column_hidden[:, self.width] = hidden
+        self.width += 1
+        any_finished, bad_logits = torch.stack([finished.any(), torch.isnan(self.logits).any()]).tolist()
+        if bad_logits:
+            raise ValueError(_NAN_LOGITS)
+        if self.width == self.capacity:
+            self._compact()
+        return (finished, self.buffer) if any_finished else None
 
-        def place(x):
-            answer = splice(x[:, :, prompt_width : prompt_width + answer_width], x[:, :, prompt_width + answer_width :],
-                            taken_from, cap, dim=2)
-            return torch.cat([x[:, :, :prompt_width], answer], dim=2)
+    def commit(self, accepted: torch.Tensor, start: torch.Tensor) -> None:
+        position = torch.arange(self.answer_column.shape[1], device=self.device)[None, :]
+        offset = position - start[:, None]
+        from_proposal = accepted[:, None] & (offset >= 0) & (offset < self.buffer.length[:, None])
+        self.answer_column = torch.where(from_proposal, self.first_column[:, None] + offset, self.answer_column)
+        proposal_tokens = self.buffer.tokens.gather(1, offset.clamp_min(0))
+        self.answer_tokens = torch.where(from_proposal, proposal_tokens, self.answer_tokens)
 
-        if not self.reencode_prefix:
-            compat.map_kv_(self.cache, place)
-        self.tokens = splice(self.tokens, self._proposal_tokens, taken_from, self.tokens.shape[1])
-        size = self.hidden.shape[1]
-        proposal_hidden = torch.stack(self._proposal_hidden, dim=1)
-        self.hidden = splice(self.hidden, proposal_hidden, torch.where(accepted, start, size), size)
-        self.answer_width = cap
+    def _compact(self) -> None:
+        """Gather each row's live columns (prompt, answer, proposal in flight) to the front of the cache."""
+        prompt_width, answer_width = self.prompt_mask.shape[1], self.answer_column.shape[1]
+        in_flight = int(self.buffer.length.max())
+        rows = self.answer_column.shape[0]
+        columns = torch.cat([
+            torch.arange(prompt_width, device=self.device).expand(rows, -1),
+            self.answer_column,
+            self.first_column[:, None] + torch.arange(in_flight, device=self.device)[None, :],
+        ], dim=1).clamp(max=self.width - 1)
+        compat.map_kv_(self.cache, lambda x: x.gather(2, columns[:, None, :, None].expand(-1, x.shape[1], -1, x.shape[3])))
+        gathered = self.column_hidden.gather(1, columns[:, :, None].expand(-1, -1, self.column_hidden.shape[2]))
+        self.column_hidden[:, : columns.shape[1]] = gathered
+        self.answer_column = prompt_width + torch.arange(answer_width, device=self.device).expand(rows, -1).clone()
+        self.first_column = torch.full_like(self.first_column, prompt_width + answer_width)
+        self.width = columns.shape[1]
 
     def select_rows(self, rows: torch.Tensor) -> None:
         compat.map_kv_(self.cache, lambda x: x[rows])
-        for name in ("prompt_ids", "prompt_mask", "prompt_length", "hidden", "tokens"):
+        for name in ("prompt_ids", "prompt_mask", "prompt_length", "column_hidden", "answer_column", "answer_tokens",
+                     "start_at", "cap", "first_column", "starting", "logits"):
             setattr(self, name, getattr(self, name)[rows])
+        self.buffer = Suffix(*(x[rows] for x in self.buffer))
