@@ -104,6 +104,7 @@ def measure(model, tokenizer, rows: int, args) -> dict:
         if not args.skip_reencode:
             _, reencode_seconds = timed(lambda: ecmh.generate(model, ids, _reencode_prefix=True, **sampler))
             reuse_speedup.append(reencode_seconds / seconds)
+        torch.manual_seed(repeat)
         plain, plain_seconds = timed(lambda: model.generate(
             ids, do_sample=True, temperature=1 / args.alpha, top_k=0, pad_token_id=tokenizer.pad_token_id, **common))
         generated = (plain[:, ids.shape[1]:] != tokenizer.pad_token_id).sum().item()
