@@ -1,7 +1,7 @@
 """The ECMH transition kernel: pure tensor code, no model, no host synchronisation.
 
-Rows (prompts x chains) advance together. A `State` holds each row's current answer with the
-numbers the MH ratio needs per position; a backend (transformers, vLLM) decodes `Suffix`es.
+A `State` holds each row's (prompt x chain) current answer with the numbers the MH ratio needs
+per position; a backend (transformers, vLLM) decodes `Suffix`es, rows finishing at different times.
 With the tempered proposal every token's `alpha * log p - log q` equals `log Z_t`, so the
 auxiliary-variable MH ratio for a cut at `m` is
 
@@ -106,35 +106,21 @@ def propose_cut(rng: torch.Generator, state: State) -> torch.Tensor:
     return torch.argmax(state.cut_log_prob + gumbel, dim=1)
 
 
-def splice(kept: torch.Tensor, new: torch.Tensor, start: torch.Tensor, size: int, dim: int = 1) -> torch.Tensor:
-    """Along `dim` (rows on dim 0): positions `< start[r]` from `kept`, from `start[r]` on from `new`.
-
-    `new` is suffix-aligned (its index 0 is position `start[r]`); the result has `size` positions.
-    `kept` may be shorter than `size`; positions past both inputs hold junk. A row with
-    `start >= size` keeps `kept` unchanged.
-    """
-    if kept.shape[dim] < size:
-        missing = list(kept.shape)
-        missing[dim] = size - kept.shape[dim]
-        kept = torch.cat([kept, kept.new_zeros(missing)], dim)
-    kept = kept.narrow(dim, 0, size)
-    offset = torch.arange(size, device=kept.device)[None, :] - start[:, None]
-    from_new = (offset >= 0) & (offset < new.shape[dim])
-    view = [kept.shape[0]] + [1] * (kept.dim() - 1)
-    view[dim] = size
-    index = offset.clamp(0, new.shape[dim] - 1).view(view).expand(*kept.shape[:dim], size, *kept.shape[dim + 1 :])
-    return torch.where(from_new.view(view), new.gather(dim, index), kept)
+def splice(kept: torch.Tensor, new: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+    """Per row: positions `< start[r]` from `kept` `[R, T]`, then `new` `[R, L]` (its column 0 at `start[r]`)."""
+    offset = torch.arange(kept.shape[1], device=kept.device)[None, :] - start[:, None]
+    from_new = (offset >= 0) & (offset < new.shape[1])
+    return torch.where(from_new, new.gather(1, offset.clamp(0, new.shape[1] - 1)), kept)
 
 
 def candidate(state: State, suffix: Suffix, start: torch.Tensor, cut: CutDistribution) -> State:
     """The state with its answer replaced from `start` on by `suffix`; counters updated for the decode."""
     length = start + suffix.length
-    size = state.tokens.shape[1]
-    entropy = splice(state.entropy, suffix.entropy, start, size)
+    entropy = splice(state.entropy, suffix.entropy, start)
     return state._replace(
-        tokens=splice(state.tokens, suffix.tokens, start, size),
-        log_p=splice(state.log_p, suffix.log_p, start, size),
-        log_z=splice(state.log_z, suffix.log_z, start, size),
+        tokens=splice(state.tokens, suffix.tokens, start),
+        log_p=splice(state.log_p, suffix.log_p, start),
+        log_z=splice(state.log_z, suffix.log_z, start),
         entropy=entropy,
         length=length,
         cut_log_prob=cut_log_probs(cut, entropy, length),

@@ -11,12 +11,8 @@ from ecmh.scoring import PowerProposal
 def test_splice_keeps_prefix_and_takes_suffix():
     kept = torch.arange(10).view(2, 5)
     new = torch.tensor([[100, 101], [200, 201]])
-    out = kernel.splice(kept, new, torch.tensor([1, 4]), size=5)
-    assert out.tolist() == [[0, 100, 101, 3, 4], [5, 6, 7, 8, 200]]
-    unchanged = kernel.splice(kept, new, torch.tensor([5, 5]), size=5)
-    assert torch.equal(unchanged, kept)
-    grown = kernel.splice(kept[:, :2], new, torch.tensor([2, 2]), size=4, dim=1)
-    assert grown[:, :4].tolist() == [[0, 1, 100, 101], [5, 6, 200, 201]]
+    assert kernel.splice(kept, new, torch.tensor([1, 4])).tolist() == [[0, 100, 101, 3, 4], [5, 6, 7, 8, 200]]
+    assert torch.equal(kernel.splice(kept, new, torch.tensor([5, 5])), kept)
 
 
 def test_cut_distributions():
