@@ -99,6 +99,7 @@ class TransformersBackend:
         self.buffer = self.buffer._replace(length=torch.where(rows, 0, self.buffer.length),
                                            forwarded=torch.where(rows, 0, self.buffer.forwarded))
         self.starting = self.starting | rows
+        self._may_be_starting = True  # lets `step` skip looking for starting rows after steps that started none
 
     def _first_token_logits(self, rows: torch.Tensor) -> torch.Tensor:
         """Logits at the cut of each starting row, from the hidden state stored for the position before it."""
@@ -129,11 +130,12 @@ class TransformersBackend:
         return mask | (torch.arange(self.width + 1, device=self.device)[None, :] >= self.first_column[:, None]).long()
 
     def step(self, generator: torch.Generator):
-        if self.starting.any():
-            rows = self.starting.nonzero().squeeze(1)
+        rows = self.starting.nonzero().squeeze(1) if self._may_be_starting else ()
+        if len(rows):
             first = self._reencoded_logits(rows) if self.reencode_prefix else self._first_token_logits(rows)
             self.logits = self.logits.index_put((rows,), first.to(self.logits.dtype))
             self.starting = torch.zeros_like(self.starting)
+        self._may_be_starting = False
         draw = self.proposal(self.logits, generator)
         index = self.buffer.length[:, None]
         self.buffer = Suffix(
