@@ -154,3 +154,14 @@ def test_reencode_baseline_gives_the_same_samples_at_a_higher_forward_count(mode
     assert torch.equal(cached.sequences, reencoded.sequences)
     assert torch.allclose(cached.stats.log_p, reencoded.stats.log_p, atol=1e-4)
     assert (reencoded.stats.tokens_forwarded > cached.stats.tokens_forwarded).all()
+
+
+def test_a_generation_config_is_honoured_like_keyword_arguments(model):
+    from transformers import GenerationConfig
+
+    config = GenerationConfig(max_new_tokens=6, top_k=2, num_return_sequences=2, do_sample=True)
+    through_config = ecmh.generate(model, PROMPTS, config, attention_mask=MASK, seed=3)
+    through_kwargs = ecmh.generate(model, PROMPTS, attention_mask=MASK, seed=3, max_new_tokens=6, top_k=2,
+                                   num_return_sequences=2)
+    assert through_config.shape[0] == 4 and through_config.shape[1] <= PROMPTS.shape[1] + 6
+    assert torch.equal(through_config, through_kwargs)
