@@ -2,9 +2,9 @@
 
 For each batch size (rows = prompts x chains) it measures, interleaved and as the median of
 `--repeats` runs in one process:
-  - forward efficiency: positions run through the model / (prefill + tokens decoded); ECMH never
-    re-encodes a prefix, so everything above 1.0 is padding (rows that finished their proposal
-    while others in the batch still decode);
+  - forward efficiency: positions run through the model / (prompt tokens + tokens decoded); ECMH
+    never re-encodes a prefix, so everything above 1.0 is padding: the prompts' left padding
+    (reported apart as `prompt_padding`) and rows waiting for others while decoding (none);
   - per-token cost: ECMH seconds per decoded token / `model.generate` seconds per generated token
     (sampling at temperature 1/alpha, no top-k, same model, dtype and rows);
   - KV-reuse speed-up: wall time of the same sampler, same seed, with the kept prefix re-encoded
@@ -109,11 +109,12 @@ def measure(model, tokenizer, rows: int, args) -> dict:
             ids, do_sample=True, temperature=1 / args.alpha, top_k=0, pad_token_id=tokenizer.pad_token_id, **common))
         generated = (plain[:, ids.shape[1]:] != tokenizer.pad_token_id).sum().item()
         plain_times.append(plain_seconds / max(generated, 1))
-    prefill = ids.numel()
+    prompt_tokens = mask.sum().item()
     result = {
         "rows": rows,
-        "forward_useful": 1.0,  # no prefix is re-encoded: non-padding positions = prefill + decoded
-        "forward_with_padding": forwarded / (prefill + decoded),
+        "forward_useful": 1.0,  # no prefix is re-encoded: every non-padding position is a prompt or decoded token
+        "forward_with_padding": forwarded / (prompt_tokens + decoded),
+        "prompt_padding": (ids.numel() - prompt_tokens) / (prompt_tokens + decoded),
         "ecmh_s_per_token": statistics.median(ecmh_times),
         "generate_s_per_token": statistics.median(plain_times),
         "decoded_tokens": decoded,

@@ -47,5 +47,16 @@ def map_kv_(cache: DynamicCache, fn: Callable[[torch.Tensor], torch.Tensor]) -> 
         layer.values = fn(layer.values)
 
 
+def kv_tensors(cache: DynamicCache) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Every layer's (keys, values), `[rows, heads, positions, dim]`."""
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+def fill_kv_cache(cache: DynamicCache, layers: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """Put these (keys, values) into an empty cache, one pair per layer."""
+    for index, (keys, values) in enumerate(layers):
+        cache.update(keys, values, index)
+
+
 def accepts_logits_to_keep(model) -> bool:
     return "logits_to_keep" in inspect.signature(model.forward).parameters

@@ -37,3 +37,13 @@ def test_cache_edits_keep_forwards_valid():
 def test_logits_to_keep_detected():
     assert compat.accepts_logits_to_keep(tiny_model())
     assert transformers.__version__ >= "4.56"
+
+
+def test_kv_tensors_fill_a_fresh_cache():
+    model = tiny_model()
+    source = compat.new_kv_cache(model)
+    model(torch.tensor([[0, 1, 2]]), past_key_values=source, use_cache=True)
+    copy = compat.new_kv_cache(model)
+    compat.fill_kv_cache(copy, compat.kv_tensors(source))
+    step = dict(input_ids=torch.tensor([[3]]), position_ids=torch.tensor([[3]]))
+    assert torch.equal(model(past_key_values=copy, **step).logits, model(past_key_values=source, **step).logits)

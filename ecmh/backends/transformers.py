@@ -65,12 +65,11 @@ class TransformersBackend:
         return out.logits[:, -1], self._head_input[:, -1]
 
     def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
-        """Encode the left-padded prompts once; returns the positions forwarded per row."""
+        """Encode the left-padded prompts once, padding left out; returns the positions forwarded per row."""
         rows, width = input_ids.shape
         self.prompt_ids, self.prompt_mask = input_ids, attention_mask.long()
         self.prompt_length = self.prompt_mask.sum(1)
-        logits, hidden = self._forward(input_ids, self.prompt_mask, (self.prompt_mask.cumsum(1) - 1).clamp_min(0),
-                                       self.cache)
+        logits, hidden = self._encode_prompts(input_ids)
         if torch.isnan(logits).any():
             raise ValueError(_NAN_LOGITS)
         if not torch.allclose(self.head(hidden).float(), logits.float(), rtol=1e-3, atol=1e-3):
@@ -90,7 +89,30 @@ class TransformersBackend:
         self.start_at, self.cap, self.first_column = like[:, 0].clone(), like[:, 0].clone(), like[:, 0].clone()
         self.starting = torch.zeros(rows, dtype=torch.bool, device=self.device)
         self.logits = logits
-        return torch.full((rows,), width, dtype=torch.long, device=self.device)
+        return self.prompt_length.clone()
+
+    def _encode_prompts(self, input_ids: torch.Tensor):
+        """Rows grouped by prompt length, each group forwarded without padding; their keys and values
+        are placed right-aligned in the one cache (the padding columns stay masked)."""
+        rows, width = input_ids.shape
+        lengths = self.prompt_length.tolist()
+        logits = hidden = layers = None
+        for length in sorted(set(lengths)):
+            group = torch.tensor([row for row, n in enumerate(lengths) if n == length], device=self.device)
+            cache, ids = compat.new_kv_cache(self.model), input_ids[group, width - length :]
+            positions = torch.arange(length, device=self.device).expand(len(group), -1)
+            group_logits, group_hidden = self._forward(ids, torch.ones_like(ids), positions, cache)
+            group_layers = compat.kv_tensors(cache)
+            if logits is None:
+                logits = group_logits.new_zeros(rows, group_logits.shape[-1])
+                hidden = group_hidden.new_zeros(rows, group_hidden.shape[-1])
+                layers = [tuple(x.new_zeros(rows, x.shape[1], width, x.shape[3]) for x in kv) for kv in group_layers]
+            logits[group], hidden[group] = group_logits, group_hidden
+            for full, part in zip(layers, group_layers):
+                for full_x, part_x in zip(full, part):
+                    full_x[group, :, width - length :] = part_x
+        compat.fill_kv_cache(self.cache, layers)
+        return logits, hidden
 
     def start(self, rows: torch.Tensor, start: torch.Tensor, cap: torch.Tensor) -> None:
         self.start_at = torch.where(rows, start, self.start_at)
