@@ -11,10 +11,16 @@ For each batch size (rows = prompts x chains) it measures, interleaved and as th
     for every proposal (as the reference code does) / ECMH's wall time;
   - decoded tokens per second, and peak memory (CUDA allocator peak, or process peak RSS on CPU);
   - with `--profile`, the share of ECMH's time spent inside the model's forward.
+With `--backend vllm` (vLLM installed, see docs/vllm.md) the same sampler runs on `ecmh.load_vllm`'s
+engine and the baseline is the engine's own sampling at temperature 1/alpha; there is no re-encoding
+baseline, forward profile or peak memory (the engine runs in its own processes), forward
+efficiency counts what the engine computed (below 1.0 once prompts hit its prefix cache), and
+`--vllm-kwargs '{"block_size": 32}'` passes engine options on.
 Prints a table of ratios and writes JSON (`--out`). Machines are shared and noisy: read the ratios.
 """
 
 import argparse
+import functools
 import json
 import resource
 import statistics
@@ -79,44 +85,51 @@ def timed(fn):
     return result, time.perf_counter() - start
 
 
+def summarise(out, ecmh_times: list, plain_times: list, prompt_tokens: int, padded_prompt_tokens: int) -> dict:
+    decoded = out.stats.tokens_decoded.sum().item()
+    forwarded = out.stats.tokens_forwarded.sum().item()
+    result = {
+        "forward_useful": 1.0,  # no prefix is re-encoded: every non-padding position is a prompt or decoded token
+        "forward_with_padding": forwarded / (prompt_tokens + decoded),
+        "prompt_padding": (padded_prompt_tokens - prompt_tokens) / (prompt_tokens + decoded),
+        "ecmh_s_per_token": statistics.median(ecmh_times),
+        "generate_s_per_token": statistics.median(plain_times),
+        "decoded_tokens": decoded,
+        "acceptance_rate": out.stats.acceptance_rate.nanmean().item(),
+    }
+    result["cost_vs_generate"] = result["ecmh_s_per_token"] / result["generate_s_per_token"]
+    result["decoded_tokens_per_s"] = 1 / result["ecmh_s_per_token"]
+    return result
+
+
+def sampler_options(args, repeat: int) -> dict:
+    return dict(alpha=args.alpha, mcmc_steps=args.mcmc_steps, block_size=args.block_size, seed=repeat,
+                max_new_tokens=args.max_new_tokens, return_dict_in_generate=True)
+
+
 def measure(model, tokenizer, rows: int, args) -> dict:
     batch = encode_prompts(tokenizer, prompts(rows))
     ids, mask = batch.input_ids.to(model.device), batch.attention_mask.to(model.device)
-    common = dict(attention_mask=mask, max_new_tokens=args.max_new_tokens)
     ecmh_times, plain_times, forward_share, reuse_speedup = [], [], [], []
     for repeat in range(args.repeats):
-        sampler = dict(alpha=args.alpha, mcmc_steps=args.mcmc_steps, block_size=args.block_size, seed=repeat,
-                       return_dict_in_generate=True, **common)
+        sampler = dict(attention_mask=mask, **sampler_options(args, repeat))
         timer = ForwardTimer(model) if args.profile else None
         out, seconds = timed(lambda: ecmh.generate(model, ids, **sampler))
         if timer is not None:
             timer.remove()
             forward_share.append(timer.seconds / seconds)
-        decoded = out.stats.tokens_decoded.sum().item()
-        forwarded = out.stats.tokens_forwarded.sum().item()
-        ecmh_times.append(seconds / decoded)
+        ecmh_times.append(seconds / out.stats.tokens_decoded.sum().item())
         if not args.skip_reencode:
             _, reencode_seconds = timed(lambda: ecmh.generate(model, ids, _reencode_prefix=True, **sampler))
             reuse_speedup.append(reencode_seconds / seconds)
         torch.manual_seed(repeat)
         plain, plain_seconds = timed(lambda: model.generate(
-            ids, do_sample=True, temperature=1 / args.alpha, top_k=0, pad_token_id=tokenizer.pad_token_id, **common))
+            ids, attention_mask=mask, max_new_tokens=args.max_new_tokens, do_sample=True, temperature=1 / args.alpha,
+            top_k=0, pad_token_id=tokenizer.pad_token_id))
         generated = (plain[:, ids.shape[1]:] != tokenizer.pad_token_id).sum().item()
         plain_times.append(plain_seconds / max(generated, 1))
-    prompt_tokens = mask.sum().item()
-    result = {
-        "rows": rows,
-        "forward_useful": 1.0,  # no prefix is re-encoded: every non-padding position is a prompt or decoded token
-        "forward_with_padding": forwarded / (prompt_tokens + decoded),
-        "prompt_padding": (ids.numel() - prompt_tokens) / (prompt_tokens + decoded),
-        "ecmh_s_per_token": statistics.median(ecmh_times),
-        "generate_s_per_token": statistics.median(plain_times),
-        "decoded_tokens": decoded,
-        "acceptance_rate": out.stats.acceptance_rate.nanmean().item(),
-        "peak_memory_mb": peak_memory_mb(),
-    }
-    result["cost_vs_generate"] = result["ecmh_s_per_token"] / result["generate_s_per_token"]
-    result["decoded_tokens_per_s"] = 1 / result["ecmh_s_per_token"]
+    result = {"rows": rows, **summarise(out, ecmh_times, plain_times, mask.sum().item(), ids.numel()),
+              "peak_memory_mb": peak_memory_mb()}
     if reuse_speedup:
         result["kv_reuse_speedup"] = statistics.median(reuse_speedup)
     if forward_share:
@@ -124,9 +137,30 @@ def measure(model, tokenizer, rows: int, args) -> dict:
     return result
 
 
+def measure_vllm(llm, rows: int, args) -> dict:
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    batch = encode_prompts(llm.get_tokenizer(), prompts(rows))
+    requests = [TokensPrompt(prompt_token_ids=row[keep].tolist())
+                for row, keep in zip(batch.input_ids, batch.attention_mask.bool())]
+    ecmh_times, plain_times = [], []
+    for repeat in range(args.repeats):
+        out, seconds = timed(lambda: ecmh.generate(llm, batch.input_ids, attention_mask=batch.attention_mask,
+                                                   **sampler_options(args, repeat)))
+        ecmh_times.append(seconds / out.stats.tokens_decoded.sum().item())
+        params = SamplingParams(temperature=1 / args.alpha, max_tokens=args.max_new_tokens, seed=repeat)
+        plain, plain_seconds = timed(lambda: llm.generate(requests, params, use_tqdm=False))
+        plain_times.append(plain_seconds / max(sum(len(o.outputs[0].token_ids) for o in plain), 1))
+    return {"rows": rows, **summarise(out, ecmh_times, plain_times, batch.attention_mask.sum().item(),
+                                      batch.input_ids.numel()), "peak_memory_mb": float("nan")}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--backend", choices=("transformers", "vllm"), default="transformers")
+    parser.add_argument("--vllm-kwargs", default="{}", help="JSON object of extra `vllm.LLM` options")
     parser.add_argument("--dtype", default=None)
     parser.add_argument("--rows", default="1,4,16,64", help="comma-separated batch sizes")
     parser.add_argument("--max-new-tokens", type=int, default=128)
@@ -139,19 +173,32 @@ def main(argv=None):
     parser.add_argument("--out", default="benchmarks/results/speed.json")
     args = parser.parse_args(argv)
 
-    model, tokenizer = ecmh.load_model(args.model, dtype=args.dtype)
+    if args.backend == "vllm":
+        if args.profile:
+            parser.error("--profile times transformers' forward; leave it out with --backend vllm.")
+        try:
+            options = dict(json.loads(args.vllm_kwargs)) | ({"dtype": args.dtype} if args.dtype else {})
+        except (ValueError, TypeError):
+            parser.error(f"--vllm-kwargs must be a JSON object such as '{{\"block_size\": 32}}', got {args.vllm_kwargs!r}.")
+        llm = ecmh.load_vllm(args.model, **options)
+        device = "vllm"
+        run = functools.partial(measure_vllm, llm)
+    else:
+        model, tokenizer = ecmh.load_model(args.model, dtype=args.dtype)
+        device = str(model.device)
+        run = functools.partial(measure, model, tokenizer)
     results = []
     header = f"{'rows':>5} {'fwd/useful':>10} {'cost/gen':>9} {'reuse x':>8} {'tok/s':>8} {'accept':>7} {'peak MB':>8}"
     print(header + ("  fwd share" if args.profile else ""))
     for rows in [int(r) for r in args.rows.split(",")]:
-        r = measure(model, tokenizer, rows, args)
+        r = run(rows, args)
         results.append(r)
         line = (f"{rows:>5} {r['forward_with_padding']:>10.3f} {r['cost_vs_generate']:>9.2f} "
                 f"{r.get('kv_reuse_speedup', float('nan')):>8.2f} "
                 f"{r['decoded_tokens_per_s']:>8.1f} {r['acceptance_rate']:>7.2f} {r['peak_memory_mb']:>8.0f}")
         print(line + (f"  {r['forward_share']:>9.2f}" if args.profile else ""), flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"settings": vars(args), "device": str(model.device),
+    Path(args.out).write_text(json.dumps({"settings": vars(args), "device": device,
                                           "torch_threads": torch.get_num_threads(), "results": results}, indent=2))
     print(f"wrote {args.out}")
 

@@ -9,6 +9,8 @@ replaces `torch.set_num_threads` for the whole pytest process. The tiny Llama he
 `save_pretrained` for vLLM to load.
 """
 
+import argparse
+
 import pytest
 import torch
 
@@ -201,6 +203,22 @@ def test_one_engine_call_per_step_for_all_rows(llm, monkeypatch):
                   num_return_sequences=2, seed=0, on_step=infos.append)
     assert len(spy.calls) == len(infos) == 2 * (1 + 2)  # 2 blocks x (extension + 2 MH steps)
     assert all(len(outputs) == 4 and bool(info.finished.all()) for outputs, info in zip(spy.calls, infos))
+
+
+def test_speed_benchmark_runs_on_the_engine(llm, monkeypatch):
+    from transformers import BatchEncoding
+
+    from benchmarks import speed
+
+    prompts = BatchEncoding({"input_ids": torch.tensor([[PAD, 0, 1], [1, 3, 0]]),
+                             "attention_mask": torch.tensor([[0, 1, 1], [1, 1, 1]])})
+    monkeypatch.setattr(llm, "get_tokenizer", lambda: None)  # the tiny model has no tokenizer: fixed token ids
+    monkeypatch.setattr(speed, "encode_prompts", lambda tokenizer, texts: prompts)
+    args = argparse.Namespace(alpha=2.0, mcmc_steps=1, block_size=4, max_new_tokens=8, repeats=1)
+    result = speed.measure_vllm(llm, 2, args)
+    assert result["rows"] == 2 and result["decoded_tokens"] >= 2
+    assert result["prompt_padding"] == 1 / (5 + result["decoded_tokens"])
+    assert result["cost_vs_generate"] > 0 and result["decoded_tokens_per_s"] > 0
 
 
 def test_same_seed_same_output_and_other_seed_differs(llm):
