@@ -1,4 +1,5 @@
-"""`python -m benchmarks run ...` samples and grades a task; `python -m benchmarks report DIR` summarises results."""
+"""`python -m benchmarks run ...` samples and grades a task; `python -m benchmarks report DIR` summarises results;
+`python -m benchmarks regrade DIR` grades stored completions again (after a grader changes)."""
 
 import argparse
 import sys
@@ -55,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="accuracy, pass@k, costs, McNemar tests and plots of a results folder")
     report.add_argument("directory")
     report.add_argument("--out", default=None, help="where to write the summary (default: the results folder)")
+    regrade = commands.add_parser("regrade", help="grade a results folder's stored completions again, in place")
+    regrade.add_argument("directory")
+    regrade.add_argument("--task", action="append", choices=TASK_NAMES, help="only this task (repeatable)")
+    regrade.add_argument("--data", default=None, help="the task's data, as given to `run` (needs --task)")
     return parser
 
 
@@ -75,6 +80,15 @@ def main(argv=None) -> int:
         from .report import main_report
 
         print(main_report(args.directory, args.out))
+        return 0
+    if args.command == "regrade":
+        from .regrade import main_regrade
+
+        try:
+            print(main_regrade(args.directory, args.task, args.data))
+        except (ValueError, FileNotFoundError) as error:
+            print(f"benchmarks: error: {error}", file=sys.stderr)
+            return 2
         return 0
     from .run import run
 

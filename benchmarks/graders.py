@@ -269,18 +269,41 @@ def build_program(problem: dict, completion: str) -> str:
       line at column 0 that is not a def/class/decorator/import/comment (e.g. ``print(...)``,
       ``if __name__ ...``, closing prose), so a base model's chatter after the function
       does not break it; helper functions it defines after the body are kept.
+
+    Either way, when the token limit cut the answer inside code the model added after the
+    solution (a test function, say), those trailing top-level statements are dropped until the
+    program parses; a program that never parses is returned whole, to fail with its own error.
     """
     prompt, entry_point = problem["prompt"], problem["entry_point"]
     defines_entry = re.compile(rf"^\s*(?:async\s+)?def\s+{re.escape(entry_point)}\s*\(", re.MULTILINE)
     blocks = [block for block in _FENCED.findall(completion) if defines_entry.search(block)]
     if blocks:
-        return prompt.rstrip() + "\n\n\n" + blocks[-1].strip() + "\n"
+        return _parsing_prefix(prompt.rstrip() + "\n\n\n", blocks[-1].strip().split("\n"))
     kept = []
     for line in completion.split("\n"):
         if line.strip() and not line[0].isspace() and not line.startswith(_TOP_LEVEL_CODE):
             break
         kept.append(line)
-    return prompt + "\n".join(kept).rstrip() + "\n"
+    return _parsing_prefix(prompt, kept)
+
+
+def _parsing_prefix(head: str, lines: list[str]) -> str:
+    """`head` + `lines`, less as few trailing top-level statements as make it parse (see `build_program`)."""
+    statement_starts = [i for i, line in enumerate(lines) if i and line.strip() and not line[0].isspace()]
+    whole = head + "\n".join(lines).rstrip() + "\n"
+    for end in [len(lines), *reversed(statement_starts)]:
+        program = head + "\n".join(lines[:end]).rstrip() + "\n"
+        if _parses(program):
+            return program
+    return whole
+
+
+def _parses(program: str) -> bool:
+    try:
+        compile(program, "<solution>", "exec")  # parses and compiles only: nothing of the model's code runs here
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return True
 
 
 def build_test_program(problem: dict, completion: str) -> str:

@@ -63,6 +63,26 @@ def test_a_rerun_resumes_without_duplicates_even_after_a_torn_line(tiny_chat_mod
     assert len(_rows(tmp_path)) == 6
 
 
+def test_regrade_recomputes_verdicts_in_place_and_the_run_still_resumes(tiny_chat_model_dir, tmp_path, capsys):
+    args = ["--task", "gsm8k", "--method", "low_temp", "--limit", "2"]
+    assert _run(tiny_chat_model_dir, tmp_path, *args) == 0
+    path = tmp_path / "gsm8k" / "low_temp.jsonl"
+    right, wrong = read_rows(path)
+    right.update(completion=f"So the answer is \\boxed{{{right['answer']}}}.", correct=False)
+    wrong.update(completion="So the answer is \\boxed{-1}.", correct=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in (right, wrong)))
+    assert main(["regrade", str(tmp_path)]) == 0
+    assert "2 rows, 2 verdicts changed" in capsys.readouterr().out
+    regraded = read_rows(path)
+    assert [row["correct"] for row in regraded] == [True, False]
+    assert regraded[0]["extracted"] == right["answer"] and list(path.parent.iterdir()) == [path]
+    assert _run(tiny_chat_model_dir, tmp_path, *args) == 0 and read_rows(path) == regraded  # nothing redrawn
+    assert main(["regrade", str(tmp_path), "--data", str(MATH500)]) == 2
+    assert main(["regrade", str(tmp_path / "missing")]) == 2
+    errors = capsys.readouterr().err
+    assert "pass the `--data` the run used" in errors and "no results folder" in errors
+
+
 def test_resuming_with_other_settings_is_refused(tiny_chat_model_dir, tmp_path, capsys):
     assert _run(tiny_chat_model_dir, tmp_path, "--task", "gsm8k", "--method", "low_temp", "--limit", "1") == 0
     assert _run(tiny_chat_model_dir, tmp_path, "--task", "gsm8k", "--method", "low_temp", "--limit", "1",

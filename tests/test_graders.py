@@ -136,6 +136,18 @@ def test_chat_answers_and_base_model_chatter_are_graded(humaneval):
     assert grader.extract(problem, "  \n") is None
 
 
+def test_an_answer_cut_off_after_the_solution_keeps_the_solution(humaneval):
+    """At the token limit models are often inside a test function of their own: that part goes."""
+    problem, grader = humaneval["HumanEval/0"], CodeGrader(FAST)
+    cut_test = "\n\n# Check the function\ndef check_solution():\n    assert has_close_elements([1.0, 2.0], 0.5) =="
+    assert grader.grade(problem, problem["canonical_solution"] + cut_test)
+    assert "check_solution" not in build_program(problem, problem["canonical_solution"] + cut_test)
+    assert grader.grade(problem, FENCED_ANSWER.split("```\n\nIt")[0] + cut_test)  # fence never closed
+    cut_body = problem["canonical_solution"][:-25]
+    assert not grader.grade(problem, cut_body)
+    assert build_program(problem, cut_body) == problem["prompt"] + cut_body.rstrip() + "\n"  # whole, to fail
+
+
 def test_graders_run_in_parallel_threads(humaneval):
     problem, grader = humaneval["HumanEval/0"], CodeGrader(FAST)
     verdicts = []
