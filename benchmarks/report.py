@@ -207,6 +207,7 @@ class MethodSummary:
     ci_method: str
     pass_at_k: dict[int, float]
     tokens_per_problem: float | None
+    at_token_limit: float | None
     seconds_per_problem: float | None
     acceptance_rate: float | None
     acceptance_by_block: list[float | None]
@@ -253,6 +254,12 @@ def mean_acceptance_by_block(rows: list[dict]) -> list[float | None]:
     return [mean_or_none(block[i] if i < len(block) else None for block in blocks) for i in range(length)]
 
 
+def at_token_limit(row: dict) -> float | None:
+    """1.0 when the answer used all of `max_new_tokens` (cut off, unless its EOS came last), else 0.0."""
+    limit, tokens = (row.get("config") or {}).get("max_new_tokens"), row.get("completion_tokens")
+    return None if limit is None or tokens is None else float(tokens >= limit)
+
+
 def distinct_configs(rows: list[dict]) -> list[dict]:
     """The different `config` values of the samples, in order of appearance."""
     configs = []
@@ -280,6 +287,7 @@ def summarise_method(rows: list[dict]) -> MethodSummary:
         pass_at_k={k: statistics.fmean(pass_at_k(n, c, k) for n, c in counts)
                    for k in pass_at_k_levels([n for n, _ in counts])},
         tokens_per_problem=mean_or_none(row.get("tokens_decoded") for row in rows),
+        at_token_limit=mean_or_none(map(at_token_limit, rows)),
         seconds_per_problem=mean_or_none(row.get("seconds") for row in rows),
         acceptance_rate=mean_or_none(row.get("acceptance_rate") for row in rows),
         acceptance_by_block=mean_acceptance_by_block(rows),
@@ -336,14 +344,15 @@ def panels(summary: Summary) -> list[tuple[str, str]]:
 def method_table(methods: list[MethodSummary]) -> list[str]:
     levels = sorted({k for s in methods for k in s.pass_at_k})
     header = ["method", "problems", "seeds", "accuracy % [95% CI]", *(f"pass@{k} %" for k in levels),
-              "tokens/problem", "s/problem", "acceptance %"]
+              "tokens/problem", "at limit %", "s/problem", "acceptance %"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for s in methods:
         marker = "" if s.ci_method == CLUSTERED_CI else " †"
         cells = [s.method, str(s.problems), str(s.seeds),
                  f"{percent(s.accuracy)} [{percent(s.ci_low)}, {percent(s.ci_high)}]{marker}",
                  *(percent(s.pass_at_k.get(k)) for k in levels),
-                 number(s.tokens_per_problem, 0), number(s.seconds_per_problem, 2), percent(s.acceptance_rate)]
+                 number(s.tokens_per_problem, 0), percent(s.at_token_limit), number(s.seconds_per_problem, 2),
+                 percent(s.acceptance_rate)]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -375,7 +384,9 @@ def markdown(summary: Summary, command: str, rows: int) -> str:
         "of freedom, clipped to [0, 100] (zero width when all per-problem accuracies are equal); † marks a "
         "Wilson score interval, used where every problem has one sample or there is one problem. "
         "pass@k: unbiased estimator over seeds (Chen et al. 2021), averaged over problems. "
-        "Tokens, seconds and acceptance: means over samples (one problem, one seed).",
+        "Tokens, seconds and acceptance: means over samples (one problem, one seed). At limit: share of "
+        "answers that used every one of `max_new_tokens` (cut off, unless their EOS came last); a high share "
+        "means the limit, not the method, decides much of the accuracy.",
     ]
     for model, task in panels(summary):
         methods = [s for s in summary.methods if (s.model, s.task) == (model, task)]

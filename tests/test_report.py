@@ -68,6 +68,7 @@ def test_accuracy_pass_at_k_and_interval(summary):
 def test_cost_and_acceptance(summary):
     ecmh = summary.method("tiny-llama", "math500", "ecmh")
     assert ecmh.tokens_per_problem == 400  # (400+420+380+400+500+460+300+340) / 8
+    assert ecmh.at_token_limit == 1 / 8  # one answer of 48 tokens, max_new_tokens 48
     assert ecmh.seconds_per_problem == 4.5
     assert ecmh.acceptance_rate == 0.375  # .5 on seed 0, .25 on seed 1
     assert ecmh.acceptance_by_block == [0.75, 0.25, 0.25]  # [1, .5, null] and [.5, 0, .25]
@@ -101,7 +102,7 @@ def test_report_writes_markdown_json_and_plots(tmp_path):
     assert path == tmp_path / "out" / "summary.md"
     text = path.read_text()
     assert f"python -m benchmarks report {FAKE_RESULTS} --out {tmp_path / 'out'}" in text
-    assert "| ecmh | 4 | 2 | 62.5 [22.7, 100.0] | 62.5 | 100.0 | 400 | 4.50 | 37.5 |" in text
+    assert "| ecmh | 4 | 2 | 62.5 [22.7, 100.0] | 62.5 | 100.0 | 400 | 12.5 | 4.50 | 37.5 |" in text
     assert "| tiny-llama | math500 | standard | 8 | 3 | 1 | 2.00 | 0.157 |" in text
     assert "cluster-robust" in text
     for image in (report.ACCURACY_PLOT, report.ACCEPTANCE_PLOT):
