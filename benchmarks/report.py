@@ -424,6 +424,21 @@ def panel_grid(count: int):
     return figure, list(axes.flat)
 
 
+def legend_below(figure, axes, columns: int = 4) -> None:
+    """One legend for every panel, under them all, so that it hides no point; then lay the figure out."""
+    entries = {}
+    for axis in axes:
+        for handle, label in zip(*axis.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    legend_inches = 0.3 * math.ceil(len(entries) / columns) + 0.2 if entries else 0.0
+    height = figure.get_figheight() + legend_inches
+    figure.set_figheight(height)
+    if entries:
+        figure.legend(list(entries.values()), list(entries), loc="lower center", ncol=min(len(entries), columns),
+                      fontsize="small", frameon=False)
+    figure.tight_layout(rect=(0, legend_inches / height, 1, 1))
+
+
 def plot_accuracy_vs_tokens(summary: Summary, path: Path) -> None:
     """Accuracy (95% CI) against mean decoded tokens per problem: a point per method, a panel per model x task."""
     colours = method_colours(summary)
@@ -436,8 +451,7 @@ def plot_accuracy_vs_tokens(summary: Summary, path: Path) -> None:
             axis.errorbar(s.tokens_per_problem, 100 * s.accuracy, yerr=error, fmt="o", capsize=3,
                           color=colours[s.method], label=s.method)
         axis.set(title=f"{model} / {task}", xlabel="decoded tokens per problem", ylabel="accuracy %")
-        axis.legend(fontsize="small")
-    figure.tight_layout()
+    legend_below(figure, axes)
     figure.savefig(path, dpi=120)
     plt.close(figure)
 
@@ -453,11 +467,9 @@ def plot_acceptance_by_block(summary: Summary, path: Path) -> None:
             axis.plot(range(len(rates)), rates, marker=".", color=colours[s.method], label=s.method)
         axis.set(title=f"{model} / {task}", xlabel="block", ylabel="acceptance rate", ylim=(0, 1))
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if lines:
-            axis.legend(fontsize="small")
-        else:
+        if not lines:
             axis.text(0.5, 0.5, "no MH method", ha="center", va="center", transform=axis.transAxes)
-    figure.tight_layout()
+    legend_below(figure, axes)
     figure.savefig(path, dpi=120)
     plt.close(figure)
 
