@@ -290,12 +290,8 @@ def build_program(problem: dict, completion: str) -> str:
 def _parsing_prefix(head: str, lines: list[str]) -> str:
     """`head` + `lines`, less as few trailing top-level statements as make it parse (see `build_program`)."""
     statement_starts = [i for i, line in enumerate(lines) if i and line.strip() and not line[0].isspace()]
-    whole = head + "\n".join(lines).rstrip() + "\n"
-    for end in [len(lines), *reversed(statement_starts)]:
-        program = head + "\n".join(lines[:end]).rstrip() + "\n"
-        if _parses(program):
-            return program
-    return whole
+    programs = [head + "\n".join(lines[:end]).rstrip() + "\n" for end in [len(lines), *reversed(statement_starts)]]
+    return next((program for program in programs if _parses(program)), programs[0])
 
 
 def _parses(program: str) -> bool:
