@@ -89,7 +89,6 @@ def summarise(out, ecmh_times: list, plain_times: list, prompt_tokens: int, padd
     decoded = out.stats.tokens_decoded.sum().item()
     forwarded = out.stats.tokens_forwarded.sum().item()
     result = {
-        "forward_useful": 1.0,  # no prefix is re-encoded: every non-padding position is a prompt or decoded token
         "forward_with_padding": forwarded / (prompt_tokens + decoded),
         "prompt_padding": (padded_prompt_tokens - prompt_tokens) / (prompt_tokens + decoded),
         "ecmh_s_per_token": statistics.median(ecmh_times),
@@ -129,6 +128,7 @@ def measure(model, tokenizer, rows: int, args) -> dict:
         generated = (plain[:, ids.shape[1]:] != tokenizer.pad_token_id).sum().item()
         plain_times.append(plain_seconds / max(generated, 1))
     result = {"rows": rows, **summarise(out, ecmh_times, plain_times, mask.sum().item(), ids.numel()),
+              "forward_useful": 1.0,  # no prefix is re-encoded: every non-padding position is a prompt or decoded token
               "peak_memory_mb": peak_memory_mb()}
     if reuse_speedup:
         result["kv_reuse_speedup"] = statistics.median(reuse_speedup)
