@@ -2,13 +2,13 @@
 
 from .backends.vllm import load_vllm
 from .cuts import CutDistribution, EntropyCut, RestartCut, UniformCut
-from .generation import ECMHOutput, Stats, generate
+from .generation import ECMHOutput, Stats, Trace, generate
 from .kernel import Info, State
 from .models import load_model
 from .prompts import encode_prompts
 
 __all__ = [
-    "generate", "load_model", "load_vllm", "encode_prompts", "ECMHOutput", "Stats", "State", "Info",
+    "generate", "load_model", "load_vllm", "encode_prompts", "ECMHOutput", "Stats", "Trace", "State", "Info",
     "CutDistribution", "EntropyCut", "UniformCut", "RestartCut",
 ]
 __version__ = "0.1.0"

@@ -38,10 +38,21 @@ class Stats(NamedTuple):
     log_p: torch.Tensor  # base-model log-likelihood of the returned continuation
 
 
+class Trace(NamedTuple):
+    """Per returned row and continuation position `t < length`, the numbers the sampler stored for it
+    (float32, taken from the logits of the decoding step that drew the token; 0 past `length`)."""
+
+    log_p: torch.Tensor  # [R, L] log p(y_t | prompt, y_<t)
+    log_z: torch.Tensor  # [R, L] log sum_v p(v | prompt, y_<t)^alpha
+    entropy: torch.Tensor  # [R, L] entropy of p(. | prompt, y_<t)
+    length: torch.Tensor  # [R] continuation length (up to and including EOS)
+
+
 @dataclass
 class ECMHOutput:
     sequences: torch.Tensor  # prompt + continuation, `pad_token_id` after the end
     stats: Stats
+    trace: Trace
 
 
 def _check_prompt(input_ids, attention_mask, model, max_new_tokens):
@@ -172,13 +183,15 @@ def _output(input_ids: torch.Tensor, state: kernel.State, config: settings.Setti
     sequences = torch.cat([input_ids, continuation], dim=1)
     if not config.return_dict_in_generate:
         return sequences
-    valid = torch.arange(state.log_p.shape[1], device=input_ids.device)[None, :] < state.length[:, None]
+    valid = position < state.length[:, None]
+    trace = Trace(*(torch.where(valid, x[:, :width], torch.zeros_like(x[:, :width]))
+                    for x in (state.log_p, state.log_z, state.entropy)), state.length)
     stats = Stats(
         acceptance_rate=state.accepted.float() / state.proposals.float(),
         proposals=state.proposals,
         accepted=state.accepted,
         tokens_decoded=state.tokens_decoded,
         tokens_forwarded=state.tokens_forwarded,
-        log_p=torch.where(valid, state.log_p, torch.zeros_like(state.log_p)).sum(1),
+        log_p=trace.log_p.sum(1),
     )
-    return ECMHOutput(sequences, stats)
+    return ECMHOutput(sequences, stats, trace)

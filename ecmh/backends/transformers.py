@@ -187,19 +187,23 @@ class TransformersBackend:
     def _compact(self) -> None:
         """Gather each row's live columns (prompt, answer, proposal in flight) to the front of the cache."""
         prompt_width, answer_width = self.prompt_mask.shape[1], self.answer_column.shape[1]
-        in_flight = int(self.buffer.length.max())
         rows = self.answer_column.shape[0]
+        # A proposal in flight owns every column from its first to the last, and attends to all of them:
+        # the last `widest` columns are kept as they are, so each row's proposal stays contiguous and
+        # ends at the new width (a shorter one starts later; the columns before it are never attended).
+        in_flight = self.width - self.first_column
+        widest = int(in_flight.max())
         columns = torch.cat([
             torch.arange(prompt_width, device=self.device).expand(rows, -1),
             self.answer_column,
-            self.first_column[:, None] + torch.arange(in_flight, device=self.device)[None, :],
-        ], dim=1).clamp(max=self.width - 1)
+            torch.arange(self.width - widest, self.width, device=self.device).expand(rows, -1),
+        ], dim=1)
         compat.map_kv_(self.cache, lambda x: x.gather(2, columns[:, None, :, None].expand(-1, x.shape[1], -1, x.shape[3])))
         gathered = self.column_hidden.gather(1, columns[:, :, None].expand(-1, -1, self.column_hidden.shape[2]))
         self.column_hidden[:, : columns.shape[1]] = gathered
         self.answer_column = prompt_width + torch.arange(answer_width, device=self.device).expand(rows, -1).clone()
-        self.first_column = torch.full_like(self.first_column, prompt_width + answer_width)
         self.width = columns.shape[1]
+        self.first_column = self.width - in_flight
 
     def select_rows(self, rows: torch.Tensor) -> None:
         compat.map_kv_(self.cache, lambda x: x[rows])
