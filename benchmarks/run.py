@@ -8,6 +8,7 @@ batch's wall time divided by the batch size.
 """
 
 import itertools
+import subprocess
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -66,6 +67,7 @@ def run(
     files = {m: ResultsFile(out, task.name, m, config, shard) for m in order}
     ecmh_budget = files["ecmh"].done if "ecmh" in files else {}
     eos = _eos_token_ids(model, tokenizer)
+    version = library_version()
 
     work = []  # (seed, method, problems still to do)
     for seed in seeds:
@@ -98,11 +100,28 @@ def run(
                     "correct": bool(task.grade(problem, completion)),
                     "tokens_decoded": answer.tokens_decoded, "seconds": seconds,
                     "acceptance_rate": answer.acceptance_rate, "acceptance_by_block": answer.acceptance_by_block,
-                    "log_p": answer.log_p, "completion_tokens": len(answer.tokens),
+                    "log_p": answer.log_p, "completion_tokens": len(answer.tokens), "ecmh_version": version,
                 })
             bar.update(len(batch))
     bar.close()
     return out
+
+
+def library_version() -> str:
+    """ecmh's version, with the git commit of the checkout it runs from (`+dirty` for uncommitted changes)."""
+    import ecmh
+
+    root = Path(ecmh.__file__).resolve().parents[1]
+    if not (root / ".git").exists():  # an installed copy, not a checkout
+        return ecmh.__version__
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ecmh.__version__
+    return f"{ecmh.__version__}+g{commit}{'.dirty' if dirty else ''}"
 
 
 def _chunks(items: list, size: int):

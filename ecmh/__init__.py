@@ -11,4 +11,4 @@ __all__ = [
     "generate", "load_model", "load_vllm", "encode_prompts", "ECMHOutput", "Stats", "Trace", "State", "Info",
     "CutDistribution", "EntropyCut", "UniformCut", "RestartCut",
 ]
-__version__ = "0.1.0"
+__version__ = "0.1.1"

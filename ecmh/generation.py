@@ -168,7 +168,7 @@ def generate(
             forwarded = backend.prefill(input_ids, attention_mask, config.max_new_tokens)
             state = kernel.init(input_ids.shape[0], config.max_new_tokens, forwarded)
             state = sampler.run(
-                rng, state, backend, cut_distribution,
+                rng, state, backend, cut_distribution, alpha=float(alpha),
                 block_size=block_size, mcmc_steps=mcmc_steps, eos_token_ids=eos, on_step=on_step,
             )
     finally:

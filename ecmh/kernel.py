@@ -1,16 +1,18 @@
 """The ECMH transition kernel: pure tensor code, no model, no host synchronisation.
 
+As blackjax shapes a kernel: `init(...) -> State` and `step(rng, state, proposals) -> (State, Info)`.
 A `State` holds each row's (prompt x chain) current answer with the numbers the MH ratio needs
-per position; a backend (transformers, vLLM) decodes `Suffix`es, rows finishing at different times.
+per position; a backend (`ecmh.backends`) decodes `Suffix`es, rows finishing at different times.
 With the tempered proposal every token's `alpha * log p - log q` equals `log Z_t`, so the
 auxiliary-variable MH ratio for a cut at `m` is
 
     log A = sum_{t>=m} log Z_t(y') - sum_{t>=m} log Z_t(y) + log w_{y'}(m) - log w_y(m)
 
-with both sums over each sequence's whole suffix (README, 'How ECMH works').
+with both sums over each sequence's whole suffix (README, 'How ECMH works'). An extension (a new
+block) goes through the same code with its decision overridden: it is kept whatever the ratio.
 """
 
-from typing import NamedTuple, Optional, Protocol
+from typing import NamedTuple, Optional
 
 import torch
 
@@ -43,37 +45,27 @@ class Suffix(NamedTuple):
     forwarded: torch.Tensor  # [R]: positions this decode ran through the model for the row
 
 
+class Proposals(NamedTuple):
+    """The proposals a backend finished decoding at one step, with what the kernel needs to settle them."""
+
+    finished: torch.Tensor  # [R] bool: rows whose proposal finished now (the others are still decoding)
+    extension: torch.Tensor  # [R] bool: the proposal extends the answer by a block, kept without MH
+    start: torch.Tensor  # [R] long: the position it starts at (the cut; the answer's length for an extension)
+    suffix: Suffix  # what was decoded from `start` on
+
+
 class Info(NamedTuple):
     """What happened to the rows whose proposal finished decoding at this step."""
 
     finished: torch.Tensor  # [R] bool: rows whose proposal (extension or MH) finished now
     extension: torch.Tensor  # [R] bool: ... and it was a block extension, kept without MH
-    cut: torch.Tensor  # [R] long: where the proposal started
+    cut: torch.Tensor  # [R] long: where the proposal started (for an extension, the answer's length)
     accepted: torch.Tensor  # [R] bool: the MH proposal was accepted (extensions count as accepted)
     log_ratio: torch.Tensor  # [R] float32: log acceptance ratio (before min(0, .))
     proposal_length: torch.Tensor  # [R] long
+    ratio_terms: "LogRatio"  # log_ratio term by term
     row: Optional[torch.Tensor] = None  # [R] long: each entry's row in the caller's batch (set by the sampler)
     block: Optional[torch.Tensor] = None  # [R] long: each row's 0-based block (set by the sampler)
-
-
-class Backend(Protocol):
-    """A model runtime that decodes one proposal per row, rows finishing at different times.
-
-    The sampler starts proposals, steps the backend, settles the proposals that finished and
-    starts the rows' next ones; the backend keeps each row's KV cache in step with the State.
-    """
-
-    def start(self, rows: torch.Tensor, start: torch.Tensor, cap: torch.Tensor) -> None:
-        """For rows where `rows` is True, begin a proposal from position `start` up to position `cap`."""
-
-    def step(self, generator: torch.Generator) -> Optional[tuple[torch.Tensor, Suffix]]:
-        """Advance decoding; when some proposals finished, return (finished rows, all rows' proposals)."""
-
-    def commit(self, accepted: torch.Tensor, start: torch.Tensor) -> None:
-        """The proposals of rows where `accepted` become their answers from `start` on."""
-
-    def select_rows(self, rows: torch.Tensor) -> None:
-        """Keep only these rows (a 1-D index tensor)."""
 
 
 def where_rows(mask: torch.Tensor, a, b):
@@ -92,10 +84,10 @@ def init(num_rows: int, max_new_tokens: int, tokens_forwarded: torch.Tensor) -> 
     return State(tokens, floats, floats, floats, counter, floats, counter, counter, counter, tokens_forwarded)
 
 
-def cut_log_probs(cut: CutDistribution, entropy: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+def cut_log_probs(cut_distribution: CutDistribution, entropy: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
     """Normalised log-probabilities of cutting at each position in `[0, length)`; uniform if all weights are 0."""
     valid = torch.arange(entropy.shape[1], device=entropy.device)[None, :] < length[:, None]
-    log_w = cut.log_weights(entropy, length).float().masked_fill(~valid, float("-inf"))
+    log_w = cut_distribution.log_weights(entropy, length).float().masked_fill(~valid, float("-inf"))
     no_weight = torch.isneginf(log_w).all(dim=1, keepdim=True)
     log_w = torch.where(no_weight & valid, torch.zeros_like(log_w), log_w)
     return log_w - torch.logsumexp(log_w, dim=1, keepdim=True)
@@ -115,7 +107,7 @@ def splice(kept: torch.Tensor, new: torch.Tensor, start: torch.Tensor) -> torch.
     return torch.where(from_new, new.gather(1, offset.clamp(0, new.shape[1] - 1)), kept)
 
 
-def candidate(state: State, suffix: Suffix, start: torch.Tensor, cut: CutDistribution) -> State:
+def candidate(state: State, suffix: Suffix, start: torch.Tensor, cut_distribution: CutDistribution) -> State:
     """The state with its answer replaced from `start` on by `suffix`; counters updated for the decode."""
     length = start + suffix.length
     entropy = splice(state.entropy, suffix.entropy, start)
@@ -125,7 +117,7 @@ def candidate(state: State, suffix: Suffix, start: torch.Tensor, cut: CutDistrib
         log_z=splice(state.log_z, suffix.log_z, start),
         entropy=entropy,
         length=length,
-        cut_log_prob=cut_log_probs(cut, entropy, length),
+        cut_log_prob=cut_log_probs(cut_distribution, entropy, length),
         tokens_decoded=state.tokens_decoded + suffix.length,
         tokens_forwarded=state.tokens_forwarded + suffix.forwarded,
     )
@@ -137,33 +129,52 @@ def _suffix_sum(values: torch.Tensor, start: torch.Tensor, length: torch.Tensor)
     return torch.where(inside, values, torch.zeros_like(values)).sum(1)
 
 
-def accept_reject(rng: torch.Generator, state: State, proposed: State, cut: torch.Tensor):
-    """The MH decision for `proposed` (which shares `y_<cut` with `state`): (accepted, log_ratio) per row."""
-    log_ratio = (
-        _suffix_sum(proposed.log_z, cut, proposed.length)
-        - _suffix_sum(state.log_z, cut, state.length)
-        + proposed.cut_log_prob.gather(1, cut[:, None]).squeeze(1)
-        - state.cut_log_prob.gather(1, cut[:, None]).squeeze(1)
+class LogRatio(NamedTuple):
+    """The MH log acceptance ratio of a proposal cut at `m`, term by term (each `[R]` float32)."""
+
+    target: torch.Tensor  # alpha * (log p(y'_{>=m}) - log p(y_{>=m}))
+    proposal: torch.Tensor  # log q(y_{>=m} | y_<m) - log q(y'_{>=m} | y_<m): reverse over forward
+    cut: torch.Tensor  # log w_{y'}(m) - log w_y(m): the state-dependent cut choice, reverse over forward
+
+    def total(self) -> torch.Tensor:
+        return self.target + self.proposal + self.cut
+
+
+def log_ratio(alpha: float, state: State, proposed: State, cut: torch.Tensor) -> LogRatio:
+    """The terms of `log A` for `proposed`, which shares `y_<cut` with `state`.
+
+    Each sum runs over its own sequence's whole suffix. With the tempered proposal
+    `log q_t = alpha * log p_t - log Z_t`, so target + proposal = sum log Z_t(y') - sum log Z_t(y).
+    """
+    def suffix(values, of):
+        return _suffix_sum(values, cut, of.length)
+
+    log_p = suffix(proposed.log_p, proposed) - suffix(state.log_p, state)
+    log_z = suffix(proposed.log_z, proposed) - suffix(state.log_z, state)
+    return LogRatio(
+        target=alpha * log_p,
+        proposal=log_z - alpha * log_p,
+        cut=proposed.cut_log_prob.gather(1, cut[:, None]).squeeze(1) - state.cut_log_prob.gather(1, cut[:, None]).squeeze(1),
     )
-    uniform = torch.rand(log_ratio.shape, generator=rng, device=log_ratio.device)
-    return torch.log(uniform) < log_ratio, log_ratio
 
 
-def transition(
-    rng: torch.Generator,
-    state: State,
-    suffix: Suffix,
-    start: torch.Tensor,
-    cut: CutDistribution,
-    finished: torch.Tensor,
-    extension: torch.Tensor,
+def accept_reject(rng: torch.Generator, alpha: float, state: State, proposed: State, cut: torch.Tensor):
+    """The MH decision for `proposed` (which shares `y_<cut` with `state`): (accepted, log_ratio terms) per row."""
+    terms = log_ratio(alpha, state, proposed, cut)
+    uniform = torch.rand(cut.shape, generator=rng, device=cut.device)
+    return torch.log(uniform) < terms.total(), terms
+
+
+def step(
+    rng: torch.Generator, state: State, proposals: Proposals, *, alpha: float, cut_distribution: CutDistribution,
 ) -> tuple[State, Info]:
     """Settle the proposals that finished: extensions are kept, MH proposals accepted or rejected.
 
-    Rows outside `finished` are left as they are. Tensor code only: no host synchronisation.
+    Rows outside `proposals.finished` are left as they are. Tensor code only: no host synchronisation.
     """
-    proposed = candidate(state, suffix, start, cut)
-    accepted, log_ratio = accept_reject(rng, state, proposed, start)
+    finished, extension, start, suffix = proposals
+    proposed = candidate(state, suffix, start, cut_distribution)
+    accepted, terms = accept_reject(rng, alpha, state, proposed, start)
     accepted = accepted | extension
     is_mh = finished & ~extension
     settled = where_rows(accepted, proposed, state)._replace(
@@ -172,5 +183,5 @@ def transition(
         tokens_decoded=proposed.tokens_decoded,
         tokens_forwarded=proposed.tokens_forwarded,
     )
-    new_state = where_rows(finished, settled, state)
-    return new_state, Info(finished, extension, start, accepted, log_ratio, suffix.length)
+    info = Info(finished, extension, start, accepted, terms.total(), suffix.length, terms)
+    return where_rows(finished, settled, state), info

@@ -13,6 +13,7 @@ from typing import Callable, NamedTuple, Optional
 import torch
 
 from . import kernel
+from .backends.base import Backend
 from .cuts import CutDistribution
 
 StepCallback = Callable[[kernel.Info], None]
@@ -52,9 +53,10 @@ def advance(
 def run(
     rng: torch.Generator,
     state: kernel.State,
-    backend: kernel.Backend,
-    cut: CutDistribution,
+    backend: Backend,
+    cut_distribution: CutDistribution,
     *,
+    alpha: float,
     block_size: int,
     mcmc_steps: int,
     eos_token_ids: torch.Tensor,
@@ -75,7 +77,8 @@ def run(
         if decoded is None:
             continue
         finished, suffix = decoded
-        state, info = kernel.transition(rng, state, suffix, schedule.start, cut, finished, schedule.step == 0)
+        proposals = kernel.Proposals(finished, schedule.step == 0, schedule.start, suffix)
+        state, info = kernel.step(rng, state, proposals, alpha=alpha, cut_distribution=cut_distribution)
         backend.commit(finished & info.accepted, schedule.start)
         if on_step is not None:
             on_step(info._replace(row=rows, block=schedule.block))

@@ -63,7 +63,8 @@ def test_an_mh_step_makes_no_host_sync(monkeypatch):
     everyone, nobody = torch.ones(rows, dtype=torch.bool), torch.zeros(rows, dtype=torch.bool)
     state = kernel.init(rows, width, torch.zeros(rows, dtype=torch.long))
     start = torch.zeros(rows, dtype=torch.long)
-    state, _ = kernel.transition(rng, state, _random_suffix(rows, width, rng), start, cut, everyone, everyone)
+    state, _ = kernel.step(rng, state, kernel.Proposals(everyone, everyone, start, _random_suffix(rows, width, rng)),
+                           alpha=2.0, cut_distribution=cut)
     schedule = sampler.Schedule(start, torch.ones_like(start), start, torch.full_like(start, width))
     suffix = _random_suffix(rows, width, rng)
     finished = torch.tensor([True, False, True, True, False, True])
@@ -74,7 +75,8 @@ def test_an_mh_step_makes_no_host_sync(monkeypatch):
     for name in ("item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__", "__index__", "nonzero"):
         monkeypatch.setattr(torch.Tensor, name, refuse)
     cut_at = kernel.propose_cut(rng, state)
-    new_state, info = kernel.transition(rng, state, suffix, cut_at, cut, finished, nobody)
+    new_state, info = kernel.step(rng, state, kernel.Proposals(finished, nobody, cut_at, suffix), alpha=2.0,
+                                  cut_distribution=cut)
     schedule, done = sampler.advance(rng, schedule, new_state, finished, block_size=4, mcmc_steps=2,
                                      eos_token_ids=torch.tensor([2]))
     monkeypatch.undo()

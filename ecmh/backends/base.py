@@ -1,0 +1,4 @@
+"""placeholder"""
+from typing import Protocol
+class Backend(Protocol):
+    pass
