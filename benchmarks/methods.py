@@ -25,6 +25,7 @@ from typing import NamedTuple, Optional, Sequence
 import torch
 
 import ecmh
+from ecmh.config import DEFAULTS, SamplerConfig
 
 MH_CUTS = {"uniform_mh": "uniform", "ecmh": "entropy", "restart_mh": "restart"}
 BEST_OF_N = {"bon_std": "standard", "bon_low_temp": "low_temp"}
@@ -33,17 +34,17 @@ METHODS = ("standard", "low_temp", *MH_CUTS, *BEST_OF_N)
 
 @dataclass(frozen=True)
 class SamplerSettings:
-    """The sampling settings shared by every method of a run (the papers' defaults)."""
+    """The sampling settings shared by every method of a run: ecmh's defaults and the papers' length."""
 
-    alpha: float = 4.0
-    mcmc_steps: int = 10
-    block_size: Optional[int] = None  # None: max(1, max_new_tokens // 16)
+    alpha: float = DEFAULTS.alpha
+    mcmc_steps: int = DEFAULTS.mcmc_steps
+    block_size: Optional[int] = DEFAULTS.block_size  # None: max(1, max_new_tokens // 16)
     max_new_tokens: int = 3072
-    cut_power: float = 4.0
+    cut_power: float = DEFAULTS.cut_power
 
     @property
     def resolved_block_size(self) -> int:
-        return self.block_size or max(1, self.max_new_tokens // 16)
+        return SamplerConfig(block_size=self.block_size).block_size_for(self.max_new_tokens)
 
 
 class Answer(NamedTuple):

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 import ecmh
+from ecmh.backends.transformers import TransformersBackend
 from ecmh.prompts import encode_prompts
 
 FALLBACK_PROMPTS = [
@@ -64,6 +65,21 @@ class ForwardTimer:
     def remove(self):
         for handle in self.handles:
             handle.remove()
+
+
+class ForwardCounter:
+    """Positions run through `model.forward` (rows x width of every call's `input_ids`)."""
+
+    def __init__(self, model):
+        self.shapes = []
+        self.handle = model.register_forward_hook(self._count, with_kwargs=True)
+
+    def _count(self, module, args, kwargs, output):
+        self.shapes.append(tuple(kwargs["input_ids"].shape))
+
+    @property
+    def positions(self) -> int:
+        return sum(rows * width for rows, width in self.shapes)
 
 
 def _sync():
@@ -113,13 +129,15 @@ def measure(model, tokenizer, rows: int, args) -> dict:
     for repeat in range(args.repeats):
         sampler = dict(attention_mask=mask, **sampler_options(args, repeat))
         timer = ForwardTimer(model) if args.profile else None
+        counter = ForwardCounter(model)
         out, seconds = timed(lambda: ecmh.generate(model, ids, **sampler))
+        counter.handle.remove()
         if timer is not None:
             timer.remove()
             forward_share.append(timer.seconds / seconds)
         ecmh_times.append(seconds / out.stats.tokens_decoded.sum().item())
         if not args.skip_reencode:
-            _, reencode_seconds = timed(lambda: ecmh.generate(model, ids, _reencode_prefix=True, **sampler))
+            _, reencode_seconds = timed(lambda: ecmh.generate(TransformersBackend(model, reencode_prefix=True), ids, **sampler))
             reuse_speedup.append(reencode_seconds / seconds)
         torch.manual_seed(repeat)
         plain, plain_seconds = timed(lambda: model.generate(
@@ -127,8 +145,9 @@ def measure(model, tokenizer, rows: int, args) -> dict:
             top_k=0, pad_token_id=tokenizer.pad_token_id))
         generated = (plain[:, ids.shape[1]:] != tokenizer.pad_token_id).sum().item()
         plain_times.append(plain_seconds / max(generated, 1))
+    useful = mask.sum().item() + out.stats.tokens_decoded.sum().item()
     result = {"rows": rows, **summarise(out, ecmh_times, plain_times, mask.sum().item(), ids.numel()),
-              "forward_useful": 1.0,  # no prefix is re-encoded: every non-padding position is a prompt or decoded token
+              "forward_useful": counter.positions / useful,  # counted by a hook on model.forward
               "peak_memory_mb": peak_memory_mb()}
     if reuse_speedup:
         result["kv_reuse_speedup"] = statistics.median(reuse_speedup)

@@ -2,13 +2,14 @@
 
 from .backends.vllm import load_vllm
 from .cuts import CutDistribution, EntropyCut, RestartCut, UniformCut
+from .config import SamplerConfig
 from .generation import ECMHOutput, Stats, Trace, generate
 from .kernel import Info, State
 from .models import load_model
 from .prompts import encode_prompts
 
 __all__ = [
-    "generate", "load_model", "load_vllm", "encode_prompts", "ECMHOutput", "Stats", "Trace", "State", "Info",
+    "generate", "load_model", "load_vllm", "encode_prompts", "SamplerConfig", "ECMHOutput", "Stats", "Trace", "State", "Info",
     "CutDistribution", "EntropyCut", "UniformCut", "RestartCut",
 ]
 __version__ = "0.1.1"

@@ -6,6 +6,7 @@ import sys
 import time
 
 from . import __version__
+from .config import DEFAULTS, SamplerConfig
 from .cuts import CUT_NAMES
 from .models import DEFAULT_MODEL
 from .prompts import encode_prompts
@@ -18,12 +19,12 @@ def _parser() -> argparse.ArgumentParser:
     gen = commands.add_parser("generate", help="answer one prompt")
     gen.add_argument("prompt")
     gen.add_argument("--model", default=DEFAULT_MODEL, help="embedded name, hub id or local path (default: %(default)s)")
-    gen.add_argument("--alpha", type=float, default=4.0, help="power of p^alpha (default: %(default)s)")
-    gen.add_argument("--mcmc-steps", type=int, default=10, help="MH steps per block (default: %(default)s)")
+    gen.add_argument("--alpha", type=float, default=DEFAULTS.alpha, help="power of p^alpha (default: %(default)s)")
+    gen.add_argument("--mcmc-steps", type=int, default=DEFAULTS.mcmc_steps, help="MH steps per block (default: %(default)s)")
     gen.add_argument("--block-size", type=int, default=None, help="tokens per block (default: max-new-tokens // 16)")
     gen.add_argument("--max-new-tokens", type=int, default=128, help="length cap (default: %(default)s)")
-    gen.add_argument("--cut", choices=CUT_NAMES, default="entropy", help="cut distribution (default: %(default)s)")
-    gen.add_argument("--cut-power", type=float, default=4.0, help="entropy-jump exponent (default: %(default)s)")
+    gen.add_argument("--cut", choices=CUT_NAMES, default=DEFAULTS.cut, help="cut distribution (default: %(default)s)")
+    gen.add_argument("--cut-power", type=float, default=DEFAULTS.cut_power, help="entropy-jump exponent (default: %(default)s)")
     gen.add_argument("--seed", type=int, default=None, help="makes the answer reproducible")
     gen.add_argument("--dtype", default=None, help="weights dtype, e.g. bfloat16 (default: the checkpoint's)")
     gen.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
@@ -36,17 +37,21 @@ def generate_command(args) -> int:
     import ecmh
     from tqdm.auto import tqdm
 
+    try:  # checked before the model loads
+        options = SamplerConfig(args.alpha, args.mcmc_steps, args.block_size, args.cut, args.cut_power)
+        block_size = options.block_size_for(args.max_new_tokens)
+    except ValueError as error:
+        print(f"ecmh: error: {error}", file=sys.stderr)
+        return 2
     model, tokenizer = ecmh.load_model(args.model, dtype=args.dtype, device=args.device)
     inputs = encode_prompts(tokenizer, [args.prompt], chat=not args.no_chat)
-    block_size = args.block_size or max(1, args.max_new_tokens // 16)
     blocks = -(-args.max_new_tokens // block_size)
     progress = tqdm(total=blocks * (args.mcmc_steps + 1), desc="ECMH", unit="step", file=sys.stderr, leave=False)
     start = time.perf_counter()
     try:
         out = ecmh.generate(
-            model, inputs.input_ids, attention_mask=inputs.attention_mask, alpha=args.alpha,
-            mcmc_steps=args.mcmc_steps, block_size=args.block_size, max_new_tokens=args.max_new_tokens,
-            cut=args.cut, cut_power=args.cut_power, seed=args.seed, return_dict_in_generate=True,
+            model, inputs.input_ids, attention_mask=inputs.attention_mask, **vars(options),
+            max_new_tokens=args.max_new_tokens, seed=args.seed, return_dict_in_generate=True,
             on_step=lambda info: progress.update(int(info.finished.sum())),
         )
     except (ValueError, TypeError) as error:

@@ -5,10 +5,9 @@ from typing import NamedTuple, Optional, Union
 
 import torch
 
-from . import kernel, sampler, settings
-from .backends import vllm as vllm_backend
-from .backends.transformers import TransformersBackend
-from .cuts import CutDistribution, resolve_cut
+from . import backends, kernel, sampler, settings
+from .config import DEFAULTS, SamplerConfig
+from .cuts import CutDistribution
 from .scoring import PowerProposal
 
 # What transformers' `generate(custom_generate=...)` passes besides our own parameters.
@@ -55,13 +54,33 @@ class ECMHOutput:
     trace: Trace
 
 
-def _check_prompt(input_ids, attention_mask, model, max_new_tokens):
+def _as_batch(input_ids, attention_mask, pad_token_id: int):
+    """`input_ids` as a left-padded `[batch, width]` tensor with its attention mask (a list of token-id lists
+    is padded here)."""
+    if isinstance(input_ids, (list, tuple)):
+        if attention_mask is not None:
+            raise ValueError("`attention_mask` goes with a padded tensor of `input_ids`, not with a list of token-id lists.")
+        rows = [list(row) if isinstance(row, (list, tuple)) else row for row in input_ids]
+        if not rows or not all(isinstance(row, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in row)
+                               for row in rows):
+            raise TypeError("`input_ids` must be a 2-D tensor of token ids or a non-empty list of lists of token ids.")
+        width = max(len(row) for row in rows)
+        input_ids = torch.tensor([[pad_token_id] * (width - len(row)) + row for row in rows], dtype=torch.long)
+        attention_mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in rows], dtype=torch.long)
+        return input_ids.reshape(len(rows), width), attention_mask.reshape(len(rows), width)
+    if not torch.is_tensor(input_ids) or input_ids.dim() != 2:
+        raise TypeError("`input_ids` must be a 2-D tensor of token ids [batch, prompt_length] (or a list of token-id lists).")
+    return input_ids, attention_mask
+
+
+def _check_prompt(input_ids, attention_mask, context_length, max_new_tokens):
     if input_ids.shape[1] == 0 or input_ids.shape[0] == 0:
         raise ValueError("`input_ids` is empty: give every row at least one prompt token.")
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
-    if attention_mask.shape != input_ids.shape:
-        raise ValueError(f"`attention_mask` has shape {tuple(attention_mask.shape)}, `input_ids` {tuple(input_ids.shape)}.")
+    if not torch.is_tensor(attention_mask) or attention_mask.shape != input_ids.shape:
+        shape = tuple(attention_mask.shape) if torch.is_tensor(attention_mask) else type(attention_mask).__name__
+        raise ValueError(f"`attention_mask` has shape {shape}, `input_ids` {tuple(input_ids.shape)}.")
     mask = attention_mask.bool()
     if not mask.any(dim=1).all():
         raise ValueError("A row of `input_ids` has no prompt token (its attention_mask is all 0): remove it.")
@@ -70,12 +89,12 @@ def _check_prompt(input_ids, attention_mask, model, max_new_tokens):
             "The batch is right-padded (`attention_mask` has 0s after 1s); ecmh needs left padding: "
             "use `tokenizer(..., padding=True)` with `tokenizer.padding_side = 'left'`."
         )
-    context = getattr(model.config.get_text_config(), "max_position_embeddings", None)
     longest = int(mask.sum(1).max())
-    if context is not None and longest + max_new_tokens > context:
+    if context_length is not None and longest + max_new_tokens > context_length:
         raise ValueError(
             f"The longest prompt ({longest} tokens) plus max_new_tokens={max_new_tokens} exceeds the model's context "
-            f"of {context} positions: lower `max_new_tokens` to at most {context - longest} or shorten the prompt."
+            f"of {context_length} positions: lower `max_new_tokens` to at most {context_length - longest} or shorten "
+            "the prompt."
         )
     return attention_mask
 
@@ -85,11 +104,11 @@ def generate(
     input_ids: Optional[torch.Tensor] = None,
     generation_config=None,
     *,
-    alpha: float = 4.0,
-    mcmc_steps: int = 10,
-    block_size: Optional[int] = None,
-    cut: Union[str, CutDistribution] = "entropy",
-    cut_power: float = 4.0,
+    alpha: float = DEFAULTS.alpha,
+    mcmc_steps: int = DEFAULTS.mcmc_steps,
+    block_size: Optional[int] = DEFAULTS.block_size,
+    cut: Union[str, CutDistribution] = DEFAULTS.cut,
+    cut_power: float = DEFAULTS.cut_power,
     seed: Optional[int] = None,
     on_step: Optional[sampler.StepCallback] = None,
     **kwargs,
@@ -99,9 +118,10 @@ def generate(
     Called like `model.generate`, or through it: `model.generate(ids, custom_generate=ecmh.generate, ...)`.
 
     Args:
-        model: a transformers causal LM (see `ecmh.load_model`), or a `vllm.LLM` built by `ecmh.load_vllm`.
-        input_ids: `[batch, prompt_length]` token ids, left-padded with an `attention_mask` for batches.
-            With a `vllm.LLM`, also a list of token-id lists (no padding, no mask).
+        model: a transformers causal LM (see `ecmh.load_model`), a `vllm.LLM` built by `ecmh.load_vllm`,
+            or an `ecmh.backends.Backend`.
+        input_ids: `[batch, prompt_length]` token ids, left-padded with an `attention_mask` for batches,
+            or a list of token-id lists (padded here).
         generation_config: a `transformers.GenerationConfig`; keyword arguments override it.
         alpha: the power of the target `p^alpha` (`>= 1`); proposals are drawn at temperature `1/alpha`.
         mcmc_steps: MH steps after each block (0: plain low-temperature sampling).
@@ -111,16 +131,16 @@ def generate(
         cut_power: the exponent of the entropy-jump weights.
         seed: makes the output reproducible (bit for bit on the same machine and batch).
         on_step: `on_step(info)` whenever proposals finish decoding (`ecmh.Info`: per row `finished`,
-            `extension`, `cut`, `accepted`, `log_ratio`, `proposal_length`, `block`, and `row`: the
-            index in the returned batch of each entry, as rows whose schedule is over leave).
+            `extension`, `cut`, `accepted`, `log_ratio` and its `ratio_terms`, `proposal_length`, `block`,
+            and `row`: the index in the returned batch of each entry, as rows whose schedule is over leave).
         **kwargs: as for `model.generate`: `attention_mask`, `max_new_tokens`, `eos_token_id`
             (None: never stop early), `pad_token_id`, `num_return_sequences`, `top_k`, `top_p`,
             `return_dict_in_generate`. `top_k`/`top_p` truncate `p` in the proposal, the target and
             the entropies alike; unlike `model.generate`, ecmh applies no `top_k=50` by default.
 
     Returns:
-        The sequences tensor, or with `return_dict_in_generate=True` an `ECMHOutput` with `.sequences`
-        and `.stats` (one value per returned row).
+        The sequences tensor, or with `return_dict_in_generate=True` an `ECMHOutput` with `.sequences`,
+        `.stats` (one value per returned row) and `.trace` (per position of each returned continuation).
 
     Example:
         >>> import ecmh
@@ -129,25 +149,22 @@ def generate(
         >>> out = ecmh.generate(model, ids, max_new_tokens=16, mcmc_steps=2, seed=0)  # doctest: +SKIP
     """
     attention_mask = kwargs.pop("attention_mask", None)
-    reencode_prefix = kwargs.pop("_reencode_prefix", False)  # the speed benchmark's baseline, nothing else
     if input_ids is None:
         input_ids = kwargs.pop("inputs", None)
-    engine = vllm_backend.VLLMModel(model) if vllm_backend.is_vllm_engine(model) else None
-    if engine is not None:  # a vllm.LLM: the same sampler on the vLLM backend
-        model = engine
-        input_ids, attention_mask = engine.batch(input_ids, attention_mask, kwargs.get("pad_token_id"))
+    backend = backends.for_model(model)
     prepared = "stopping_criteria" in kwargs  # called by transformers' generate, inputs already expanded
     for name in _PREPARED_BY_TRANSFORMERS:
         kwargs.pop(name, None)
-    if not torch.is_tensor(input_ids) or input_ids.dim() != 2:
-        raise TypeError("`input_ids` must be a 2-D tensor of token ids [batch, prompt_length].")
-    config = settings.resolve(model, generation_config, kwargs, input_ids.shape[1], prepared)
-    block_size = settings.check_sampler_arguments(alpha, mcmc_steps, block_size, config.max_new_tokens, seed)
-    cut_distribution = resolve_cut(cut, cut_power)
-    proposal = PowerProposal(alpha, config.top_k, config.top_p)
-    attention_mask = _check_prompt(input_ids, attention_mask, model, config.max_new_tokens)
+    options = SamplerConfig(alpha, mcmc_steps, block_size, cut, cut_power)
+    settings.check_seed(seed)
+    input_ids, attention_mask = _as_batch(input_ids, attention_mask,
+                                          settings.list_pad_token_id(backend.generation_config, kwargs))
+    config = settings.resolve(backend.generation_config, generation_config, kwargs, input_ids.shape[1], prepared)
+    block_size = options.block_size_for(config.max_new_tokens)
+    proposal = PowerProposal(options.alpha, config.top_k, config.top_p)
+    attention_mask = _check_prompt(input_ids, attention_mask, backend.context_length, config.max_new_tokens)
 
-    device = model.device
+    device = backend.device
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
     if not prepared and config.num_return_sequences > 1:
         input_ids = input_ids.repeat_interleave(config.num_return_sequences, dim=0)
@@ -159,17 +176,14 @@ def generate(
         rng.manual_seed(seed)
 
     eos = torch.tensor(config.eos_token_ids, dtype=torch.long, device=device)
-    if engine is not None:
-        backend = engine.backend(proposal, config.eos_token_ids)
-    else:
-        backend = TransformersBackend(model, proposal, config.eos_token_ids, reencode_prefix)
     try:
         with torch.inference_mode():
-            forwarded = backend.prefill(input_ids, attention_mask, config.max_new_tokens)
+            forwarded = backend.prepare(input_ids, attention_mask, max_new_tokens=config.max_new_tokens,
+                                        proposal=proposal, eos_token_ids=config.eos_token_ids)
             state = kernel.init(input_ids.shape[0], config.max_new_tokens, forwarded)
             state = sampler.run(
-                rng, state, backend, cut_distribution, alpha=float(alpha),
-                block_size=block_size, mcmc_steps=mcmc_steps, eos_token_ids=eos, on_step=on_step,
+                rng, state, backend, options.cut_distribution, alpha=float(options.alpha),
+                block_size=block_size, mcmc_steps=options.mcmc_steps, eos_token_ids=eos, on_step=on_step,
             )
     finally:
         backend.close()

@@ -44,6 +44,19 @@ class Suffix(NamedTuple):
     length: torch.Tensor  # [R]: valid columns (up to and including EOS, or up to the cap)
     forwarded: torch.Tensor  # [R]: positions this decode ran through the model for the row
 
+    @classmethod
+    def empty(cls, rows: int, width: int, device) -> "Suffix":
+        """Room for `width` tokens per row, none decoded yet."""
+        floats = [torch.zeros(rows, width, device=device) for _ in range(3)]
+        counters = [torch.zeros(rows, dtype=torch.long, device=device) for _ in range(2)]
+        return cls(torch.zeros(rows, width, dtype=torch.long, device=device), *floats, *counters)
+
+    def append(self, draw) -> "Suffix":
+        """One more token per row: `draw` holds per row its token, `log p`, `log Z` and entropy (a `TokenDraw`)."""
+        column = self.length[:, None]
+        values = (x.scatter(1, column, value[:, None]) for x, value in zip(self[:4], draw))
+        return Suffix(*values, length=self.length + 1, forwarded=self.forwarded + 1)
+
 
 class Proposals(NamedTuple):
     """The proposals a backend finished decoding at one step, with what the kernel needs to settle them."""

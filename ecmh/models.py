@@ -175,6 +175,16 @@ def _converted(name: str) -> Path:
     return target
 
 
+def resolve_model(name: Union[str, os.PathLike]) -> Union[str, Path]:
+    """What a loader should open for `name`: an embedded model's converted copy (made on first use),
+    else `name` itself (a hub id or a local path)."""
+    if isinstance(name, str) and name.lower() in EMBEDDED:
+        return _converted(name.lower())
+    if isinstance(name, (str, os.PathLike)):
+        return name
+    raise TypeError(f"`name` must be a model name, hub id or path, got {type(name).__name__}.")
+
+
 def load_model(
     name: Union[str, os.PathLike] = DEFAULT_MODEL,
     *,
@@ -197,12 +207,7 @@ def load_model(
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if isinstance(name, str) and name.lower() in EMBEDDED:
-        path: Union[str, Path] = _converted(name.lower())
-    elif isinstance(name, (str, os.PathLike)):
-        path = name
-    else:
-        raise TypeError(f"`name` must be a model name, hub id or path, got {type(name).__name__}.")
+    path = resolve_model(name)
     if isinstance(dtype, str):
         if not isinstance(getattr(torch, dtype, None), torch.dtype):
             raise ValueError(f"Unknown `dtype` {dtype!r}: use e.g. 'float32', 'bfloat16' or 'float16'.")

@@ -23,7 +23,7 @@ class Schedule(NamedTuple):
     """Where each row is in its schedule."""
 
     block: torch.Tensor  # [R] long: 0-based block index
-    step: torch.Tensor  # [R] long: 0 while extending, i while the i-th MH proposal decodes
+    mh_index: torch.Tensor  # [R] long: 0 while the block's extension decodes, i while its i-th MH proposal does
     start: torch.Tensor  # [R] long: where the proposal in flight starts
     cap: torch.Tensor  # [R] long: the block's length cap
 
@@ -40,14 +40,14 @@ def advance(
 ) -> tuple[Schedule, torch.Tensor]:
     """The next proposal of each row whose proposal finished, and which rows are done."""
     max_new_tokens = state.tokens.shape[1]
-    step = schedule.step + finished.long()
-    block_over = finished & (step > mcmc_steps)
+    mh_index = schedule.mh_index + finished.long()
+    block_over = finished & (mh_index > mcmc_steps)
     done = block_over & (ends_in(state, eos_token_ids) | (schedule.cap >= max_new_tokens))
     block = schedule.block + block_over.long()
-    step = torch.where(block_over, 0, step)
+    mh_index = torch.where(block_over, 0, mh_index)
     cap = torch.clamp((block + 1) * block_size, max=max_new_tokens)
-    next_start = torch.where(step == 0, state.length, kernel.propose_cut(rng, state))
-    return Schedule(block, step, torch.where(finished, next_start, schedule.start), cap), done
+    next_start = torch.where(mh_index == 0, state.length, kernel.propose_cut(rng, state))
+    return Schedule(block, mh_index, torch.where(finished, next_start, schedule.start), cap), done
 
 
 def run(
@@ -67,30 +67,31 @@ def run(
     `on_step(info)` is called whenever proposals finish; `info` covers the rows still running, and
     `info.row` says which row of the batch each entry is.
     """
-    rows = torch.arange(state.length.shape[0], device=state.length.device)
-    zeros = torch.zeros_like(rows)
-    schedule = Schedule(zeros, zeros, zeros, torch.full_like(rows, min(block_size, state.tokens.shape[1])))
-    backend.start(torch.ones_like(rows, dtype=torch.bool), schedule.start, schedule.cap)
+    batch_row = torch.arange(state.length.shape[0], device=state.length.device)  # running row -> batch row
+    zeros = torch.zeros_like(batch_row)
+    schedule = Schedule(zeros, zeros, zeros, torch.full_like(batch_row, min(block_size, state.tokens.shape[1])))
+    backend.start(torch.ones_like(batch_row, dtype=torch.bool), schedule.start, schedule.cap, state.tokens)
     result = state
     while True:
         decoded = backend.step(rng)
         if decoded is None:
             continue
         finished, suffix = decoded
-        proposals = kernel.Proposals(finished, schedule.step == 0, schedule.start, suffix)
+        proposals = kernel.Proposals(finished, schedule.mh_index == 0, schedule.start, suffix)
         state, info = kernel.step(rng, state, proposals, alpha=alpha, cut_distribution=cut_distribution)
         backend.commit(finished & info.accepted, schedule.start)
         if on_step is not None:
-            on_step(info._replace(row=rows, block=schedule.block))
+            on_step(info._replace(row=batch_row, block=schedule.block))
         schedule, done = advance(rng, schedule, state, finished, block_size=block_size, mcmc_steps=mcmc_steps,
                                  eos_token_ids=eos_token_ids)
-        backend.start(finished & ~done, schedule.start, schedule.cap)
+        backend.start(finished & ~done, schedule.start, schedule.cap, state.tokens)
         if not done.any():
             continue
         leaving = done.nonzero().squeeze(1)
-        result = kernel.State(*(r.index_copy(0, rows[leaving], s[leaving]) for r, s in zip(result, state)))
+        result = kernel.State(*(r.index_copy(0, batch_row[leaving], s[leaving]) for r, s in zip(result, state)))
         staying = (~done).nonzero().squeeze(1)
         if staying.numel() == 0:
             return result
-        state, schedule, rows = kernel.State(*(s[staying] for s in state)), Schedule(*(s[staying] for s in schedule)), rows[staying]
+        state, schedule = kernel.State(*(s[staying] for s in state)), Schedule(*(s[staying] for s in schedule))
+        batch_row = batch_row[staying]
         backend.select_rows(staying)

@@ -62,13 +62,15 @@ class PowerProposal:
             log_p = torch.log_softmax(log_p.masked_fill(drop, float("-inf")), dim=-1)
         return log_p
 
-    def __call__(self, logits: torch.Tensor, generator: torch.Generator) -> TokenDraw:
-        log_p = self.log_probs(logits)
-        tempered = self.alpha * log_p
-        log_z = torch.logsumexp(tempered, dim=-1)
-        probs = torch.exp(tempered - log_z[:, None])
-        token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+    def normaliser_and_entropy(self, log_p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`log Z = logsumexp(alpha * log p)` and the entropy of `p`, per row of `log_p` `[R, V]`."""
         p = log_p.exp()
         entropy = -torch.where(p > 0, p * log_p, torch.zeros_like(p)).sum(-1)
-        token_log_p = log_p.gather(1, token[:, None]).squeeze(1)
-        return TokenDraw(token, token_log_p, log_z, entropy)
+        return torch.logsumexp(self.alpha * log_p, dim=-1), entropy
+
+    def __call__(self, logits: torch.Tensor, generator: torch.Generator) -> TokenDraw:
+        log_p = self.log_probs(logits)
+        log_z, entropy = self.normaliser_and_entropy(log_p)
+        probs = torch.exp(self.alpha * log_p - log_z[:, None])
+        token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        return TokenDraw(token, log_p.gather(1, token[:, None]).squeeze(1), log_z, entropy)

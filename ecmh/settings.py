@@ -8,7 +8,6 @@ model's or transformers' defaults say.
 """
 
 import copy
-import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -42,31 +41,30 @@ class Settings:
     return_dict_in_generate: bool
 
 
-def check_sampler_arguments(alpha, mcmc_steps, block_size, max_new_tokens, seed) -> int:
-    """Validate the ECMH arguments; returns the block size (`None` -> `max(1, max_new_tokens // 16)`)."""
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha < 1:
-        raise ValueError(f"`alpha` must be a finite number >= 1 (the power of p^alpha), got {alpha!r}.")
-    if isinstance(mcmc_steps, bool) or not isinstance(mcmc_steps, int) or mcmc_steps < 0:
-        raise ValueError(f"`mcmc_steps` must be an integer >= 0, got {mcmc_steps!r}.")
+def check_seed(seed) -> None:
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise TypeError(f"`seed` must be an int or None, got {type(seed).__name__}.")
-    if block_size is None:
-        return max(1, max_new_tokens // 16)
-    if isinstance(block_size, bool) or not isinstance(block_size, int) or not 1 <= block_size <= max_new_tokens:
-        raise ValueError(
-            f"`block_size` must be an integer in [1, max_new_tokens={max_new_tokens}], got {block_size!r} "
-            "(None means max_new_tokens // 16)."
-        )
-    return block_size
 
 
-def resolve(model, generation_config, kwargs: dict, prompt_width: int, prepared: bool) -> Settings:
-    """Settings from a generation config plus keyword arguments.
+def list_pad_token_id(model_config: Optional[GenerationConfig], kwargs: dict) -> int:
+    """The token that pads prompts given as a list of token-id lists: the caller's pad token, else the model's
+    pad token, else its first EOS, else 0."""
+    model_config = model_config or GenerationConfig()
+    for value in (kwargs.get("pad_token_id"), model_config.pad_token_id, model_config.eos_token_id, 0):
+        if isinstance(value, (list, tuple)):
+            value = value[0] if value else None
+        if value is not None:
+            return int(value)
+
+
+def resolve(model_config: Optional[GenerationConfig], generation_config, kwargs: dict, prompt_width: int,
+            prepared: bool) -> Settings:
+    """Settings from the model's generation config, the caller's generation config and keyword arguments.
 
     `prepared` is True when transformers' `generate` already merged defaults into `generation_config`
     (and consumed the keyword arguments); then `kwargs` must be empty.
     """
-    model_config = getattr(model, "generation_config", None) or GenerationConfig()
+    model_config = model_config or GenerationConfig()
     defaults = compat.generation_defaults()
     config = generation_config if prepared else copy.deepcopy(generation_config or GenerationConfig())
     explicit = dict(kwargs)

@@ -43,20 +43,6 @@ def continuations(vocab: list[int], max_len: int, eos: int | None) -> list[tuple
     return out
 
 
-@torch.no_grad()
-def exact_log_probs(model, prompt: list[int], seqs: list[tuple[int, ...]], alpha: float):
-    """Per sequence: log p(y | prompt) and log q(y | prompt) for the token-wise tempered proposal."""
-    log_p, log_q = [], []
-    for seq in seqs:
-        ids = torch.tensor([prompt + list(seq)])
-        logp_all = torch.log_softmax(model(ids).logits[0, len(prompt) - 1 : -1].float(), -1)
-        logq_all = torch.log_softmax(alpha * logp_all, -1)
-        index = torch.tensor(seq)[:, None]
-        log_p.append(logp_all.gather(1, index).sum().item())
-        log_q.append(logq_all.gather(1, index).sum().item())
-    return torch.tensor(log_p, dtype=torch.float64), torch.tensor(log_q, dtype=torch.float64)
-
-
 def read_continuation(row: list[int], eos: int | None) -> tuple[int, ...]:
     """A returned continuation up to and including its first EOS (the rest is padding)."""
     if eos is not None and eos in row:

@@ -58,9 +58,14 @@ def test_right_padded_batch(model):
         ecmh.generate(model, ids, attention_mask=torch.tensor([[1, 1, 0], [1, 1, 1]]), max_new_tokens=4)
 
 
-def test_input_ids_must_be_a_2d_tensor(model):
-    with pytest.raises(TypeError, match="input_ids"):
-        ecmh.generate(model, [[0, 1]], max_new_tokens=4)
+def test_input_ids_are_a_2d_tensor_or_lists_of_token_ids(model):
+    as_lists = ecmh.generate(model, [[0, 1], [2]], max_new_tokens=4, seed=0, pad_token_id=3)
+    as_tensor = ecmh.generate(model, torch.tensor([[0, 1], [3, 2]]), attention_mask=torch.tensor([[1, 1], [0, 1]]),
+                              max_new_tokens=4, seed=0, pad_token_id=3)
+    assert torch.equal(as_lists, as_tensor)
+    for bad in ("0 1", torch.tensor([0, 1]), [[0, "a"]], []):
+        with pytest.raises(TypeError, match="input_ids"):
+            ecmh.generate(model, bad, max_new_tokens=4)
 
 
 def test_nan_logits(model):

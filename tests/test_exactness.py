@@ -33,7 +33,7 @@ import torch
 import ecmh
 from ecmh import kernel
 
-from conftest import EOS, PAD, continuations, tiny_model
+from conftest import EOS, PAD, continuations, read_continuation, tiny_model
 
 CHAINS = 2000
 STEPS = 100
@@ -69,14 +69,16 @@ def enumerate_log_probs(model, prompt: list[int], seqs: list[tuple[int, ...]], a
 
 
 class Case:
-    """One toy model of the sweep with, per prompt, its answers, p^alpha and the proposal's distribution."""
+    """One toy model of the sweep with, per prompt, its answers, p^alpha and the proposal's distribution.
 
-    def __init__(self, name: str):
+    `config` overrides the tiny Llama's other fields (the vLLM tests need a larger head_dim)."""
+
+    def __init__(self, name: str, **config):
         vocab, self.length, self.alpha, kv_heads, self.eos, sharpness = MODELS[name]
         self.seqs = continuations(list(range(vocab)), self.length, self.eos)
         for seed in range(100):
             self.model = tiny_model(vocab_size=vocab, sharpness=sharpness, seed=seed, num_key_value_heads=kv_heads,
-                                    initializer_range=0.1)
+                                    initializer_range=0.1, **config)
             exact = [enumerate_log_probs(self.model, prompt, self.seqs, self.alpha) for prompt in PROMPTS]
             self.target = [torch.softmax(self.alpha * log_p, 0) for log_p, _ in exact]
             self.proposal = [log_q.exp() for _, log_q in exact]
@@ -84,32 +86,26 @@ class Case:
                 return
         raise AssertionError(f"no seed of {name} gives a distinctive p^alpha")
 
-    def sample(self, **kwargs) -> list[torch.Tensor]:
-        """Per prompt, the empirical distribution of the answers of `CHAINS` chains, all prompts in one batch."""
+    def sample(self, engine=None, chains: int = CHAINS, **kwargs) -> list[torch.Tensor]:
+        """Per prompt, the empirical distribution of the answers of `chains` chains, all prompts in one batch,
+        sampled on `engine` (default: the transformers model)."""
         width = max(map(len, PROMPTS))
         ids = torch.tensor([[PAD] * (width - len(p)) + p for p in PROMPTS])
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in PROMPTS])
         out = ecmh.generate(
-            self.model, ids, attention_mask=mask, alpha=self.alpha, block_size=self.length,
-            max_new_tokens=self.length, seed=0, eos_token_id=self.eos, pad_token_id=PAD, num_return_sequences=CHAINS,
-            **kwargs,
+            self.model if engine is None else engine, ids, attention_mask=mask, alpha=self.alpha,
+            block_size=self.length, max_new_tokens=self.length, seed=0, eos_token_id=self.eos, pad_token_id=PAD,
+            num_return_sequences=chains, **kwargs,
         )
         index = {seq: i for i, seq in enumerate(self.seqs)}
-        answers = [index[read_answer(row, self.eos)] for row in out[:, width:].tolist()]
-        counts = torch.tensor(answers).view(len(PROMPTS), CHAINS)
-        return [torch.bincount(row, minlength=len(self.seqs)).double() / CHAINS for row in counts]
+        answers = [index[read_continuation(row, self.eos)] for row in out[:, width:].tolist()]
+        counts = torch.tensor(answers).view(len(PROMPTS), chains)
+        return [torch.bincount(row, minlength=len(self.seqs)).double() / chains for row in counts]
 
 
 @functools.lru_cache(maxsize=None)
 def case(name: str) -> Case:
     return Case(name)
-
-
-def read_answer(row: list[int], eos) -> tuple[int, ...]:
-    """A returned continuation up to and including its first EOS (the rest is padding)."""
-    if eos is not None and eos in row:
-        row = row[: row.index(eos) + 1]
-    return tuple(row)
 
 
 def tv(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -124,9 +120,9 @@ def noise_floor(target: torch.Tensor, draws: int = CHAINS) -> float:
     return (0.5 * (counts / draws - target).abs().sum(1)).mean().item()
 
 
-def worst_ratio(label: str, empirical: list[torch.Tensor], reference: list[torch.Tensor]) -> float:
+def worst_ratio(label: str, empirical: list[torch.Tensor], reference: list[torch.Tensor], draws: int = CHAINS) -> float:
     """The largest TV / noise floor over the prompts."""
-    ratios = [tv(e, r) / noise_floor(r) for e, r in zip(empirical, reference)]
+    ratios = [tv(e, r) / noise_floor(r, draws) for e, r in zip(empirical, reference)]
     print(f"{label}: TV / noise floor per prompt " + ", ".join(f"{r:.2f}" for r in ratios))
     return max(ratios)
 

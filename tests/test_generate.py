@@ -6,6 +6,8 @@ import transformers
 from packaging import version
 
 import ecmh
+from benchmarks.speed import ForwardCounter
+from ecmh.backends.transformers import TransformersBackend
 
 from conftest import EOS, PAD, tiny_model
 
@@ -22,19 +24,6 @@ def model():
 def _run(model, **overrides):
     kwargs = {**SETTINGS, "attention_mask": MASK, "return_dict_in_generate": True, **overrides}
     return ecmh.generate(model, PROMPTS, **kwargs)
-
-
-class ForwardCounter:
-    def __init__(self, model):
-        self.shapes = []
-        self.handle = model.register_forward_hook(self.hook, with_kwargs=True)
-
-    def hook(self, module, args, kwargs, output):
-        self.shapes.append(tuple(kwargs["input_ids"].shape))
-
-    @property
-    def positions(self):
-        return sum(rows * width for rows, width in self.shapes)
 
 
 def test_tokens_forwarded_matches_a_forward_hook_and_no_prefix_is_reencoded(model):
@@ -155,7 +144,7 @@ def test_step_callback_sees_every_finished_proposal(model):
 
 def test_reencode_baseline_gives_the_same_samples_at_a_higher_forward_count(model):
     cached = _run(model)
-    reencoded = _run(model, _reencode_prefix=True)
+    reencoded = _run(TransformersBackend(model, reencode_prefix=True))
     assert torch.equal(cached.sequences, reencoded.sequences)
     assert torch.allclose(cached.stats.log_p, reencoded.stats.log_p, atol=1e-4)
     assert (reencoded.stats.tokens_forwarded > cached.stats.tokens_forwarded).all()

@@ -31,23 +31,29 @@ PER_POSITION, PER_ROW = 1e-4, 1e-3
 
 
 @st.composite
-def configurations(draw):
-    vocab = draw(st.integers(5, 8))
+def batches(draw, vocab: int):
+    """A ragged batch of prompts (1-64 rows in all) and the options of one `ecmh.generate` call."""
     chains = draw(st.sampled_from([1, 1, 2, 4]))
-    prompts = draw(st.integers(1, 64 // chains))
     max_new_tokens = draw(st.integers(1, 8))
-    return dict(
-        model=dict(vocab_size=vocab, sharpness=draw(st.sampled_from([3.0, 10.0])), seed=draw(st.integers(0, 2**16)),
-                   num_key_value_heads=draw(st.sampled_from([1, 2]))),
-        prompts=[draw(st.lists(st.integers(0, vocab - 1), min_size=1, max_size=5)) for _ in range(prompts)],
-        generate=dict(
-            num_return_sequences=chains, max_new_tokens=max_new_tokens,
-            block_size=draw(st.integers(1, max_new_tokens)), mcmc_steps=draw(st.integers(0, 20)),
-            cut=draw(st.sampled_from(["entropy", "uniform", "restart"])), alpha=draw(st.sampled_from([1.0, 2.0, 4.0])),
-            eos_token_id=draw(st.sampled_from([EOS, None])), top_k=draw(st.sampled_from([None, None, 3])),
-            seed=draw(st.integers(0, 2**16)),
-        ),
+    prompts = [draw(st.lists(st.integers(0, vocab - 1), min_size=1, max_size=5))
+               for _ in range(draw(st.integers(1, 64 // chains)))]
+    return prompts, dict(
+        num_return_sequences=chains, max_new_tokens=max_new_tokens,
+        block_size=draw(st.integers(1, max_new_tokens)), mcmc_steps=draw(st.integers(0, 20)),
+        cut=draw(st.sampled_from(["entropy", "uniform", "restart"])), alpha=draw(st.sampled_from([1.0, 2.0, 4.0])),
+        eos_token_id=draw(st.sampled_from([EOS, None])), top_k=draw(st.sampled_from([None, None, 3])),
+        seed=draw(st.integers(0, 2**16)),
     )
+
+
+@st.composite
+def configurations(draw):
+    """A random tiny model and a batch for it."""
+    vocab = draw(st.integers(5, 8))
+    model = dict(vocab_size=vocab, sharpness=draw(st.sampled_from([3.0, 10.0])), seed=draw(st.integers(0, 2**16)),
+                 num_key_value_heads=draw(st.sampled_from([1, 2])),
+                 initializer_range=draw(st.sampled_from([0.02, 0.1])))
+    return (model, *draw(batches(vocab)))
 
 
 def left_padded(prompts):
@@ -57,9 +63,11 @@ def left_padded(prompts):
     return ids, mask
 
 
-def check_against_a_fresh_pass(model, prompts, **kwargs):
+def check_against_a_fresh_pass(model, prompts, engine=None, **kwargs):
+    """Sample on `engine` (default: `model` itself), recompute every returned row on `model`."""
     ids, mask = left_padded(prompts)
-    out = ecmh.generate(model, ids, attention_mask=mask, pad_token_id=PAD, return_dict_in_generate=True, **kwargs)
+    out = ecmh.generate(model if engine is None else engine, ids, attention_mask=mask, pad_token_id=PAD,
+                        return_dict_in_generate=True, **kwargs)
     chains = kwargs["num_return_sequences"]
     fresh = recompute(model, out.sequences, mask.repeat_interleave(chains, 0), kwargs["alpha"], kwargs["eos_token_id"],
                       kwargs["top_k"])
@@ -73,4 +81,5 @@ def check_against_a_fresh_pass(model, prompts, **kwargs):
 
 @given(configurations())
 def test_every_row_matches_a_fresh_forward_pass(config):
-    check_against_a_fresh_pass(tiny_model(**config["model"]), config["prompts"], **config["generate"])
+    model, prompts, options = config
+    check_against_a_fresh_pass(tiny_model(**model), prompts, **options)

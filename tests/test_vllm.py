@@ -20,8 +20,10 @@ from transformers import LlamaForCausalLM  # noqa: E402
 
 import ecmh  # noqa: E402
 import test_exactness as exactness  # noqa: E402
-from conftest import EOS, PAD, continuations, exact_log_probs, tiny_model  # noqa: E402
-from ecmh.backends.vllm import VLLMModel  # noqa: E402
+import test_invariants as invariants  # noqa: E402
+from conftest import EOS, PAD, tiny_model  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from ecmh.backends.vllm import VLLMBackend  # noqa: E402
 from ecmh.scoring import PowerProposal  # noqa: E402
 
 ENGINE = dict(skip_tokenizer_init=True, dtype="float32", enforce_eager=True, kv_cache_memory_bytes=128 << 20,
@@ -32,18 +34,19 @@ CACHE_BLOCK = ENGINE["block_size"]
 TOLERANCE = 1e-5
 # Exactness: fewer chains than tests/test_exactness.py (vLLM adds ~0.3 ms of engine work per request
 # on CPU); its helpers compute the i.i.d. noise floor for this many chains (see `chains` below).
-CHAINS = 2000
-STEPS = 40
-# (eos, max_new_tokens) on one model (sharpness 10, seed 6) whose p^alpha differs clearly from the
-# token-wise tempered proposal: TV 0.46 with EOS, 0.16 without; the no-MH control uses the EOS case,
-# where it measures ~15x the noise floor of 2000 chains (without EOS it would be only ~5x).
-CASES = {"with_eos": (10.0, 6, EOS, 4), "without_eos": (10.0, 6, None, 3)}
+# Exactness: a smaller sweep than tests/test_exactness.py (vLLM adds ~0.5 ms of engine work per
+# request and step on CPU): two of its models, its prompts and tolerance, fewer chains, and per model
+# one cut type with the MH steps it needs (the model without EOS mixes in fewer).
+SWEEP = {"v5-len4-gqa-eos": ("uniform", 60), "v6-len3-plain": ("entropy", 40)}
+SWEEP_CHAINS = 600
+# Invariants: fewer generated batches than tests/test_invariants.py, on the sweep's two engines.
+INVARIANT_EXAMPLES = 15
+VLLM_SHAPES = dict(hidden_size=64, intermediate_size=64, head_dim=32, max_position_embeddings=256)
 
 
 def tiny_llama() -> LlamaForCausalLM:
     """conftest's tiny Llama with head_dim 32 (vLLM's CPU attention has no head_dim 8) and a longer context."""
-    return tiny_model(sharpness=10.0, seed=6, hidden_size=64, intermediate_size=64, head_dim=32,
-                      max_position_embeddings=256)
+    return tiny_model(sharpness=10.0, seed=6, **VLLM_SHAPES)
 
 
 @pytest.fixture(scope="module")
@@ -69,12 +72,15 @@ def llm(model_dir):
     _shut_down(engine)
 
 
-@pytest.fixture
-def chains(monkeypatch):
-    """tests/test_exactness.py's helpers, run with this file's number of chains and cases."""
-    monkeypatch.setattr(exactness, "CHAINS", CHAINS)
-    monkeypatch.setattr(exactness, "CASES", CASES)
-    return exactness
+@pytest.fixture(scope="module", params=sorted(SWEEP))
+def sweep_case(request, tmp_path_factory):
+    """A model of the exactness sweep (head_dim 32 for vLLM's CPU attention) and an engine on it."""
+    case = exactness.Case(request.param, **VLLM_SHAPES)
+    path = tmp_path_factory.mktemp(request.param)
+    case.model.save_pretrained(path)
+    engine = ecmh.load_vllm(str(path), **ENGINE)
+    yield request.param, case, engine
+    _shut_down(engine)
 
 
 class Spy:
@@ -92,34 +98,33 @@ class Spy:
         monkeypatch.setattr(llm, "generate", spy)
 
 
-# --- exactness against enumeration -------------------------------------------------------------
+# --- exactness against enumeration; invariants over generated batches ----------------------------
 
 
-def _distributions(hf_model, case):
-    _, _, eos, length = CASES[case]
-    seqs = continuations([0, 1, 2, 3], length, eos)
-    log_p, log_q = exact_log_probs(hf_model, exactness.PROMPT, seqs, exactness.ALPHA)
-    return seqs, torch.softmax(exactness.ALPHA * log_p, 0), log_q.exp()
+def test_chains_reach_the_power_distribution(sweep_case):
+    name, case, engine = sweep_case
+    cut, steps = SWEEP[name]
+    empirical = case.sample(engine, chains=SWEEP_CHAINS, mcmc_steps=steps, cut=cut, cut_power=1.0)
+    assert exactness.worst_ratio(f"vllm {name} {cut}", empirical, case.target, SWEEP_CHAINS) <= exactness.TOLERANCE
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_chains_reach_the_power_distribution(llm, hf_model, chains, case):
-    seqs, target, _ = _distributions(hf_model, case)
-    empirical = chains._empirical(llm, seqs, case, mcmc_steps=STEPS, cut="entropy", cut_power=0.5)
-    assert chains._tv_ratio(f"vllm {case}", empirical, target) <= exactness.TOLERANCE
+def test_zero_steps_sample_the_tempered_proposal_and_miss_the_target(sweep_case):
+    _, case, engine = sweep_case
+    empirical = case.sample(engine, chains=SWEEP_CHAINS, mcmc_steps=0)
+    assert exactness.worst_ratio("vllm proposal", empirical, case.proposal, SWEEP_CHAINS) <= exactness.TOLERANCE
+    assert exactness.worst_ratio("vllm mcmc_steps=0", empirical, case.target, SWEEP_CHAINS) > exactness.TOLERANCE
 
 
-def test_without_mh_steps_the_test_fails(llm, hf_model, chains):
-    seqs, target, _ = _distributions(hf_model, "with_eos")
-    empirical = chains._empirical(llm, seqs, "with_eos", mcmc_steps=0)
-    assert chains._tv_ratio("vllm with_eos mcmc_steps=0", empirical, target) > 3 * exactness.TOLERANCE
+def test_every_row_matches_a_fresh_forward_pass(sweep_case):
+    _, case, engine = sweep_case
 
+    @settings(max_examples=INVARIANT_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(invariants.batches(case.model.config.vocab_size))
+    def check(batch):
+        prompts, options = batch
+        invariants.check_against_a_fresh_pass(case.model, prompts, engine=engine, **options)
 
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_zero_steps_sample_the_tempered_proposal(llm, hf_model, chains, case):
-    seqs, _, proposal = _distributions(hf_model, case)
-    empirical = chains._empirical(llm, seqs, case, mcmc_steps=0)
-    assert chains._tv_ratio(f"vllm {case} proposal", empirical, proposal) <= exactness.TOLERANCE
+    check()
 
 
 # --- agreement with the transformers backend ---------------------------------------------------
@@ -129,11 +134,11 @@ def test_zero_steps_sample_the_tempered_proposal(llm, hf_model, chains, case):
 @torch.no_grad()
 def test_per_position_numbers_match_a_transformers_forward(llm, hf_model, top_k, top_p):
     proposal = PowerProposal(3.0, top_k, top_p)
-    backend = VLLMModel(llm).backend(proposal, (EOS,))
+    backend = VLLMBackend(llm)
     prompts = [[0, 1, 3, 1, 1], [3, 0]]
-    ids, mask = VLLMModel(llm).batch(prompts, None, PAD)
-    backend.prefill(ids, mask, 24)
-    backend.start(torch.tensor([True, True]), torch.tensor([0, 0]), torch.tensor([24, 24]))
+    ids, mask = torch.tensor([prompts[0], [PAD] * 3 + prompts[1]]), torch.tensor([[1] * 5, [0] * 3 + [1] * 2])
+    backend.prepare(ids, mask, max_new_tokens=24, proposal=proposal, eos_token_ids=(EOS,))
+    backend.start(torch.tensor([True, True]), torch.tensor([0, 0]), torch.tensor([24, 24]), torch.zeros(2, 24).long())
     finished, suffix = backend.step(torch.Generator().manual_seed(0))
     assert finished.all()
     for row, prompt in enumerate(prompts):

@@ -1,4 +1,85 @@
-"""placeholder"""
-from typing import Protocol
+"""The contract between the sampler and a model runtime (a backend), and the factory that picks one.
+
+`ecmh.generate` drives a backend through one generation:
+
+    backend = backends.for_model(model)          # once per call (or the caller's own Backend)
+    forwarded = backend.prepare(ids, mask, ...)  # the prompts; positions forwarded per row
+    backend.start(starting, start, cap, answer)  # rows whose next proposal begins
+    decoded = backend.step(rng)                  # one decoding step; None until some proposal finishes
+    backend.commit(accepted, start)              # accepted proposals become their rows' answers
+    backend.select_rows(keep)                    # rows whose schedule is over leave the batch
+    backend.close()                              # always, also after an error
+
+`start` .. `select_rows` repeat until every row is done (`ecmh.sampler.run`). The answer itself
+lives in the sampler's `State` (`ecmh.kernel`) and nowhere else: a backend reads the prefix a
+proposal keeps from the `answer` passed to `start`, and keeps only what it derives from it for its
+own cache (e.g. which cache column holds each answer position), updated in `commit`.
+
+Per-position numbers. For every token it decodes, a backend returns, computed in float32 from the
+logits of the step that drew it, `log p(token)`, `log Z` and the entropy `H` of `p`, as
+`ecmh.scoring.PowerProposal` defines them (`draw` / `score`), so both backends share one formula.
+
+A new backend (llama.cpp, SGLang, ...) is one module with a class that satisfies `Backend`, plus
+one line in `for_model`.
+"""
+
+from typing import Optional, Protocol, runtime_checkable
+
+import torch
+
+from ..kernel import Suffix
+from ..scoring import PowerProposal
+
+NAN_LOGITS = "The model produced NaN logits; check its weights and dtype (try float32)."
+
+
+@runtime_checkable
 class Backend(Protocol):
-    pass
+    """A model runtime that decodes one proposal per row, rows finishing at different times.
+
+    Attributes:
+        device: where the sampler keeps its state (and where `prepare`'s inputs are moved).
+        context_length: the model's context in positions (None: unknown, not checked).
+        generation_config: the model's `transformers.GenerationConfig`; its EOS, pad and length
+            fields fill in what the caller leaves unset.
+    """
+
+    device: torch.device
+    context_length: Optional[int]
+    generation_config: object
+
+    def prepare(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int,
+                proposal: PowerProposal, eos_token_ids: tuple) -> torch.Tensor:
+        """Take the left-padded prompts `[R, P]` for one generation; returns the positions run through
+        the model per row so far (the prompt's tokens if it was encoded now, else 0)."""
+
+    def start(self, starting: torch.Tensor, start: torch.Tensor, cap: torch.Tensor, answer: torch.Tensor) -> None:
+        """Rows where `starting` (`[R]` bool) is True begin a proposal at answer position `start` that runs
+        until EOS or answer length `cap`, keeping `answer[r, :start[r]]` (`[R, T]`, the sampler's tokens)."""
+
+    def step(self, rng: torch.Generator) -> Optional[tuple[torch.Tensor, Suffix]]:
+        """Decode; when some proposals have finished, return `(finished [R] bool, the proposals of all rows)`,
+        else None. Column `j` of a row's `Suffix` is answer position `start + j`."""
+
+    def commit(self, accepted: torch.Tensor, start: torch.Tensor) -> None:
+        """The finished proposals of rows where `accepted` is True are now their answers from `start` on."""
+
+    def select_rows(self, keep: torch.Tensor) -> None:
+        """Keep only these rows (a 1-D index tensor), in this order."""
+
+    def close(self) -> None:
+        """Release what the generation held (hooks, caches); the backend may be prepared again."""
+
+
+def for_model(model) -> Backend:
+    """The backend that runs `model`: a `vllm.LLM` (from `ecmh.load_vllm`), a transformers causal LM,
+    or a ready `Backend` (returned as it is)."""
+    if isinstance(model, Backend):
+        return model
+    from . import vllm
+
+    if vllm.is_vllm_engine(model):
+        return vllm.VLLMBackend(model)
+    from .transformers import TransformersBackend
+
+    return TransformersBackend(model)

