@@ -54,9 +54,9 @@ class ECMHOutput:
     trace: Trace
 
 
-def _as_batch(input_ids, attention_mask, pad_token_id: int):
+def _as_batch(input_ids, attention_mask):
     """`input_ids` as a left-padded `[batch, width]` tensor with its attention mask (a list of token-id lists
-    is padded here)."""
+    is padded here, with 0 until the pad token is known)."""
     if isinstance(input_ids, (list, tuple)):
         if attention_mask is not None:
             raise ValueError("`attention_mask` goes with a padded tensor of `input_ids`, not with a list of token-id lists.")
@@ -65,7 +65,7 @@ def _as_batch(input_ids, attention_mask, pad_token_id: int):
                                for row in rows):
             raise TypeError("`input_ids` must be a 2-D tensor of token ids or a non-empty list of lists of token ids.")
         width = max(len(row) for row in rows)
-        input_ids = torch.tensor([[pad_token_id] * (width - len(row)) + row for row in rows], dtype=torch.long)
+        input_ids = torch.tensor([[0] * (width - len(row)) + row for row in rows], dtype=torch.long)
         attention_mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in rows], dtype=torch.long)
         return input_ids.reshape(len(rows), width), attention_mask.reshape(len(rows), width)
     if not torch.is_tensor(input_ids) or input_ids.dim() != 2:
@@ -157,9 +157,11 @@ def generate(
         kwargs.pop(name, None)
     options = SamplerConfig(alpha, mcmc_steps, block_size, cut, cut_power)
     settings.check_seed(seed)
-    input_ids, attention_mask = _as_batch(input_ids, attention_mask,
-                                          settings.list_pad_token_id(backend.generation_config, kwargs))
+    as_lists = isinstance(input_ids, (list, tuple))
+    input_ids, attention_mask = _as_batch(input_ids, attention_mask)
     config = settings.resolve(backend.generation_config, generation_config, kwargs, input_ids.shape[1], prepared)
+    if as_lists:
+        input_ids = input_ids.masked_fill(attention_mask == 0, config.pad_token_id)
     block_size = options.block_size_for(config.max_new_tokens)
     proposal = PowerProposal(options.alpha, config.top_k, config.top_p)
     attention_mask = _check_prompt(input_ids, attention_mask, backend.context_length, config.max_new_tokens)

@@ -46,17 +46,6 @@ def check_seed(seed) -> None:
         raise TypeError(f"`seed` must be an int or None, got {type(seed).__name__}.")
 
 
-def list_pad_token_id(model_config: Optional[GenerationConfig], kwargs: dict) -> int:
-    """The token that pads prompts given as a list of token-id lists: the caller's pad token, else the model's
-    pad token, else its first EOS, else 0."""
-    model_config = model_config or GenerationConfig()
-    for value in (kwargs.get("pad_token_id"), model_config.pad_token_id, model_config.eos_token_id, 0):
-        if isinstance(value, (list, tuple)):
-            value = value[0] if value else None
-        if value is not None:
-            return int(value)
-
-
 def resolve(model_config: Optional[GenerationConfig], generation_config, kwargs: dict, prompt_width: int,
             prepared: bool) -> Settings:
     """Settings from the model's generation config, the caller's generation config and keyword arguments.
