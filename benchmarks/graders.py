@@ -8,25 +8,22 @@ model's completion (the text it generated):
   boxed expression, the choice letter, or the program that was run), for reports.
 
 ``MathGrader`` (MATH500, AIME, GSM8K) compares with math-verify; ``ChoiceGrader`` (GPQA)
-compares a letter; ``CodeGrader`` (HumanEval) runs the program and its tests in a separate,
-resource-limited process. All three are safe to call from several threads at once.
+compares a letter; ``CodeGrader`` (HumanEval) runs the program and its tests in an isolated
+process (`benchmarks/sandbox.py`). All three are safe to call from several threads at once.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import select
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import threading
-from dataclasses import dataclass
 from pathlib import Path
+
+from .sandbox import SandboxLimits, SandboxResult, isolation, run_sandboxed
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +73,32 @@ def _braced(text: str) -> str | None:
 # Math: math-verify
 # ---------------------------------------------------------------------------------------
 
-def _math_answer_text(completion: str) -> str:
-    """What math-verify parses from a completion: its last box alone, else the whole text."""
+_FINAL_PHRASE = re.compile(r"(?i)(?:the\s+(?:final\s+)?answer\s+is|final\s+answer\s*:|answer\s*:|####)")
+
+
+def final_answer(completion: str) -> tuple[str | None, str]:
+    r"""The final answer a completion states, and how it was found: ``(text, kind)``.
+
+    `kind` is ``"boxed"`` (the last complete ``\boxed{}``), ``"phrase"`` (the rest of the line after
+    the last "the answer is", "final answer:", "Answer:" or "####", less a closing period and bold
+    marks) or ``"none"``: unboxed text without such a phrase is not an answer, so a completion cut
+    off by the token limit mid-calculation, or a hedge ("it is 20 or 18"), gets no credit.
+    """
     boxed = last_boxed(completion)
-    return completion if boxed is None else "\\boxed{" + boxed + "}"
+    if boxed is not None:
+        return boxed, "boxed"
+    phrases = list(_FINAL_PHRASE.finditer(completion))
+    if phrases:
+        rest = completion[phrases[-1].end():].split("\n", 1)[0]
+        rest = re.sub(r"[\s.*]+$", "", re.sub(r"^[\s*:]+", "", rest))
+        if rest:
+            return rest, "phrase"
+    return None, "none"
+
+
+def _answer_text(answer: str, kind: str) -> str:
+    """What math-verify parses for a final answer."""
+    return "\\boxed{" + answer + "}" if kind == "boxed" else answer
 
 
 def _gold_text(gold: str) -> str:
@@ -91,31 +110,20 @@ def _gold_text(gold: str) -> str:
 
 
 def verify_math(gold: str, completion: str) -> bool:
-    """math-verify's verdict on `completion` against `gold`, with math-verify's own timeouts.
+    """math-verify's verdict on the completion's final answer (`final_answer`) against `gold`.
 
-    Must run on the main thread (the timeouts use ``signal.alarm``); `MathGrader` sees to that.
+    Must run on the main thread (math-verify's timeouts use ``signal.alarm``); `MathGrader` sees to that.
     """
     from math_verify import parse, verify
 
+    answer, kind = final_answer(completion)
+    if answer is None:
+        return False
     gold_parsed = parse(_gold_text(gold))
-    answer_parsed = parse(_math_answer_text(completion))
+    answer_parsed = parse(_answer_text(answer, kind))
     if not gold_parsed or not answer_parsed:
         return False
     return bool(verify(gold_parsed, answer_parsed))
-
-
-def extract_math(completion: str) -> str | None:
-    """The last boxed expression, else the answer math-verify finds in the text, else None.
-
-    Must run on the main thread when it falls back to math-verify (see `verify_math`).
-    """
-    boxed = last_boxed(completion)
-    if boxed is not None:
-        return boxed
-    from math_verify import parse
-
-    parsed = parse(completion)
-    return str(parsed[-1]) if parsed else None
 
 
 class _MathWorker:
@@ -170,7 +178,7 @@ def serve_math_requests() -> None:
     """The `_MathWorker` child's loop: read ``[function, *args]`` lines, answer JSON lines."""
     replies = sys.stdout
     sys.stdout = sys.stderr  # anything math-verify prints must not corrupt the replies
-    functions = {"verify_math": verify_math, "extract_math": extract_math}
+    functions = {"verify_math": verify_math}
     for line in sys.stdin:
         name, *args = json.loads(line)
         try:
@@ -184,9 +192,9 @@ def serve_math_requests() -> None:
 class MathGrader:
     r"""Grades MATH500 / AIME / GSM8K answers with math-verify against ``problem["answer"]``.
 
-    The graded answer is the last ``\boxed{}`` of the completion, or, when there is none,
-    what math-verify finds in the text. Equivalent forms count (``0.5`` = ``\frac{1}{2}``,
-    ``10\%`` = ``10``, ``(3, \pi/2)`` = ``\left( 3, \frac{\pi}{2} \right)``).
+    The graded answer is the completion's stated final answer (`final_answer`: the last ``\boxed{}``,
+    else an explicit final-answer phrase); without one there is no answer. Equivalent forms count
+    (``0.5`` = ``\frac{1}{2}``, ``10\%`` = ``10``, ``(3, \pi/2)`` = ``\left( 3, \frac{\pi}{2} \right)``).
 
     On the main thread math-verify runs in-process with its own 5 s timeouts. Off the main
     thread it runs in a shared worker process (`_MathWorker`) with a wall-clock limit of
@@ -198,15 +206,19 @@ class MathGrader:
 
     def grade(self, problem: dict, completion: str) -> bool:
         """True if the completion's final answer equals ``problem["answer"]`` mathematically."""
+        if final_answer(completion)[0] is None:
+            return False
         if _on_main_thread():
             return verify_math(problem["answer"], completion)
         return bool(self._worker.call("verify_math", str(problem["answer"]), completion))
 
     def extract(self, problem: dict, completion: str) -> str | None:
-        """The final answer that `grade` compares (the last boxed expression), or None."""
-        if _on_main_thread() or last_boxed(completion) is not None:  # a box needs no math-verify
-            return extract_math(completion)
-        return self._worker.call("extract_math", completion)
+        """The final answer that `grade` compares, or None."""
+        return final_answer(completion)[0]
+
+    def details(self, problem: dict, completion: str) -> dict:
+        """How the answer was found, for the results row: ``{"extraction": "boxed" | "phrase" | "none"}``."""
+        return {"extraction": final_answer(completion)[1]}
 
 
 def _on_main_thread() -> bool:
@@ -217,15 +229,20 @@ def _on_main_thread() -> bool:
 # Multiple choice: GPQA
 # ---------------------------------------------------------------------------------------
 
-_LETTER = re.compile(r"(?<![A-Za-z])([A-D])(?![A-Za-z])")
-_STATED_ANSWER = re.compile(r"(?i:answer)(?:\s+is)?\s*[:：]?\s*[*(\[]*\s*([A-D])(?![A-Za-z])")
+_LETTER = re.compile(r"(?<![A-Za-z\\])([A-Da-d])(?![A-Za-z])")
+_LATEX_WRAPPER = re.compile(r"\\(?:text|textbf|mathrm|mathbf)\s*\{([^{}]*)\}")
+_STATED_ANSWER = re.compile(r"(?i)answer(?:\s+is)?\s*[:：]?\s*")
+_CHOICE = re.compile(r"[*(\[\s]*([A-Da-d])(?![A-Za-z0-9])")
+_ANOTHER_CHOICE = re.compile(r"[)\]*\s]*(?:,|;|/|&|\band\b|\bor\b)\s*[*(\[\s]*([A-Da-d])(?![A-Za-z0-9])", re.IGNORECASE)
 
 
 class ChoiceGrader:
-    r"""Grades GPQA answers: the choice letter in the last ``\boxed{}`` equals ``problem["answer"]``.
+    r"""Grades GPQA answers: the chosen letter equals ``problem["answer"]``.
 
-    A box holding the text of a choice instead of its letter counts as that choice (when the
-    problem lists its ``choices``). Without a box, the last "answer is (C)" / "Answer: C" counts.
+    The choice is the last ``\boxed{}`` (its one letter, or the text of a choice when the problem
+    lists its ``choices``), else the last explicit "the answer is (c)" / "Answer: C", in any case.
+    A final answer naming more than one distinct letter (``\boxed{A, B}``, "Answer: C and D") is a
+    hedge and counts as no answer.
     """
 
     def grade(self, problem: dict, completion: str) -> bool:
@@ -233,15 +250,26 @@ class ChoiceGrader:
         return self.extract(problem, completion) == problem["answer"]
 
     def extract(self, problem: dict, completion: str) -> str | None:
-        """The chosen letter A-D, or None if the completion names none."""
+        """The chosen letter A-D, or None if the completion names none (or several)."""
         boxed = last_boxed(completion)
         if boxed is not None:
-            letter = _LETTER.search(boxed)
-            if letter:
-                return letter.group(1)
-            return self._letter_of_choice(problem, boxed)
-        stated = _STATED_ANSWER.findall(completion)
-        return stated[-1] if stated else None
+            text = _LATEX_WRAPPER.sub(r"\1", boxed)
+            letters = {letter.upper() for letter in _LETTER.findall(text)}
+            if len(letters) == 1 and len(text.strip(" ()[].:*")) == 1:
+                return letters.pop()
+            by_text = self._letter_of_choice(problem, boxed)
+            if by_text is not None or len(letters) != 1:
+                return by_text
+            return letters.pop()
+        stated = list(_STATED_ANSWER.finditer(completion))
+        for phrase in reversed(stated):
+            first = _CHOICE.match(completion, phrase.end())
+            if first is None:
+                continue
+            if _ANOTHER_CHOICE.match(completion, first.end()):
+                return None
+            return first.group(1).upper()
+        return None
 
     @staticmethod
     def _letter_of_choice(problem: dict, text: str) -> str | None:
@@ -308,148 +336,32 @@ def build_test_program(problem: dict, completion: str) -> str:
             + f"\n\ncheck({problem['entry_point']})\n")
 
 
-@dataclass(frozen=True)
-class SandboxLimits:
-    """What a sandboxed program may use.
-
-    `max_processes` is RLIMIT_NPROC, which counts every process and thread of the user the
-    program runs as, so a small cap means it cannot fork at all. RLIMIT_NPROC does not bind
-    root: a grader running as root runs the program as `unprivileged_uid` when the Python
-    installation is readable by that user (not when it lives under /root, say).
-    """
-
-    wall_s: float = 10.0
-    cpu_s: int = 10
-    memory_bytes: int = 2 * 1024**3
-    file_bytes: int = 16 * 1024**2
-    max_processes: int = 8
-    unprivileged_uid: int = 65534  # "nobody"
-
-
-@dataclass(frozen=True)
-class SandboxResult:
-    """How a sandboxed program ended: exit code (negative: killed by that signal), timeout, stderr tail."""
-
-    returncode: int
-    timed_out: bool
-    stderr: str
-
-    @property
-    def passed(self) -> bool:
-        """True only for a clean exit (code 0) within the time limit."""
-        return self.returncode == 0 and not self.timed_out
-
-
-_SANDBOX_BOOTSTRAP = """\
-import os, resource, sys
-limits = dict(arg.split("=") for arg in sys.argv[1:])
-source = open("program.py").read()
-resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-for name in ("AS", "CPU", "FSIZE", "NPROC"):
-    value = int(limits[name])
-    resource.setrlimit(getattr(resource, "RLIMIT_" + name), (value, value))
-
-def runs_as(uid):
-    # can this interpreter still read its standard library as `uid`? (tried, then undone)
-    os.setegid(uid)
-    os.seteuid(uid)
-    try:
-        os.listdir(os.path.dirname(os.__file__))
-        return True
-    except OSError:
-        return False
-    finally:
-        os.seteuid(0)
-        os.setegid(0)
-
-uid = int(limits["UID"])
-if os.geteuid() == 0 and runs_as(uid):
-    os.setgroups([])
-    os.setgid(uid)
-    os.setuid(uid)
-
-def refuse(*args, **kwargs):
-    raise PermissionError("the sandbox does not allow starting processes")
-
-import posix
-for name in ("fork", "forkpty", "system", "posix_spawn", "posix_spawnp", "execv", "execve"):
-    setattr(os, name, refuse)
-    setattr(posix, name, refuse)
-import _posixsubprocess
-_posixsubprocess.fork_exec = refuse
-sys.modules["ctypes"] = sys.modules["_ctypes"] = None
-exec(compile(source, "program.py", "exec"), {"__name__": "__main__"})
-"""
-
-_STDERR_TAIL_CHARS = 4000
-
-
-def run_sandboxed(program: str, limits: SandboxLimits = SandboxLimits()) -> SandboxResult:
-    """Run Python source in a separate, resource-limited process and report how it ended.
-
-    The program runs under a fresh ``python -I`` in its own session (process group) and a
-    fresh temporary directory that is deleted afterwards, with an environment holding only
-    PATH and LANG, and with memory, CPU time, file size and process count capped (see
-    `SandboxLimits`). Python's ways to start processes (``os.fork``, ``os.system``,
-    ``subprocess``, ``os.exec*``, ``ctypes``) raise PermissionError in it, which also stops
-    fork bombs where RLIMIT_NPROC cannot (as root). After `limits.wall_s` seconds the whole
-    process group is killed. Nothing of the program runs in this process. Not a security
-    boundary against a determined attacker (no network or filesystem isolation beyond file
-    permissions), but enough for model-written code.
-    """
-    workdir = tempfile.mkdtemp(prefix="ecmh-sandbox-")
-    try:
-        Path(workdir, "program.py").write_text(program)
-        if os.geteuid() == 0:
-            os.chown(workdir, limits.unprivileged_uid, limits.unprivileged_uid)
-        limit_args = [f"AS={limits.memory_bytes}", f"CPU={limits.cpu_s}", f"FSIZE={limits.file_bytes}",
-                      f"NPROC={limits.max_processes}", f"UID={limits.unprivileged_uid}"]
-        with open(Path(workdir, "stderr.txt"), "w+b") as stderr:
-            process = subprocess.Popen(
-                [sys.executable, "-I", "-B", "-c", _SANDBOX_BOOTSTRAP, *limit_args],
-                cwd=workdir, env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
-                start_new_session=True, close_fds=True)
-            try:
-                process.wait(timeout=limits.wall_s)
-                timed_out = False
-            except subprocess.TimeoutExpired:
-                timed_out = True
-            _kill_group(process.pid)
-            process.wait()
-            stderr.seek(max(0, os.fstat(stderr.fileno()).st_size - _STDERR_TAIL_CHARS))
-            stderr_tail = stderr.read().decode("utf-8", "replace")
-        return SandboxResult(process.returncode, timed_out, stderr_tail)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _kill_group(pid: int) -> None:
-    """SIGKILL every process left in the sandbox's process group (it may already be gone)."""
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 class CodeGrader:
-    """Grades HumanEval completions by running the problem's tests in `run_sandboxed`.
+    """Grades HumanEval completions by running the problem's tests in `benchmarks.sandbox.run_sandboxed`.
 
     A grade takes about 0.1 s for an ordinary program (a fresh interpreter) and at most
     `limits.wall_s` seconds. Each call has its own process and directory, so threads may
-    grade in parallel.
+    grade in parallel. `isolation` is the sandbox's isolation level on this machine.
     """
 
     def __init__(self, limits: SandboxLimits = SandboxLimits()):
         self.limits = limits
 
+    @property
+    def isolation(self) -> str:
+        return isolation(self.limits)
+
     def grade(self, problem: dict, completion: str) -> bool:
-        """True only if the program and its tests exit with code 0 in time."""
+        """True only if the program ran its tests to the end (its success marker) and exited cleanly in time."""
         return self.run(problem, completion).passed
 
     def run(self, problem: dict, completion: str) -> SandboxResult:
         """The full sandbox result (exit code, timeout, stderr tail) of the problem's tests."""
         return run_sandboxed(build_test_program(problem, completion), self.limits)
+
+    def details(self, problem: dict, completion: str) -> dict:
+        """The sandbox's isolation level, for the results row."""
+        return {"isolation": self.isolation}
 
     def extract(self, problem: dict, completion: str) -> str | None:
         """The solution program that `grade` runs (without the tests), or None for an empty completion."""

@@ -38,9 +38,9 @@ def regrade(directory, task_names: Optional[Sequence[str]] = None, data=None) ->
                 if problem is None:
                     raise ValueError(f"{path}: problem {row['problem_id']!r} is not in the {name} data; "
                                      "pass the `--data` the run used.")
-                correct = bool(task.grade(problem, row["completion"]))
-                changed += correct != row["correct"]
-                row.update(correct=correct, extracted=task.extract(problem, row["completion"]))
+                verdict = task.verdict(problem, row["completion"])
+                changed += verdict["correct"] != row["correct"]
+                row.update(verdict)
             _replace(path, rows)
             counts[path] = (len(rows), changed)
     return counts

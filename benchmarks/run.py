@@ -95,9 +95,8 @@ def run(
                 completion = tokenizer.decode(answer.tokens, skip_special_tokens=True)
                 files[method].append({
                     "model": model_name, "task": task.name, "method": method, "seed": seed, "problem_id": problem["id"],
-                    "prompt": problem["prompt"], "completion": completion,
-                    "extracted": task.extract(problem, completion), "answer": problem.get("answer"),
-                    "correct": bool(task.grade(problem, completion)),
+                    "prompt": problem["prompt"], "completion": completion, "answer": problem.get("answer"),
+                    **task.verdict(problem, completion),
                     "tokens_decoded": answer.tokens_decoded, "seconds": seconds,
                     "acceptance_rate": answer.acceptance_rate, "acceptance_by_block": answer.acceptance_by_block,
                     "log_p": answer.log_p, "completion_tokens": len(answer.tokens), "ecmh_version": version,

@@ -281,6 +281,13 @@ class Task:
         """The final answer `grade` judged (boxed expression, letter, or program), or None."""
         return self.grader.extract(problem, completion)
 
+    def verdict(self, problem: dict, completion: str) -> dict:
+        """The fields a grade sets in a results row: `correct`, `extracted`, and what the grader adds
+        (how a math answer was found, the sandbox's isolation level)."""
+        details = getattr(self.grader, "details", None)
+        return {"correct": bool(self.grade(problem, completion)), "extracted": self.extract(problem, completion),
+                **(details(problem, completion) if details else {})}
+
 
 class ChoiceTask(Task):
     """GPQA: the four choices are shuffled per (question id, seed)."""

@@ -1,6 +1,7 @@
 """Graders: math-verify equivalences (also off the main thread), GPQA letters, the HumanEval sandbox."""
 
 import os
+import socket
 import threading
 import time
 from dataclasses import replace
@@ -8,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.graders import (ChoiceGrader, CodeGrader, MathGrader, SandboxLimits, build_program,
-                                last_boxed, run_sandboxed)
+from benchmarks.graders import ChoiceGrader, CodeGrader, MathGrader, build_program, last_boxed
+from benchmarks.sandbox import SandboxLimits, isolation, run_sandboxed
 from benchmarks.tasks import get_task
 
 FAST = SandboxLimits(wall_s=3.0, cpu_s=3, max_processes=4)
@@ -44,8 +45,14 @@ MATH_CASES = [
     (r"\frac{\sqrt{3}}{2}", r"\boxed{\dfrac{\sqrt3}{2}}", True),
     ("42", r"\boxed{41}", False),
     (r"\frac{1}{2}", r"\boxed{\frac{1}{2}} no, wait: \boxed{\frac{1}{3}}", False),
-    ("42", "Adding them up, the answer is 42.", True),  # no box: math-verify finds it
+    ("42", "Adding them up, the answer is 42.", True),  # no box: an explicit final-answer phrase
+    ("18", "#### 18", True),
+    ("18", "Answer: **18**", True),
     ("42", "I do not know.", False),
+    ("18", "First 9 * 2 = $", False),  # cut off by the token limit: no stated answer
+    ("18", "It is 20 or 18", False),  # a hedge without a final answer
+    ("18", "So far 18 apples and then", False),  # the question's number restated, unfinished
+    ("18", "The answer is", False),
 ]
 
 
@@ -54,12 +61,16 @@ def test_math_grader_accepts_equivalent_forms_and_rejects_wrong_answers(gold, co
     assert MathGrader().grade({"answer": gold}, completion) is correct
 
 
-def test_math_extract_is_the_last_box_or_what_math_verify_finds():
+def test_math_extract_is_the_last_box_or_a_final_answer_phrase_and_says_which():
     grader = MathGrader()
     assert grader.extract({}, r"\boxed{1} or rather \boxed{\left( 3, \frac{\pi}{2} \right)}") == \
         r"\left( 3, \frac{\pi}{2} \right)"
     assert grader.extract({}, "The answer is 42.") == "42"
-    assert grader.extract({}, "no idea") is None
+    assert grader.extract({}, "the final answer is 3.5.") == "3.5"
+    assert grader.extract({}, "no idea, maybe 42") is None
+    assert grader.details({}, r"so \boxed{4}") == {"extraction": "boxed"}
+    assert grader.details({}, "Answer: 4") == {"extraction": "phrase"}
+    assert grader.details({}, "4") == {"extraction": "none"}
 
 
 def test_math_grading_works_off_the_main_thread():
@@ -87,7 +98,15 @@ def test_a_pathological_answer_off_the_main_thread_hits_the_wall_clock_limit():
     (r"\boxed{10^-4 eV}", "C"),  # the text of a choice
     ("The answer is (C).", "C"),
     ("Answer: **C**", "C"),
+    ("the answer is c", "C"),
+    (r"\boxed{c}", "C"),
+    (r"\boxed{\textbf{C}}", "C"),
+    ("Answer: C, because a photon ...", "C"),
     ("I cannot decide.", None),
+    ("Answer: C and D", None),  # hedges name more than one letter: no answer
+    ("the answer is (c) or (d)", None),
+    (r"\boxed{A, B, C, D}", None),
+    (r"\boxed{C/D}", None),
 ])
 def test_choice_grader_reads_the_letter(completion, letter):
     problem = {"answer": "C", "choices": ["1 eV", "10^-9 eV", "10^-4 eV", "10^-8 eV"]}
@@ -203,6 +222,75 @@ def test_a_program_still_running_at_the_wall_clock_limit_is_killed():
     grading.join(timeout=10)
     assert results[0].timed_out and results[0].returncode == -9 and not results[0].passed
     assert sandbox_processes(limits) == []
+
+
+SENTINEL = Path("/tmp/ecmh-sandbox-sentinel")
+
+
+@pytest.mark.parametrize("name, program", [
+    ("exit 0 before the tests", "import os\nos._exit(0)\nassert False\n"),
+    ("sys.exit(0) before the tests", "import sys\nsys.exit(0)\nassert False\n"),
+    ("atexit exits 0 after a failed assert", "import atexit, os\natexit.register(os._exit, 0)\nassert False\n"),
+    ("prints a made-up marker", "print('0123456789abcdef0123456789abcdef')\nimport os\nos._exit(0)\n"),
+    ("deletes a file outside its directory", f"import os\nos.remove({str(SENTINEL)!r})\n"),
+    ("writes to the shared temporary directory", "open('/tmp/ecmh-sandbox-escape', 'w').write('x')\n"),
+    ("connects to a local socket", "import socket\nsocket.create_connection(('127.0.0.1', PORT), timeout=1)\n"),
+    ("forks through libc and leaves its session",
+     "import ctypes, time\nlibc = ctypes.CDLL(None)\nfor _ in range(3):\n    if libc.fork() == 0:\n"
+     "        libc.setsid()\n        time.sleep(60)\nassert False\n"),
+])
+def test_tricks_and_escapes_fail_leave_nothing_and_touch_nothing_outside(name, program, tmp_path):
+    limits = replace(FAST, memory_bytes=FAST.memory_bytes + 16384 + os.getpid())
+    SENTINEL.write_text("keep me")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(0.1)
+    try:
+        result = run_sandboxed(program.replace("PORT", str(listener.getsockname()[1])), limits)
+        with pytest.raises(socket.timeout):
+            listener.accept()  # nothing connected
+    finally:
+        listener.close()
+    assert not result.passed, name
+    assert sandbox_processes(limits) == [], name
+    assert SENTINEL.read_text() == "keep me"
+    assert not Path("/tmp/ecmh-sandbox-escape").exists()
+
+
+needs_namespaces = pytest.mark.skipif(isolation() == "rlimits", reason="no namespace isolation on this machine")
+
+
+@needs_namespaces
+def test_the_program_runs_unprivileged_without_network_on_a_read_only_view():
+    program = ("import os, socket\n"
+               "assert os.getuid() != 0\n"
+               "assert not os.access('/usr', os.W_OK) and os.access('.', os.W_OK)\n"
+               "try:\n    socket.create_connection(('1.1.1.1', 53), timeout=1)\nexcept OSError:\n    pass\n"
+               "else:\n    raise AssertionError('network reachable')\n")
+    result = run_sandboxed(program, FAST)
+    assert result.passed, result.stderr
+    assert result.isolation in ("namespaces", "user-namespaces")
+
+
+def test_the_fallback_without_namespaces_still_needs_the_marker_and_warns(caplog, monkeypatch):
+    from benchmarks import sandbox
+
+    for program, passes in [("assert 1 + 1 == 2\n", True), ("import os\nos._exit(0)\n", False),
+                            ("import os\nos.fork()\n", False)]:
+        result = sandbox._execute("rlimits", program, FAST)
+        assert result.passed is passes and result.isolation == "rlimits", program
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)  # no unshare on this "machine"
+    fallback = replace(FAST, wall_s=FAST.wall_s + 0.5)  # not the cached level of FAST
+    assert sandbox.isolation(fallback) == "rlimits"
+    assert "no namespace isolation" in caplog.text and "rlimits" in caplog.text
+
+
+def test_results_rows_record_the_isolation_level():
+    task = get_task("humaneval")
+    problem = next(task.problems())
+    verdict = task.verdict(problem, problem["canonical_solution"])
+    assert verdict["correct"] and verdict["isolation"] == isolation()
 
 
 def test_the_program_sees_no_inherited_secrets(monkeypatch):
