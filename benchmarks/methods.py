@@ -12,9 +12,11 @@
 
 All of them run through `ecmh.generate` (`standard` and `low_temp` are its `mcmc_steps=0` case,
 which samples the tempered proposal exactly), so every method is seeded and counted alike.
-Best-of-N keeps the draw with the highest mean base-model log-likelihood per token; it draws
-as if one at a time and stops counting at the first draw that reaches the budget (the same
-problem's ECMH decoded tokens), so draws made in parallel beyond that are discarded unread.
+Best-of-N keeps the draw with the highest mean base-model log-likelihood per token. Its budget
+is the same problem's ECMH decoded tokens; it draws as if one at a time and stops at the draw
+that brings its decoded tokens closest to the budget (the draw that would cross it is kept only
+when it overshoots by less than stopping before it falls short), so draws made in parallel
+beyond that are discarded unread.
 """
 
 import hashlib
@@ -128,23 +130,25 @@ def _answers(out: ecmh.ECMHOutput, input_ids: torch.Tensor, eos_token_ids: Seque
 
 def _best_of_n(kind, model, input_ids, attention_mask, settings, seed, eos_token_ids, budgets) -> list[Answer]:
     rows = input_ids.shape[0]
-    spent, drawn = [0] * rows, [0] * rows
+    spent, drawn, closed = [0] * rows, [0] * rows, [False] * rows
     best: list = [None] * rows  # (mean log p, tokens, log p)
     mean_length = [float(settings.max_new_tokens)] * rows  # first round: one draw per row, no waste
     round_index = 0
-    def open_budget(r):
-        return drawn[r] == 0 or spent[r] < budgets[r]
-
-    while any(open_budget(r) for r in range(rows)):
-        counts = [max(1, math.ceil((budgets[r] - spent[r]) / mean_length[r])) if open_budget(r) else 0 for r in range(rows)]
+    while not all(closed):
+        counts = [0 if closed[r] else max(1, math.ceil((budgets[r] - spent[r]) / mean_length[r])) for r in range(rows)]
         source = torch.tensor([r for r, count in enumerate(counts) for _ in range(count)], device=input_ids.device)
         out = _draw(kind, model, input_ids[source], attention_mask[source], settings,
                     stable_seed(seed, round_index))
         for r, (tokens, decoded, log_p) in zip(source.tolist(), _answers(out, input_ids[source], eos_token_ids)):
-            if not open_budget(r):
-                continue  # drawn in parallel after the budget was reached: discarded unread
+            if closed[r]:
+                continue  # drawn in parallel after the row's last draw: discarded unread
+            over, under = spent[r] + decoded - budgets[r], budgets[r] - spent[r]
+            if drawn[r] and over > under:  # stopping before this draw is closer to the budget
+                closed[r] = True
+                continue
             spent[r] += decoded
             drawn[r] += 1
+            closed[r] = spent[r] >= budgets[r]
             score = log_p / max(len(tokens), 1)
             if best[r] is None or score > best[r][0]:
                 best[r] = (score, tokens, log_p)

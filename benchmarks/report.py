@@ -212,6 +212,7 @@ class MethodSummary:
     acceptance_rate: float | None
     acceptance_by_block: list[float | None]
     configs: list[dict]
+    by_extraction: dict[str, tuple[int, float]]  # math answers: kind -> (samples, accuracy)
 
 
 @dataclasses.dataclass
@@ -226,6 +227,7 @@ class McNemarComparison:
     other_only: int
     statistic: float
     p_value: float
+    token_ratio: float | None  # ecmh's mean decoded tokens / the other method's, over the pairs
 
 
 @dataclasses.dataclass
@@ -292,7 +294,17 @@ def summarise_method(rows: list[dict]) -> MethodSummary:
         acceptance_rate=mean_or_none(row.get("acceptance_rate") for row in rows),
         acceptance_by_block=mean_acceptance_by_block(rows),
         configs=configs,
+        by_extraction=accuracy_by_extraction(rows),
     )
+
+
+def accuracy_by_extraction(rows: list[dict]) -> dict[str, tuple[int, float]]:
+    """Samples and accuracy per way the answer was extracted (rows graded with an `extraction` field)."""
+    kinds = defaultdict(list)
+    for row in rows:
+        if "extraction" in row:
+            kinds[row["extraction"]].append(bool(row["correct"]))
+    return {kind: (len(results), sum(results) / len(results)) for kind, results in sorted(kinds.items())}
 
 
 def compare_with_reference(reference: list[dict], other: list[dict]) -> McNemarComparison:
@@ -306,10 +318,13 @@ def compare_with_reference(reference: list[dict], other: list[dict]) -> McNemarC
         if ours != theirs:
             discordant[problem][0 if ours else 1] += 1
     statistic, p_value = clustered_mcnemar([tuple(counts) for counts in discordant.values()])
+    tokens = [mean_or_none(by_key[key].get("tokens_decoded") for key in paired)
+              for by_key in ({(r["problem_id"], r["seed"]): r for r in rows} for rows in (reference, other))]
     return McNemarComparison(
         model=other[0]["model"], task=other[0]["task"], method=other[0]["method"], pairs=len(paired),
         ecmh_only=sum(b for b, _ in discordant.values()), other_only=sum(c for _, c in discordant.values()),
         statistic=statistic, p_value=p_value,
+        token_ratio=tokens[0] / tokens[1] if None not in tokens and tokens[1] else None,
     )
 
 
@@ -366,11 +381,25 @@ def settings_lines(methods: list[MethodSummary]) -> list[str]:
 
 
 def mcnemar_table(comparisons: list[McNemarComparison]) -> list[str]:
-    lines = ["| model | task | ecmh vs | pairs | ecmh only | other only | statistic | p |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| model | task | ecmh vs | pairs | ecmh only | other only | statistic | p | ecmh tokens / other |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for c in comparisons:
         lines.append(f"| {c.model} | {c.task} | {c.method} | {c.pairs} | {c.ecmh_only} | {c.other_only} "
-                     f"| {c.statistic:.2f} | {c.p_value:.3g} |")
+                     f"| {c.statistic:.2f} | {c.p_value:.3g} | {number(c.token_ratio, 2)} |")
+    return lines
+
+
+def extraction_table(methods: list[MethodSummary]) -> list[str]:
+    """Accuracy per way the answer was extracted (boxed, final-answer phrase, none), when the rows say."""
+    kinds = sorted({kind for s in methods for kind in s.by_extraction})
+    if not kinds:
+        return []
+    lines = ["", "Accuracy by how the answer was extracted (% of samples, samples):", "",
+             "| method | " + " | ".join(kinds) + " |", "|" + " --- |" * (len(kinds) + 1)]
+    for s in methods:
+        cells = [f"{percent(s.by_extraction[k][1])} ({s.by_extraction[k][0]})" if k in s.by_extraction else "–"
+                 for k in kinds]
+        lines.append(f"| {s.method} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -390,8 +419,8 @@ def markdown(summary: Summary, command: str, rows: int) -> str:
     ]
     for model, task in panels(summary):
         methods = [s for s in summary.methods if (s.model, s.task) == (model, task)]
-        lines += ["", f"## {model} / {task}", "", *method_table(methods), "", "Settings:", "",
-                  *settings_lines(methods)]
+        lines += ["", f"## {model} / {task}", "", *method_table(methods), *extraction_table(methods), "",
+                  "Settings:", "", *settings_lines(methods)]
     lines += ["", "## ecmh against each method: clustered McNemar", "",
               "Paired on (problem, seed) samples both methods have, clustered by problem (Durkalski et al. "
               "2003): statistic (B - C)² / Σ_problems (b - c)², chi-square with 1 degree of freedom, where "

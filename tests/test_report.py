@@ -155,3 +155,19 @@ def test_interval_helpers():
     assert report.wilson_interval(0, 10) == pytest.approx((0.0, z2 / (10 + z2)))  # 0 of n: [0, z² / (n + z²)]
     # one sample per problem: Wilson over the samples
     assert report.accuracy_interval([(1, 0)] * 10)[2] == report.WILSON_CI
+
+
+def test_token_ratio_of_each_pair_and_accuracy_by_extraction_kind():
+    def row(method, problem, seed, correct, tokens, extraction):
+        return {"model": "m", "task": "gsm8k", "method": method, "problem_id": str(problem), "seed": seed,
+                "correct": correct, "tokens_decoded": tokens, "extraction": extraction, "config": {}}
+
+    rows = [row("ecmh", p, 0, p < 2, 300, "boxed" if p < 3 else "none") for p in range(4)]
+    rows += [row("low_temp", p, 0, p == 0, 100, "phrase" if p else "boxed") for p in range(4)]
+    summary = report.summarise(rows)
+    [comparison] = summary.comparisons
+    assert comparison.token_ratio == pytest.approx(3.0)
+    assert summary.method("m", "gsm8k", "ecmh").by_extraction == {"boxed": (3, 2 / 3), "none": (1, 0.0)}
+    assert summary.method("m", "gsm8k", "low_temp").by_extraction == {"boxed": (1, 1.0), "phrase": (3, 0.0)}
+    text = report.markdown(summary, "report", len(rows))
+    assert "| ecmh | 66.7 (3) | 0.0 (1) | – |" in text and "| 3.00 |" in text
