@@ -188,6 +188,12 @@ def mean_or_none(values) -> float | None:
     return statistics.fmean(present) if present else None
 
 
+def sd_or_none(values) -> float | None:
+    """Sample standard deviation of the values that are not None (None for fewer than two)."""
+    present = [v for v in values if v is not None]
+    return statistics.stdev(present) if len(present) > 1 else None
+
+
 # ---------------------------------------------------------------- summary
 
 
@@ -207,6 +213,7 @@ class MethodSummary:
     ci_method: str
     pass_at_k: dict[int, float]
     tokens_per_problem: float | None
+    tokens_sd: float | None  # standard deviation of the decoded tokens over samples
     at_token_limit: float | None
     seconds_per_problem: float | None
     acceptance_rate: float | None
@@ -289,6 +296,7 @@ def summarise_method(rows: list[dict]) -> MethodSummary:
         pass_at_k={k: statistics.fmean(pass_at_k(n, c, k) for n, c in counts)
                    for k in pass_at_k_levels([n for n, _ in counts])},
         tokens_per_problem=mean_or_none(row.get("tokens_decoded") for row in rows),
+        tokens_sd=sd_or_none(row.get("tokens_decoded") for row in rows),
         at_token_limit=mean_or_none(map(at_token_limit, rows)),
         seconds_per_problem=mean_or_none(row.get("seconds") for row in rows),
         acceptance_rate=mean_or_none(row.get("acceptance_rate") for row in rows),
@@ -359,14 +367,14 @@ def panels(summary: Summary) -> list[tuple[str, str]]:
 def method_table(methods: list[MethodSummary]) -> list[str]:
     levels = sorted({k for s in methods for k in s.pass_at_k})
     header = ["method", "problems", "seeds", "accuracy % [95% CI]", *(f"pass@{k} %" for k in levels),
-              "tokens/problem", "at limit %", "s/problem", "acceptance %"]
+              "tokens/problem (sd)", "at limit %", "s/problem", "acceptance %"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for s in methods:
         marker = "" if s.ci_method == CLUSTERED_CI else " †"
         cells = [s.method, str(s.problems), str(s.seeds),
                  f"{percent(s.accuracy)} [{percent(s.ci_low)}, {percent(s.ci_high)}]{marker}",
                  *(percent(s.pass_at_k.get(k)) for k in levels),
-                 number(s.tokens_per_problem, 0), percent(s.at_token_limit), number(s.seconds_per_problem, 2),
+                 f"{number(s.tokens_per_problem, 0)} ({number(s.tokens_sd, 0)})", percent(s.at_token_limit), number(s.seconds_per_problem, 2),
                  percent(s.acceptance_rate)]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -469,7 +477,8 @@ def legend_below(figure, axes, columns: int = 4) -> None:
 
 
 def plot_accuracy_vs_tokens(summary: Summary, path: Path) -> None:
-    """Accuracy (95% CI) against mean decoded tokens per problem: a point per method, a panel per model x task."""
+    """Accuracy (95% CI) against mean decoded tokens per problem (± their standard deviation over samples):
+    a point per method, a panel per model x task, so methods compare at matched compute."""
     colours = method_colours(summary)
     figure, axes = panel_grid(len(panels(summary)))
     for axis, (model, task) in zip(axes, panels(summary)):
@@ -477,7 +486,7 @@ def plot_accuracy_vs_tokens(summary: Summary, path: Path) -> None:
             if (s.model, s.task) != (model, task) or s.tokens_per_problem is None:
                 continue
             error = [[100 * (s.accuracy - s.ci_low)], [100 * (s.ci_high - s.accuracy)]]
-            axis.errorbar(s.tokens_per_problem, 100 * s.accuracy, yerr=error, fmt="o", capsize=3,
+            axis.errorbar(s.tokens_per_problem, 100 * s.accuracy, yerr=error, xerr=s.tokens_sd, fmt="o", capsize=3,
                           color=colours[s.method], label=s.method)
         axis.set(title=f"{model} / {task}", xlabel="decoded tokens per problem", ylabel="accuracy %")
     legend_below(figure, axes)

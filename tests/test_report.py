@@ -102,7 +102,7 @@ def test_report_writes_markdown_json_and_plots(tmp_path):
     assert path == tmp_path / "out" / "summary.md"
     text = path.read_text()
     assert f"python -m benchmarks report {FAKE_RESULTS} --out {tmp_path / 'out'}" in text
-    assert "| ecmh | 4 | 2 | 62.5 [22.7, 100.0] | 62.5 | 100.0 | 400 | 12.5 | 4.50 | 37.5 |" in text
+    assert "| ecmh | 4 | 2 | 62.5 [22.7, 100.0] | 62.5 | 100.0 | 400 (63) | 12.5 | 4.50 | 37.5 |" in text
     assert "| tiny-llama | math500 | standard | 8 | 3 | 1 | 2.00 | 0.157 |" in text
     assert "cluster-robust" in text
     for image in (report.ACCURACY_PLOT, report.ACCEPTANCE_PLOT):
