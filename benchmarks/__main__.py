@@ -3,6 +3,7 @@
 
 import argparse
 import sys
+from pathlib import Path
 
 from .methods import METHODS, SamplerSettings
 from .tasks import TASK_NAMES
@@ -76,6 +77,10 @@ def _load(args):
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    if args.command in ("report", "regrade"):
+        problem = _not_a_results_folder(args.directory)
+        if problem:
+            return _error(problem)
     if args.command == "report":
         from .report import main_report
 
@@ -87,9 +92,10 @@ def main(argv=None) -> int:
         try:
             print(main_regrade(args.directory, args.task, args.data))
         except (ValueError, FileNotFoundError) as error:
-            print(f"benchmarks: error: {error}", file=sys.stderr)
-            return 2
+            return _error(str(error))
         return 0
+    if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
+        return _error(f"--out {args.out} is a file: give a folder for the results (it is created if missing).")
     from .run import run
 
     settings = SamplerSettings(alpha=args.alpha, mcmc_steps=args.mcmc_steps, block_size=args.block_size,
@@ -100,10 +106,24 @@ def main(argv=None) -> int:
                   out=args.out, limit=args.limit, data=args.data, settings=settings, batch_size=args.batch_size,
                   chat=not args.no_chat, shard=args.shard)
     except (ValueError, TypeError, FileNotFoundError) as error:
-        print(f"benchmarks: error: {error}", file=sys.stderr)
-        return 2
+        return _error(" ".join(str(error).split()))
     print(out)
     return 0
+
+
+def _not_a_results_folder(directory: str) -> str:
+    """Why `directory` cannot be a results folder ("" if it can)."""
+    path = Path(directory)
+    if not path.exists():
+        return f"{directory} does not exist: give the results folder of a run (its --out)."
+    if not path.is_dir():
+        return f"{directory} is a file: give the results folder of a run (its --out), not one of its files."
+    return ""
+
+
+def _error(message: str) -> int:
+    print(f"benchmarks: error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

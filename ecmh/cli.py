@@ -8,7 +8,7 @@ import time
 from . import __version__
 from .config import DEFAULTS, SamplerConfig
 from .cuts import CUT_NAMES
-from .models import DEFAULT_MODEL
+from .models import DEFAULT_MODEL, check_device
 from .prompts import encode_prompts
 
 
@@ -37,13 +37,22 @@ def generate_command(args) -> int:
     import ecmh
     from tqdm.auto import tqdm
 
+    if not args.prompt.strip():
+        return _error('the prompt is empty: ask something, e.g. ecmh generate "What is 17 * 23?"')
     try:  # checked before the model loads
         options = SamplerConfig(args.alpha, args.mcmc_steps, args.block_size, args.cut, args.cut_power)
         block_size = options.block_size_for(args.max_new_tokens)
     except ValueError as error:
-        print(f"ecmh: error: {error}", file=sys.stderr)
-        return 2
-    model, tokenizer = ecmh.load_model(args.model, dtype=args.dtype, device=args.device)
+        return _error(str(error))
+    if args.device is not None:
+        try:
+            check_device(args.device)
+        except ValueError as error:
+            return _error(f"--device: {error}")
+    try:
+        model, tokenizer = ecmh.load_model(args.model, dtype=args.dtype, device=args.device)
+    except (ValueError, TypeError, OSError) as error:
+        return _error(f"--model {args.model!r}: {' '.join(str(error).split())}")
     inputs = encode_prompts(tokenizer, [args.prompt], chat=not args.no_chat)
     blocks = -(-args.max_new_tokens // block_size)
     progress = tqdm(total=blocks * (args.mcmc_steps + 1), desc="ECMH", unit="step", file=sys.stderr, leave=False)
@@ -56,8 +65,7 @@ def generate_command(args) -> int:
         )
     except (ValueError, TypeError) as error:
         progress.close()
-        print(f"ecmh: error: {error}", file=sys.stderr)
-        return 2
+        return _error(str(error))
     seconds = time.perf_counter() - start
     progress.close()
     answer = tokenizer.decode(out.sequences[0, inputs.input_ids.shape[1]:], skip_special_tokens=True).strip()
@@ -72,6 +80,11 @@ def generate_command(args) -> int:
             f"{stats['tokens_decoded']} tokens decoded, {seconds:.1f} s"
         )
     return 0
+
+
+def _error(message: str) -> int:
+    print(f"ecmh: error: {message}", file=sys.stderr)
+    return 2
 
 
 def main(argv=None) -> int:

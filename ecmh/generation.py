@@ -1,5 +1,6 @@
 """`ecmh.generate`: sample from `p^alpha` with Entropy-Cut Metropolis-Hastings, called like `model.generate`."""
 
+import warnings
 from dataclasses import dataclass
 from typing import NamedTuple, Optional, Union
 
@@ -162,6 +163,10 @@ def generate(
     config = settings.resolve(backend.generation_config, generation_config, kwargs, input_ids.shape[1], prepared)
     if as_lists:
         input_ids = input_ids.masked_fill(attention_mask == 0, config.pad_token_id)
+    elif attention_mask is None and input_ids.shape[0] > 1 and (input_ids[:, 0] == config.pad_token_id).any():
+        warnings.warn(
+            f"`input_ids` rows start with the pad token ({config.pad_token_id}) but no `attention_mask` was given, "
+            "so the padding is read as prompt: pass the tokenizer's `attention_mask` too.", stacklevel=2)
     block_size = options.block_size_for(config.max_new_tokens)
     proposal = PowerProposal(options.alpha, config.top_k, config.top_p)
     attention_mask = _check_prompt(input_ids, attention_mask, backend.context_length, config.max_new_tokens)

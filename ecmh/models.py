@@ -13,6 +13,7 @@ joined file's size and SHA-256 against the values pinned below, converts it like
 deletes the joined GGUF; later loads read the cached safetensors and no longer need the packages.
 """
 
+import difflib
 import hashlib
 import importlib.metadata
 import os
@@ -177,12 +178,38 @@ def _converted(name: str) -> Path:
 
 def resolve_model(name: Union[str, os.PathLike]) -> Union[str, Path]:
     """What a loader should open for `name`: an embedded model's converted copy (made on first use),
-    else `name` itself (a hub id or a local path)."""
+    else `name` itself (a hub id or a local path).
+
+    A name that looks like a path (a `PathLike`, or starting with `/`, `.` or `~`) must exist, and a
+    near miss of an embedded name is an error that lists them: neither ever reaches the hub.
+    """
+    if not isinstance(name, (str, os.PathLike)):
+        raise TypeError(f"`name` must be a model name, hub id or path, got {type(name).__name__}.")
     if isinstance(name, str) and name.lower() in EMBEDDED:
         return _converted(name.lower())
-    if isinstance(name, (str, os.PathLike)):
-        return name
-    raise TypeError(f"`name` must be a model name, hub id or path, got {type(name).__name__}.")
+    if not isinstance(name, str) or name.startswith(("/", ".", "~")):
+        path = Path(name).expanduser()
+        if not path.exists():
+            raise ValueError(f"model path {str(name)!r} does not exist: give a model directory (with config.json), "
+                             f"an embedded model ({', '.join(EMBEDDED)}) or a hub id such as 'org/name'.")
+        return path
+    near = [e for e in EMBEDDED if e.startswith(name.lower())] or difflib.get_close_matches(name.lower(), EMBEDDED, 1, 0.6)
+    if near and "/" not in name:
+        raise ValueError(f"unknown model {name!r}: did you mean the embedded {near[0]!r}? "
+                         f"Embedded models: {', '.join(EMBEDDED)}; hub ids look like 'org/name'.")
+    return name
+
+
+def check_device(device) -> torch.device:
+    """`device` as a torch.device, or a clear error when this torch cannot use it."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"unknown device {device!r}: use 'cpu', 'cuda', 'cuda:1', 'mps', ...") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} is not available: this torch has no usable CUDA (a CPU-only build "
+                         "or no GPU); use device 'cpu', or install a CUDA build of torch.")
+    return device
 
 
 def load_model(
@@ -212,7 +239,7 @@ def load_model(
         if not isinstance(getattr(torch, dtype, None), torch.dtype):
             raise ValueError(f"Unknown `dtype` {dtype!r}: use e.g. 'float32', 'bfloat16' or 'float16'.")
         dtype = getattr(torch, dtype)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = check_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or "auto").to(device).eval()
     tokenizer.padding_side = "left"
