@@ -1,5 +1,16 @@
-"""`python -m benchmarks run ...` samples and grades a task; `python -m benchmarks report DIR` summarises results;
-`python -m benchmarks regrade DIR` grades stored completions again (after a grader changes)."""
+"""`ecmh-benchmarks run ...` samples and grades a task; `ecmh-benchmarks report DIR` summarises results;
+`ecmh-benchmarks regrade DIR` grades stored completions again (after a grader changes).
+
+`ecmh-benchmarks` is installed with ecmh and works from any folder; in a checkout, `python -m benchmarks`
+from the repository root is the same program."""
+
+EXAMPLES = """examples:
+  ecmh-benchmarks run --task gsm8k --method all --limit 20 --seeds 0,1 --max-new-tokens 256 --out runs/smol
+  ecmh-benchmarks run --task math500 --method ecmh,low_temp --data ../shared/data/math500.json --limit 50
+  ecmh-benchmarks run --task humaneval --method all --model qwen2.5-coder-0.5b-instruct --no-chat --shard 0/2
+  ecmh-benchmarks report runs/smol
+  ecmh-benchmarks regrade runs/smol
+"""
 
 import argparse
 import sys
@@ -29,7 +40,8 @@ def _seeds(text: str) -> list:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser = argparse.ArgumentParser(prog="ecmh-benchmarks", description=__doc__, epilog=EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="sample and grade a task with one or more methods (resumable)")
     run.add_argument("--task", required=True, choices=TASK_NAMES)

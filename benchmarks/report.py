@@ -437,9 +437,12 @@ def markdown(summary: Summary, command: str, rows: int) -> str:
     if summary.comparisons:
         lines += mcnemar_table(summary.comparisons)
     else:
-        lines.append("No model x task has ecmh and another method.")
-    lines += ["", "## Plots", "", f"![accuracy against decoded tokens]({ACCURACY_PLOT})", "",
-              f"![MH acceptance rate by block]({ACCEPTANCE_PLOT})", ""]
+        lines.append("Needs two methods: no model x task here has ecmh and another method.")
+    lines += ["", "## Plots", "", f"![accuracy against decoded tokens]({ACCURACY_PLOT})", ""]
+    if has_acceptance(summary):
+        lines += [f"![MH acceptance rate by block]({ACCEPTANCE_PLOT})", ""]
+    else:
+        lines += ["No MH method here, so no acceptance plot.", ""]
     return "\n".join(lines)
 
 
@@ -488,10 +491,14 @@ def plot_accuracy_vs_tokens(summary: Summary, path: Path) -> None:
             error = [[100 * (s.accuracy - s.ci_low)], [100 * (s.ci_high - s.accuracy)]]
             axis.errorbar(s.tokens_per_problem, 100 * s.accuracy, yerr=error, xerr=s.tokens_sd, fmt="o", capsize=3,
                           color=colours[s.method], label=s.method)
-        axis.set(title=f"{model} / {task}", xlabel="decoded tokens per problem", ylabel="accuracy %")
+        axis.set(title=f"{model} / {task}", xlabel="decoded tokens per problem", ylabel="accuracy %", ylim=(-2, 102))
     legend_below(figure, axes)
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def has_acceptance(summary: Summary) -> bool:
+    return any(s.acceptance_by_block for s in summary.methods)
 
 
 def plot_acceptance_by_block(summary: Summary, path: Path) -> None:
@@ -526,12 +533,13 @@ def main_report(directory: str | Path, out: str | Path | None = None) -> Path:
     """
     rows = load_rows(directory)
     summary = summarise(rows)
-    command = f"python -m benchmarks report {directory}" + ("" if out is None else f" --out {out}")
+    command = f"ecmh-benchmarks report {directory}" + ("" if out is None else f" --out {out}")
     out = Path(directory if out is None else out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(summary_json(summary))
     plot_accuracy_vs_tokens(summary, out / ACCURACY_PLOT)
-    plot_acceptance_by_block(summary, out / ACCEPTANCE_PLOT)
+    if has_acceptance(summary):
+        plot_acceptance_by_block(summary, out / ACCEPTANCE_PLOT)
     report = out / "summary.md"
     report.write_text(markdown(summary, command, len(rows)))
     return report

@@ -83,3 +83,10 @@ def test_a_padded_batch_without_attention_mask_warns():
     ids = torch.tensor([[3, 3, 0, 1], [0, 1, 2, 1]])  # 3 is the pad token, on the left of row 0
     with pytest.warns(UserWarning, match="attention_mask"):
         ecmh.generate(model, ids, max_new_tokens=2, pad_token_id=3, seed=0)
+
+
+def test_the_benchmark_runner_is_reachable_from_any_folder(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "benchmarks", "--help"], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0 and "ecmh-benchmarks report" in result.stdout
+    script = Path(sys.executable).with_name("ecmh-benchmarks")
+    assert subprocess.run([str(script), "--help"], cwd=tmp_path, capture_output=True).returncode == 0

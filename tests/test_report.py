@@ -101,7 +101,7 @@ def test_report_writes_markdown_json_and_plots(tmp_path):
     path = report.main_report(FAKE_RESULTS, tmp_path / "out")
     assert path == tmp_path / "out" / "summary.md"
     text = path.read_text()
-    assert f"python -m benchmarks report {FAKE_RESULTS} --out {tmp_path / 'out'}" in text
+    assert f"ecmh-benchmarks report {FAKE_RESULTS} --out {tmp_path / 'out'}" in text
     assert "| ecmh | 4 | 2 | 62.5 [22.7, 100.0] | 62.5 | 100.0 | 400 (63) | 12.5 | 4.50 | 37.5 |" in text
     assert "| tiny-llama | math500 | standard | 8 | 3 | 1 | 2.00 | 0.157 |" in text
     assert "cluster-robust" in text
@@ -171,3 +171,14 @@ def test_token_ratio_of_each_pair_and_accuracy_by_extraction_kind():
     assert summary.method("m", "gsm8k", "low_temp").by_extraction == {"boxed": (1, 1.0), "phrase": (3, 0.0)}
     text = report.markdown(summary, "report", len(rows))
     assert "| ecmh | 66.7 (3) | 0.0 (1) | – |" in text and "| 3.00 |" in text
+
+
+def test_a_report_with_one_method_says_what_it_needs(tmp_path):
+    folder = tmp_path / "run" / "gsm8k"
+    folder.mkdir(parents=True)
+    rows = [{"model": "m", "task": "gsm8k", "method": "low_temp", "problem_id": str(p), "seed": 0, "correct": p == 0,
+             "tokens_decoded": 10, "config": {}} for p in range(3)]
+    (folder / "low_temp.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    text = report.main_report(tmp_path / "run").read_text()
+    assert "Needs two methods" in text and "No MH method here" in text
+    assert not (tmp_path / "run" / report.ACCEPTANCE_PLOT).exists()
