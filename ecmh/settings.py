@@ -26,6 +26,8 @@ _UNSUPPORTED = {
     "min_length": "it would change the target distribution p^alpha",
     "min_new_tokens": "it would change the target distribution p^alpha",
     "bad_words_ids": "it would change the target distribution p^alpha",
+    "stop_strings": ("stop strings end a sequence, which changes the target p^alpha, and ecmh does not treat them "
+                     "as terminal yet; stop at EOS and cut the text afterwards"),
 }
 _DEFAULT_NEW_TOKENS = 20  # transformers' default when nothing sets a length
 
