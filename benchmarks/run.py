@@ -107,7 +107,8 @@ def run(
 
 
 def library_version() -> str:
-    """ecmh's version, with the git commit of the checkout it runs from (`+dirty` for uncommitted changes)."""
+    """ecmh's version, with the git commit of the checkout it runs from (`.dirty`: uncommitted code changes;
+    results files do not count)."""
     import ecmh
 
     root = Path(ecmh.__file__).resolve().parents[1]
@@ -116,7 +117,8 @@ def library_version() -> str:
     try:
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
                                 text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--",
+                                "ecmh", "benchmarks", ":!benchmarks/results"],
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return ecmh.__version__
