@@ -80,7 +80,7 @@ def test_regrade_recomputes_verdicts_in_place_and_the_run_still_resumes(tiny_cha
     assert main(["regrade", str(tmp_path), "--data", str(MATH500)]) == 2
     assert main(["regrade", str(tmp_path / "missing")]) == 2
     errors = capsys.readouterr().err
-    assert "pass the `--data` the run used" in errors and "no results folder" in errors
+    assert "pass the `--data` the run used" in errors and "missing does not exist" in errors
 
 
 def test_resuming_with_other_settings_is_refused(tiny_chat_model_dir, tmp_path, capsys):
