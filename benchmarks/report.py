@@ -488,7 +488,8 @@ def plot_accuracy_vs_tokens(summary: Summary, path: Path) -> None:
         for s in summary.methods:
             if (s.model, s.task) != (model, task) or s.tokens_per_problem is None:
                 continue
-            error = [[100 * (s.accuracy - s.ci_low)], [100 * (s.ci_high - s.accuracy)]]
+            # with unequal samples per problem (a partial run) the interval's centre is not the sample mean
+            error = [[100 * max(0.0, s.accuracy - s.ci_low)], [100 * max(0.0, s.ci_high - s.accuracy)]]
             axis.errorbar(s.tokens_per_problem, 100 * s.accuracy, yerr=error, xerr=s.tokens_sd, fmt="o", capsize=3,
                           color=colours[s.method], label=s.method)
         axis.set(title=f"{model} / {task}", xlabel="decoded tokens per problem", ylabel="accuracy %", ylim=(-2, 102))
