@@ -59,6 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--cut-power", type=float, default=DEFAULTS.cut_power)
     run.add_argument("--batch-size", type=int, default=8, help="problems per sampler call")
     run.add_argument("--no-chat", action="store_true", help="do not apply the model's chat template")
+    run.add_argument("--stop-string", action="append", dest="stop_strings", metavar="TEXT",
+                     help="end each answer at the first occurrence of TEXT, exactly (repeatable); default with "
+                          "--no-chat: the task's own (HumanEval: its five), else none")
+    run.add_argument("--no-stop-strings", action="store_true", help="end answers at EOS or the length limit only")
     run.add_argument("--shard", type=_shard, default=None, help="i/n: this engine takes every n-th problem from i")
     run.add_argument("--dtype", default=None, help="weights dtype, e.g. bfloat16 (transformers backend)")
     run.add_argument("--device", default=None, help="cpu, cuda, ... (transformers backend)")
@@ -110,8 +114,13 @@ def main(argv=None) -> int:
         return _error(f"--out {args.out} is a file: give a folder for the results (it is created if missing).")
     from .run import run
 
+    from .tasks import TASKS
+
+    stop_strings = () if args.no_stop_strings else tuple(args.stop_strings or ())
+    if args.stop_strings is None and not args.no_stop_strings and args.no_chat:
+        stop_strings = TASKS[args.task].stop_strings
     settings = SamplerSettings(alpha=args.alpha, mcmc_steps=args.mcmc_steps, block_size=args.block_size,
-                               max_new_tokens=args.max_new_tokens, cut_power=args.cut_power)
+                               max_new_tokens=args.max_new_tokens, cut_power=args.cut_power, stop_strings=stop_strings)
     try:
         model, tokenizer = _load(args)
         out = run(args.task, args.method.split(","), model, tokenizer, model_name=args.model, seeds=args.seeds,

@@ -43,6 +43,17 @@ class SamplerSettings:
     block_size: Optional[int] = DEFAULTS.block_size  # None: max(1, max_new_tokens // 16)
     max_new_tokens: int = 3072
     cut_power: float = DEFAULTS.cut_power
+    stop_strings: tuple = ()  # end answers there, exactly (needs the tokenizer: `sample(..., tokenizer=)`)
+
+    def config(self) -> dict:
+        """What a results row records of these settings (stop strings only where there are some, so rows
+        made before they existed still resume)."""
+        config = {**self.__dict__, "block_size": self.resolved_block_size}
+        if not self.stop_strings:
+            del config["stop_strings"]
+        else:
+            config["stop_strings"] = list(self.stop_strings)
+        return config
 
     @property
     def resolved_block_size(self) -> int:
@@ -50,7 +61,7 @@ class SamplerSettings:
 
 
 class Answer(NamedTuple):
-    tokens: list  # the continuation, up to and including its EOS
+    tokens: list  # the continuation, up to and including its EOS or the token that completes a stop string
     tokens_decoded: int  # every token the method sampled for this answer
     acceptance_rate: Optional[float]  # MH methods only
     acceptance_by_block: list  # MH methods: accepted / proposed per block (None where none proposed)
@@ -69,30 +80,36 @@ def sample(
     attention_mask: torch.Tensor,
     settings: SamplerSettings,
     seed: int,
-    eos_token_ids: Sequence[int],
     budgets: Optional[Sequence[int]] = None,
+    tokenizer=None,
 ) -> list[Answer]:
-    """One answer per prompt row with `method`; best-of-N methods need each row's token `budgets`."""
+    """One answer per prompt row with `method`; best-of-N methods need each row's token `budgets`,
+    stop strings the `tokenizer`."""
     if method in BEST_OF_N:
         if budgets is None or len(budgets) != input_ids.shape[0]:
             raise ValueError(f"{method} needs one decoded-token budget per prompt (the same problem's ECMH run).")
-        return _best_of_n(BEST_OF_N[method], model, input_ids, attention_mask, settings, seed, eos_token_ids, budgets)
+        return _best_of_n(BEST_OF_N[method], model, input_ids, attention_mask, settings, seed, budgets, tokenizer)
     if method not in METHODS:
         raise ValueError(f"Unknown method {method!r}: use one of {', '.join(METHODS)}.")
     if method in ("standard", "low_temp"):
-        out = _draw(method, model, input_ids, attention_mask, settings, seed)
-        return [Answer(tokens, decoded, None, [], log_p) for tokens, decoded, log_p in _answers(out, input_ids, eos_token_ids)]
+        out = _draw(method, model, input_ids, attention_mask, settings, seed, tokenizer)
+        return [Answer(tokens, decoded, None, [], log_p) for tokens, decoded, log_p in _answers(out, input_ids)]
     blocks = BlockAcceptance(input_ids.shape[0], -(-settings.max_new_tokens // settings.resolved_block_size), input_ids.device)
     out = ecmh.generate(
         model, input_ids, attention_mask=attention_mask, alpha=settings.alpha, mcmc_steps=settings.mcmc_steps,
         block_size=settings.resolved_block_size, max_new_tokens=settings.max_new_tokens, cut=MH_CUTS[method],
         cut_power=settings.cut_power, seed=seed, on_step=blocks, return_dict_in_generate=True,
+        **_stop_strings(settings, tokenizer),
     )
     rates = out.stats.acceptance_rate.tolist()
     return [
         Answer(tokens, decoded, None if math.isnan(rate) else rate, by_block, log_p)
-        for (tokens, decoded, log_p), rate, by_block in zip(_answers(out, input_ids, eos_token_ids), rates, blocks.rates())
+        for (tokens, decoded, log_p), rate, by_block in zip(_answers(out, input_ids), rates, blocks.rates())
     ]
+
+
+def _stop_strings(settings: SamplerSettings, tokenizer) -> dict:
+    return dict(stop_strings=list(settings.stop_strings), tokenizer=tokenizer) if settings.stop_strings else {}
 
 
 class BlockAcceptance:
@@ -112,23 +129,23 @@ class BlockAcceptance:
         return [[None if math.isnan(value) else value for value in row] for row in rate]
 
 
-def _draw(kind: str, model, input_ids, attention_mask, settings: SamplerSettings, seed: int):
+def _draw(kind: str, model, input_ids, attention_mask, settings: SamplerSettings, seed: int, tokenizer):
     return ecmh.generate(
         model, input_ids, attention_mask=attention_mask, alpha=1.0 if kind == "standard" else settings.alpha,
         mcmc_steps=0, max_new_tokens=settings.max_new_tokens, seed=seed, return_dict_in_generate=True,
+        **_stop_strings(settings, tokenizer),
     )
 
 
-def _answers(out: ecmh.ECMHOutput, input_ids: torch.Tensor, eos_token_ids: Sequence[int]):
-    """(continuation tokens up to its first EOS, tokens decoded, log p) per row of an ECMH output."""
-    eos = set(eos_token_ids)
+def _answers(out: ecmh.ECMHOutput, input_ids: torch.Tensor):
+    """(continuation tokens, tokens decoded, log p) per row of an ECMH output."""
     continuations = out.sequences[:, input_ids.shape[1]:].tolist()
-    for tokens, decoded, log_p in zip(continuations, out.stats.tokens_decoded.tolist(), out.stats.log_p.tolist()):
-        end = next((i + 1 for i, token in enumerate(tokens) if token in eos), len(tokens))
-        yield tokens[:end], decoded, log_p
+    for tokens, length, decoded, log_p in zip(continuations, out.trace.length.tolist(), out.stats.tokens_decoded.tolist(),
+                                              out.stats.log_p.tolist()):
+        yield tokens[:length], decoded, log_p
 
 
-def _best_of_n(kind, model, input_ids, attention_mask, settings, seed, eos_token_ids, budgets) -> list[Answer]:
+def _best_of_n(kind, model, input_ids, attention_mask, settings, seed, budgets, tokenizer) -> list[Answer]:
     rows = input_ids.shape[0]
     spent, drawn, closed = [0] * rows, [0] * rows, [False] * rows
     best: list = [None] * rows  # (mean log p, tokens, log p)
@@ -138,8 +155,8 @@ def _best_of_n(kind, model, input_ids, attention_mask, settings, seed, eos_token
         counts = [0 if closed[r] else max(1, math.ceil((budgets[r] - spent[r]) / mean_length[r])) for r in range(rows)]
         source = torch.tensor([r for r, count in enumerate(counts) for _ in range(count)], device=input_ids.device)
         out = _draw(kind, model, input_ids[source], attention_mask[source], settings,
-                    stable_seed(seed, round_index))
-        for r, (tokens, decoded, log_p) in zip(source.tolist(), _answers(out, input_ids[source], eos_token_ids)):
+                    stable_seed(seed, round_index), tokenizer)
+        for r, (tokens, decoded, log_p) in zip(source.tolist(), _answers(out, input_ids[source])):
             if closed[r]:
                 continue  # drawn in parallel after the row's last draw: discarded unread
             over, under = spent[r] + decoded - budgets[r], budgets[r] - spent[r]

@@ -62,11 +62,10 @@ def run(
         raise ValueError(f"`--batch-size` must be an integer >= 1, got {batch_size!r}.")
     task = get_task(task_name, data=data)
     out = Path(out) if out is not None else Path("ecmh-results") / model_slug(model_name)
-    config = {**settings.__dict__, "block_size": settings.resolved_block_size, "chat": chat}
+    config = {**settings.config(), "chat": chat}
     order = order_methods(method_names)
     files = {m: ResultsFile(out, task.name, m, config, shard) for m in order}
     ecmh_budget = files["ecmh"].done if "ecmh" in files else {}
-    eos = _eos_token_ids(model, tokenizer)
     version = library_version()
 
     work = []  # (seed, method, problems still to do)
@@ -89,10 +88,11 @@ def run(
                 budgets = [ecmh_budget[(model_name, task.name, "ecmh", seed, i)]["tokens_decoded"] for i in ids]
             start = time.perf_counter()
             answers = methods.sample(method, model, input_ids, attention_mask, settings,
-                                     methods.stable_seed(seed, method, *ids), eos, budgets)
+                                     methods.stable_seed(seed, method, *ids), budgets, tokenizer)
             seconds = (time.perf_counter() - start) / len(batch)
             for problem, answer in zip(batch, answers):
-                completion = tokenizer.decode(answer.tokens, skip_special_tokens=True)
+                completion = before_stop_string(tokenizer.decode(answer.tokens, skip_special_tokens=True),
+                                                settings.stop_strings)
                 files[method].append({
                     "model": model_name, "task": task.name, "method": method, "seed": seed, "problem_id": problem["id"],
                     "prompt": problem["prompt"], "completion": completion, "answer": problem.get("answer"),
@@ -125,13 +125,13 @@ def library_version() -> str:
     return f"{ecmh.__version__}+g{commit}{'.dirty' if dirty else ''}"
 
 
+def before_stop_string(text: str, stop_strings: Sequence[str]) -> str:
+    """The answer's text without the stop string that ended it (and anything after it in its last token)."""
+    ends = [i for i in (text.find(s) for s in stop_strings) if i >= 0]
+    return text[: min(ends)] if ends else text
+
+
 def _chunks(items: list, size: int):
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
-
-def _eos_token_ids(model, tokenizer) -> list[int]:
-    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    if eos is None:
-        eos = tokenizer.eos_token_id
-    return [] if eos is None else list(eos) if isinstance(eos, (list, tuple)) else [eos]

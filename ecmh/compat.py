@@ -60,3 +60,19 @@ def fill_kv_cache(cache: DynamicCache, layers: list[tuple[torch.Tensor, torch.Te
 
 def accepts_logits_to_keep(model) -> bool:
     return "logits_to_keep" in inspect.signature(model.forward).parameters
+
+
+def token_bytes(tokenizer, vocab_size: int = 0) -> list[bytes]:
+    """Each token id's text as it appears inside decoded text, as bytes (byte-exact for byte-level vocabularies),
+    by transformers' own vocabulary cleaning for `stop_strings`; ids the tokenizer lacks, up to `vocab_size`, get b""."""
+    from transformers.generation.stopping_criteria import StopStringCriteria
+
+    matching_mode = getattr(StopStringCriteria, "_get_stop_string_matching_mode", None)  # 5.x
+    if matching_mode is None:  # pragma: no cover - 4.x cleans to str only
+        texts, ids = StopStringCriteria.clean_tokenizer_vocab(tokenizer)
+    else:
+        texts, ids = StopStringCriteria.clean_tokenizer_vocab(tokenizer, stop_string_matching_mode=matching_mode(tokenizer))
+    out = [b""] * max(vocab_size, max(ids) + 1)
+    for text, index in zip(texts, ids):
+        out[index] = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+    return out

@@ -10,6 +10,7 @@ from . import backends, kernel, sampler, settings
 from .config import DEFAULTS, SamplerConfig
 from .cuts import CutDistribution
 from .scoring import PowerProposal
+from .stopping import StopStrings
 
 # What transformers' `generate(custom_generate=...)` passes besides our own parameters.
 _PREPARED_BY_TRANSFORMERS = (
@@ -45,7 +46,7 @@ class Trace(NamedTuple):
     log_p: torch.Tensor  # [R, L] log p(y_t | prompt, y_<t)
     log_z: torch.Tensor  # [R, L] log sum_v p(v | prompt, y_<t)^alpha
     entropy: torch.Tensor  # [R, L] entropy of p(. | prompt, y_<t)
-    length: torch.Tensor  # [R] continuation length (up to and including EOS)
+    length: torch.Tensor  # [R] continuation length (up to and including EOS or the token ending a stop string)
 
 
 @dataclass
@@ -135,8 +136,9 @@ def generate(
             `extension`, `cut`, `accepted`, `log_ratio` and its `ratio_terms`, `proposal_length`, `block`,
             and `row`: the index in the returned batch of each entry, as rows whose schedule is over leave).
         **kwargs: as for `model.generate`: `attention_mask`, `max_new_tokens`, `eos_token_id`
-            (None: never stop early), `pad_token_id`, `num_return_sequences`, `top_k`, `top_p`,
-            `return_dict_in_generate`. `top_k`/`top_p` truncate `p` in the proposal, the target and
+            (None: never stop early), `stop_strings` with `tokenizer` (a continuation ends at the first token
+            that completes one in its text, exactly as at EOS: `ecmh.stopping`), `pad_token_id`,
+            `num_return_sequences`, `top_k`, `top_p`, `return_dict_in_generate`. `top_k`/`top_p` truncate `p` in the proposal, the target and
             the entropies alike; unlike `model.generate`, ecmh applies no `top_k=50` by default.
 
     Returns:
@@ -150,6 +152,7 @@ def generate(
         >>> out = ecmh.generate(model, ids, max_new_tokens=16, mcmc_steps=2, seed=0)  # doctest: +SKIP
     """
     attention_mask = kwargs.pop("attention_mask", None)
+    tokenizer = kwargs.pop("tokenizer", None)
     if input_ids is None:
         input_ids = kwargs.pop("inputs", None)
     backend = backends.for_model(model)
@@ -167,6 +170,7 @@ def generate(
         warnings.warn(
             f"`input_ids` rows start with the pad token ({config.pad_token_id}) but no `attention_mask` was given, "
             "so the padding is read as prompt: pass the tokenizer's `attention_mask` too.", stacklevel=2)
+    stop_strings = _stop_strings(config.stop_strings, tokenizer or backend.tokenizer, backend)
     block_size = options.block_size_for(config.max_new_tokens)
     proposal = PowerProposal(options.alpha, config.top_k, config.top_p)
     attention_mask = _check_prompt(input_ids, attention_mask, backend.context_length, config.max_new_tokens)
@@ -186,15 +190,26 @@ def generate(
     try:
         with torch.inference_mode():
             forwarded = backend.prepare(input_ids, attention_mask, max_new_tokens=config.max_new_tokens,
-                                        proposal=proposal, eos_token_ids=config.eos_token_ids)
+                                        proposal=proposal, eos_token_ids=config.eos_token_ids,
+                                        stop_strings=stop_strings)
             state = kernel.init(input_ids.shape[0], config.max_new_tokens, forwarded)
             state = sampler.run(
                 rng, state, backend, options.cut_distribution, alpha=float(options.alpha),
-                block_size=block_size, mcmc_steps=options.mcmc_steps, eos_token_ids=eos, on_step=on_step,
+                block_size=block_size, mcmc_steps=options.mcmc_steps, eos_token_ids=eos, stop_strings=stop_strings,
+                on_step=on_step,
             )
     finally:
         backend.close()
     return _output(input_ids, state, config)
+
+
+def _stop_strings(strings: tuple, tokenizer, backend) -> Optional[StopStrings]:
+    if not strings:
+        return None
+    if tokenizer is None:
+        raise ValueError("`stop_strings` needs the model's tokenizer to read its tokens' texts: pass `tokenizer=tokenizer` "
+                         "too, as for `model.generate`.")
+    return StopStrings.from_tokenizer(strings, tokenizer, backend.vocab_size).to(backend.device)
 
 
 def _output(input_ids: torch.Tensor, state: kernel.State, config: settings.Settings):

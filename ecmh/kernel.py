@@ -41,7 +41,7 @@ class Suffix(NamedTuple):
     log_p: torch.Tensor  # [R, L]
     log_z: torch.Tensor  # [R, L]
     entropy: torch.Tensor  # [R, L]
-    length: torch.Tensor  # [R]: valid columns (up to and including EOS, or up to the cap)
+    length: torch.Tensor  # [R]: valid columns (up to and including EOS or a stop string's last token, or up to the cap)
     forwarded: torch.Tensor  # [R]: positions this decode ran through the model for the row
 
     @classmethod

@@ -26,8 +26,6 @@ _UNSUPPORTED = {
     "min_length": "it would change the target distribution p^alpha",
     "min_new_tokens": "it would change the target distribution p^alpha",
     "bad_words_ids": "it would change the target distribution p^alpha",
-    "stop_strings": ("stop strings end a sequence, which changes the target p^alpha, and ecmh does not treat them "
-                     "as terminal yet; stop at EOS and cut the text afterwards"),
 }
 _DEFAULT_NEW_TOKENS = 20  # transformers' default when nothing sets a length
 
@@ -41,6 +39,7 @@ class Settings:
     top_k: Optional[int]
     top_p: Optional[float]
     return_dict_in_generate: bool
+    stop_strings: tuple = ()
 
 
 def check_seed(seed) -> None:
@@ -112,4 +111,14 @@ def resolve(model_config: Optional[GenerationConfig], generation_config, kwargs:
         top_k=set_by_caller("top_k") or None,  # 0 disables top-k, as in transformers
         top_p=set_by_caller("top_p"),
         return_dict_in_generate=bool(config.return_dict_in_generate),
+        stop_strings=_stop_strings(getattr(config, "stop_strings", None)),
     )
+
+
+def _stop_strings(value) -> tuple:
+    if value is None:
+        return ()
+    strings = (value,) if isinstance(value, str) else value
+    if not isinstance(strings, (list, tuple)) or not all(isinstance(s, str) and s for s in strings):
+        raise ValueError(f"`stop_strings` must be a non-empty string or a list of non-empty strings, got {value!r}.")
+    return tuple(strings)

@@ -1,13 +1,20 @@
 """Tiny randomly initialised transformers models, small enough to enumerate every continuation."""
 
 import itertools
+import os
 
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
 from transformers import LlamaConfig, LlamaForCausalLM
+
+settings.register_profile("ci", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))  # `HYPOTHESIS_PROFILE=thorough`: 10x the examples
 
 EOS = 2
 PAD = 3  # an ordinary token too: continuations are read up to their first EOS
+TEXTS = ["a", "b", "<eos>", "c", "ab", "ca", "bb", "ac"]  # token i's text in `tiny_tokenizer`, for stop strings
 
 
 def tiny_model(vocab_size: int = 4, sharpness: float = 3.0, seed: int = 0, **config) -> LlamaForCausalLM:
@@ -31,23 +38,35 @@ def model():
     return tiny_model()
 
 
-def continuations(vocab: list[int], max_len: int, eos: int | None) -> list[tuple[int, ...]]:
-    """Every complete continuation: ends in `eos` (length <= max_len) or has length max_len."""
+def tiny_tokenizer(vocab_size: int):
+    """A byte-level tokenizer whose token i reads `TEXTS[i]` (for stop strings; never used to encode)."""
+    from tokenizers import Tokenizer, decoders, models
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE(vocab={text: i for i, text in enumerate(TEXTS[:vocab_size])}, merges=[]))
+    backend.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=backend)
+
+
+def terminal_length(seq, eos: int | None, stop_strings=()) -> int | None:
+    """Where `seq` ends (one past its first EOS or first stop string, read plainly from `TEXTS`), or None."""
+    text = ""
+    for t, token in enumerate(seq):
+        before, text = len(text), text + TEXTS[token]
+        if token == eos or any(text.find(s, max(0, before - len(s) + 1)) >= 0 for s in stop_strings):
+            return t + 1
+    return None
+
+
+def continuations(vocab: list[int], max_len: int, eos: int | None, stop_strings=()) -> list[tuple[int, ...]]:
+    """Every complete continuation: ends at its first EOS or stop string (length <= max_len), or has length max_len."""
     out = []
     for n in range(1, max_len + 1):
         for seq in itertools.product(vocab, repeat=n):
-            if eos is not None and eos in seq[:-1]:
-                continue
-            if n == max_len or (eos is not None and seq[-1] == eos):
+            end = terminal_length(seq, eos, stop_strings)
+            if end == n or (end is None and n == max_len):
                 out.append(seq)
     return out
-
-
-def read_continuation(row: list[int], eos: int | None) -> tuple[int, ...]:
-    """A returned continuation up to and including its first EOS (the rest is padding)."""
-    if eos is not None and eos in row:
-        row = row[: row.index(eos) + 1]
-    return tuple(row)
 
 
 @pytest.fixture(scope="session")

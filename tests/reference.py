@@ -1,7 +1,7 @@
 """A fresh recomputation of what the sampler stores per answer position, for invariant tests.
 
 For every returned row, the prompt (its padding dropped) plus the continuation (up to and including
-its first EOS) is run through the model in one plain forward pass, no cache; the per-position
+its first EOS or stop string, read plainly by `conftest.terminal_length`) is run through the model in one plain forward pass, no cache; the per-position
 `log p`, `log Z = logsumexp(alpha * log p)` and entropy are taken from those logits in float32.
 """
 
@@ -9,6 +9,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
+from conftest import terminal_length
 from ecmh.scoring import PowerProposal
 
 
@@ -19,22 +20,19 @@ class Fresh(NamedTuple):
     length: torch.Tensor  # [R]
 
 
-def continuation_lengths(continuations: torch.Tensor, eos_token_id: Optional[int]) -> torch.Tensor:
-    """Per row: the continuation's length up to and including its first EOS (all of it without one)."""
-    if eos_token_id is None:
-        return torch.full((continuations.shape[0],), continuations.shape[1], dtype=torch.long)
-    is_eos = continuations == eos_token_id
-    first = torch.where(is_eos.any(1), is_eos.long().argmax(1) + 1, continuations.shape[1])
-    return first
+def continuation_lengths(continuations: torch.Tensor, eos_token_id: Optional[int], stop_strings=()) -> torch.Tensor:
+    """Per row: the continuation's length up to and including its first EOS or stop string (all of it without)."""
+    return torch.tensor([terminal_length(row, eos_token_id, stop_strings) or len(row) for row in continuations.tolist()],
+                        dtype=torch.long)
 
 
 @torch.no_grad()
 def recompute(model, sequences: torch.Tensor, prompt_mask: torch.Tensor, alpha: float,
-              eos_token_id: Optional[int], top_k=None, top_p=None) -> Fresh:
+              eos_token_id: Optional[int], top_k=None, top_p=None, stop_strings=()) -> Fresh:
     """The per-position numbers of `sequences` (left-padded prompt + continuation), one row at a time."""
     width = prompt_mask.shape[1]
     continuations = sequences[:, width:]
-    length = continuation_lengths(continuations, eos_token_id)
+    length = continuation_lengths(continuations, eos_token_id, stop_strings)
     proposal = PowerProposal(alpha, top_k, top_p)
     out = torch.zeros(3, *continuations.shape)
     for row in range(sequences.shape[0]):

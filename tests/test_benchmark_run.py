@@ -130,10 +130,10 @@ def test_best_of_n_stops_at_the_draw_closest_to_its_budget(monkeypatch, budget, 
 
     lengths = iter([4, 4, 4, 10, 10, 10, 10, 10])  # the decoded tokens of successive draws of the one prompt
 
-    def draws(kind, model, input_ids, attention_mask, settings, seed):
+    def draws(kind, model, input_ids, attention_mask, settings, seed, tokenizer):
         return input_ids.shape[0]
 
-    def answers(count, input_ids, eos_token_ids):
+    def answers(count, input_ids):
         for _ in range(count):
             length = next(lengths)
             yield [1] * length, length, -float(length)
@@ -142,5 +142,26 @@ def test_best_of_n_stops_at_the_draw_closest_to_its_budget(monkeypatch, budget, 
     monkeypatch.setattr(methods, "_answers", answers)
     ids = torch.zeros(1, 2, dtype=torch.long)
     settings = methods.SamplerSettings(max_new_tokens=4)
-    [answer] = methods._best_of_n("standard", None, ids, torch.ones_like(ids), settings, 0, [2], [budget])
+    [answer] = methods._best_of_n("standard", None, ids, torch.ones_like(ids), settings, 0, [budget], None)
     assert answer.tokens_decoded == spent
+
+
+def test_completion_style_humaneval_ends_answers_at_its_stop_strings(tiny_chat_model_dir, tmp_path):
+    assert _run(tiny_chat_model_dir, tmp_path / "default", "--task", "humaneval", "--method", "standard", "--limit", "1",
+                "--no-chat") == 0
+    [row] = _rows(tmp_path / "default")
+    assert row["config"]["stop_strings"] == ["\ndef ", "\nclass ", "\nif __name__", "\nprint(", "```"]
+
+    letters = [chr(c) for c in range(ord("!"), ord("~") + 1)]  # a random byte-level model ends most answers early
+    assert _run(tiny_chat_model_dir, tmp_path / "letters", "--task", "humaneval", "--method", "standard,ecmh",
+                "--limit", "2", "--no-chat", *[arg for letter in letters for arg in ("--stop-string", letter)]) == 0
+    rows = _rows(tmp_path / "letters")
+    assert any(row["completion_tokens"] < 8 for row in rows)
+    for row in rows:  # the text before the stop string is graded, the stop string is not
+        assert not set(row["completion"]) & set(letters)
+
+
+def test_chat_answers_and_no_stop_strings_keep_the_settings_rows_had_before(tiny_chat_model_dir, tmp_path):
+    assert _run(tiny_chat_model_dir, tmp_path, "--task", "humaneval", "--method", "standard", "--limit", "1",
+                "--no-chat", "--no-stop-strings") == 0
+    assert "stop_strings" not in _rows(tmp_path)[0]["config"]

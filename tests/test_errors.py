@@ -37,7 +37,7 @@ def model():
         ({"temperature": 0.7}, ValueError, "temperature"),
         ({"repetition_penalty": 1.2}, ValueError, "repetition_penalty"),
         ({"num_beams": 4}, ValueError, "num_beams"),
-        ({"stop_strings": ["\ndef "]}, ValueError, "stop_strings"),  # never silently ignored
+        ({"stop_strings": ["\ndef "]}, ValueError, "tokenizer=tokenizer"),  # never silently ignored
         ({"no_such_option": 1}, TypeError, "no_such_option"),
     ],
 )

@@ -1,7 +1,7 @@
 """The sampler's stationary distribution is p^alpha, checked against exact enumeration.
 
 A sweep of random toy models (`MODELS`): vocabularies of 5-8 tokens, answers of up to 3-5 tokens,
-alpha 2-4, grouped-query and plain attention, with and without EOS. Each model answers three
+alpha 2-4, grouped-query and plain attention, with and without EOS, one with multi-token stop strings. Each model answers three
 prompts of 1, 2 and 3 tokens, left-padded in ONE batch of `CHAINS` chains per prompt, with one
 block (`block_size == max_new_tokens`), so `STEPS` MH steps target p^alpha exactly. For every
 prompt the empirical distribution of the returned answers is compared with p^alpha by total
@@ -33,7 +33,7 @@ import torch
 import ecmh
 from ecmh import kernel
 
-from conftest import EOS, PAD, continuations, read_continuation, tiny_model
+from conftest import EOS, PAD, continuations, terminal_length, tiny_model, tiny_tokenizer
 
 CHAINS = 2000
 STEPS = 100
@@ -48,7 +48,11 @@ MODELS = {
     "v8-len3-plain-eos": (8, 3, 2.0, 2, EOS, 3.0),
     "v5-len5-plain-eos": (5, 5, 2.0, 2, EOS, 4.0),
     "v6-len4-gqa": (6, 4, 4.0, 1, None, 6.0),
+    "v6-len4-plain-eos-stop": (6, 4, 2.0, 2, EOS, 6.0),
 }
+# Stop strings no token spells alone ("bc": b+c, b+ca, ab+c, ab+ca; "cc": c+c, c+ca), read from
+# `conftest.TEXTS`: a continuation ends at its first one exactly as at EOS.
+STOP_STRINGS = {"v6-len4-plain-eos-stop": ("bc", "cc")}
 
 
 @torch.no_grad()
@@ -75,7 +79,9 @@ class Case:
 
     def __init__(self, name: str, **config):
         vocab, self.length, self.alpha, kv_heads, self.eos, sharpness = MODELS[name]
-        self.seqs = continuations(list(range(vocab)), self.length, self.eos)
+        self.stop_strings = STOP_STRINGS.get(name, ())
+        self.stop = dict(stop_strings=self.stop_strings, tokenizer=tiny_tokenizer(vocab)) if self.stop_strings else {}
+        self.seqs = continuations(list(range(vocab)), self.length, self.eos, self.stop_strings)
         for seed in range(100):
             self.model = tiny_model(vocab_size=vocab, sharpness=sharpness, seed=seed, num_key_value_heads=kv_heads,
                                     initializer_range=0.1, **config)
@@ -86,19 +92,24 @@ class Case:
                 return
         raise AssertionError(f"no seed of {name} gives a distinctive p^alpha")
 
-    def sample(self, engine=None, chains: int = CHAINS, **kwargs) -> list[torch.Tensor]:
+    def sample(self, engine=None, chains: int = CHAINS, stop_after_sampling: bool = False, **kwargs) -> list[torch.Tensor]:
         """Per prompt, the empirical distribution of the answers of `chains` chains, all prompts in one batch,
-        sampled on `engine` (default: the transformers model)."""
+        sampled on `engine` (default: the transformers model). `stop_after_sampling`: sample without the stop
+        strings, then cut each answer at its first one (the shortcut that is not exact)."""
         width = max(map(len, PROMPTS))
         ids = torch.tensor([[PAD] * (width - len(p)) + p for p in PROMPTS])
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in PROMPTS])
         out = ecmh.generate(
             self.model if engine is None else engine, ids, attention_mask=mask, alpha=self.alpha,
             block_size=self.length, max_new_tokens=self.length, seed=0, eos_token_id=self.eos, pad_token_id=PAD,
-            num_return_sequences=chains, **kwargs,
+            num_return_sequences=chains, return_dict_in_generate=True, **({} if stop_after_sampling else self.stop),
+            **kwargs,
         )
-        index = {seq: i for i, seq in enumerate(self.seqs)}
-        answers = [index[read_continuation(row, self.eos)] for row in out[:, width:].tolist()]
+        index = {seq: i for i, seq in enumerate(self.seqs)}  # a continuation that does not end right is a KeyError
+        rows = [row[:n] for row, n in zip(out.sequences[:, width:].tolist(), out.trace.length.tolist())]
+        if stop_after_sampling:
+            rows = [row[: terminal_length(row, self.eos, self.stop_strings) or len(row)] for row in rows]
+        answers = [index[tuple(row)] for row in rows]
         counts = torch.tensor(answers).view(len(PROMPTS), chains)
         return [torch.bincount(row, minlength=len(self.seqs)).double() / chains for row in counts]
 
@@ -153,4 +164,13 @@ def test_without_the_cut_correction_the_test_fails(monkeypatch):
     with_eos = [name for name in sorted(MODELS) if MODELS[name][4] is not None]
     ratios = [worst_ratio(f"{name} uniform, no cut correction", case(name).sample(mcmc_steps=STEPS, cut="uniform"),
                           case(name).target) for name in with_eos]
+    assert min(ratios) > TOLERANCE
+
+
+def test_stopping_after_sampling_instead_of_at_the_stop_string_fails():
+    """Sampling p^alpha over answers that run past the stop strings, then cutting them, is not p^alpha over
+    answers that end at their first stop string: the stop strings must be terminal inside the chain."""
+    ratios = [worst_ratio(f"{name} stop strings applied after sampling",
+                          case(name).sample(mcmc_steps=STEPS, stop_after_sampling=True), case(name).target)
+              for name in sorted(STOP_STRINGS)]
     assert min(ratios) > TOLERANCE

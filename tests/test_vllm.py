@@ -36,8 +36,9 @@ TOLERANCE = 1e-5
 # on CPU); its helpers compute the i.i.d. noise floor for this many chains (see `chains` below).
 # Exactness: a smaller sweep than tests/test_exactness.py (vLLM adds ~0.5 ms of engine work per
 # request and step on CPU): two of its models, its prompts and tolerance, fewer chains, and per model
-# one cut type with the MH steps it needs (the model without EOS mixes in fewer).
-SWEEP = {"v5-len4-gqa-eos": ("uniform", 60), "v6-len3-plain": ("entropy", 40)}
+# one cut type with the MH steps it needs (the model without EOS mixes in fewer), and the model with
+# stop strings (the engine has no tokenizer: the backend cuts proposals at them itself).
+SWEEP = {"v5-len4-gqa-eos": ("uniform", 60), "v6-len3-plain": ("entropy", 40), "v6-len4-plain-eos-stop": ("entropy", 60)}
 SWEEP_CHAINS = 600
 # Invariants: fewer generated batches than tests/test_invariants.py, on the sweep's two engines.
 INVARIANT_EXAMPLES = 15

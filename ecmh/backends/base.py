@@ -29,6 +29,7 @@ import torch
 
 from ..kernel import Suffix
 from ..scoring import PowerProposal
+from ..stopping import StopStrings
 
 NAN_LOGITS = "The model produced NaN logits; check its weights and dtype (try float32)."
 
@@ -42,20 +43,26 @@ class Backend(Protocol):
         context_length: the model's context in positions (None: unknown, not checked).
         generation_config: the model's `transformers.GenerationConfig`; its EOS, pad and length
             fields fill in what the caller leaves unset.
+        vocab_size: the width of the model's logits.
+        tokenizer: the engine's own tokenizer, for `stop_strings` (None: the caller passes one).
     """
 
     device: torch.device
     context_length: Optional[int]
     generation_config: object
+    vocab_size: int
+    tokenizer: object
 
     def prepare(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int,
-                proposal: PowerProposal, eos_token_ids: tuple) -> torch.Tensor:
+                proposal: PowerProposal, eos_token_ids: tuple, stop_strings: Optional[StopStrings]) -> torch.Tensor:
         """Take the left-padded prompts `[R, P]` for one generation; returns the positions run through
         the model per row so far (the prompt's tokens if it was encoded now, else 0)."""
 
     def start(self, starting: torch.Tensor, start: torch.Tensor, cap: torch.Tensor, answer: torch.Tensor) -> None:
         """Rows where `starting` (`[R]` bool) is True begin a proposal at answer position `start` that runs
-        until EOS or answer length `cap`, keeping `answer[r, :start[r]]` (`[R, T]`, the sampler's tokens)."""
+        until EOS, the first token that completes a stop string in the answer's text (`stop_strings.ends`,
+        the kept prefix included), or answer length `cap`, keeping `answer[r, :start[r]]` (`[R, T]`,
+        the sampler's tokens)."""
 
     def step(self, rng: torch.Generator) -> Optional[tuple[torch.Tensor, Suffix]]:
         """Decode; when some proposals have finished, return `(finished [R] bool, the proposals of all rows)`,

@@ -22,6 +22,7 @@ import torch
 from .. import compat
 from ..kernel import Suffix
 from ..scoring import PowerProposal
+from ..stopping import StopStrings
 from .base import NAN_LOGITS
 
 
@@ -50,6 +51,8 @@ class TransformersBackend:
         self.head = model.get_output_embeddings()
         if self.head is None:
             raise ValueError(f"{type(model).__name__} has no output embedding: ecmh needs a causal LM head.")
+        self.vocab_size = self.head.weight.shape[0]
+        self.tokenizer = None
         self._extra_forward_kwargs = {"logits_to_keep": 1} if compat.accepts_logits_to_keep(model) else {}
         self._hook = None
 
@@ -70,11 +73,15 @@ class TransformersBackend:
         return out.logits[:, -1], self._head_input[:, -1]
 
     def prepare(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int,
-                proposal: PowerProposal, eos_token_ids: tuple) -> torch.Tensor:
+                proposal: PowerProposal, eos_token_ids: tuple, stop_strings: Optional[StopStrings] = None) -> torch.Tensor:
         """Encode the left-padded prompts once, padding left out; returns the positions forwarded per row."""
         rows, width = input_ids.shape
         self.proposal = proposal
         self.eos_token_ids = torch.tensor(eos_token_ids, dtype=torch.long, device=self.device)
+        self.stop_strings = stop_strings
+        if stop_strings is not None:  # each row's last answer tokens, for `stop_strings.ends`
+            self.tail, self.tail_valid = stop_strings.window(torch.zeros(rows, 1, dtype=torch.long, device=self.device),
+                                                             torch.zeros(rows, dtype=torch.long, device=self.device))
         self.cache = compat.new_kv_cache(self.model)
         self._hook = self.head.register_forward_hook(self._capture_head_input)
         self.prompt_ids, self.prompt_mask = input_ids, attention_mask.long()
@@ -133,6 +140,10 @@ class TransformersBackend:
                                            forwarded=torch.where(starting, 0, self.buffer.forwarded))
         if self.reencode_prefix:
             self.kept_tokens = torch.where(starting[:, None], answer, self.kept_tokens)
+        if self.stop_strings is not None:
+            tail, valid = self.stop_strings.window(answer, start)
+            self.tail = torch.where(starting[:, None], tail, self.tail)
+            self.tail_valid = torch.where(starting[:, None], valid, self.tail_valid)
         self.starting = self.starting | starting
         self._may_be_starting = True  # lets `step` skip looking for starting rows after steps that started none
 
@@ -174,6 +185,10 @@ class TransformersBackend:
         draw = self.proposal(self.logits, rng)
         self.buffer = self.buffer.append(draw)
         finished = torch.isin(draw.token, self.eos_token_ids) | (self.start_at + self.buffer.length >= self.cap)
+        if self.stop_strings is not None:
+            self.tail = torch.cat([self.tail[:, 1:], draw.token[:, None]], dim=1)
+            self.tail_valid = torch.cat([self.tail_valid[:, 1:], torch.ones_like(self.tail_valid[:, :1])], dim=1)
+            finished = finished | self.stop_strings.ends(self.tail, self.tail_valid)
         position = self.prompt_length + self.start_at + self.buffer.length - 1
         self.logits, hidden = self._forward(draw.token[:, None], self._attention_mask(), position[:, None], self.cache)
         self.column_hidden[:, self.width] = hidden
@@ -219,4 +234,6 @@ class TransformersBackend:
             setattr(self, name, getattr(self, name)[keep])
         if self.reencode_prefix:
             self.kept_tokens = self.kept_tokens[keep]
+        if self.stop_strings is not None:
+            self.tail, self.tail_valid = self.tail[keep], self.tail_valid[keep]
         self.buffer = Suffix(*(x[keep] for x in self.buffer))

@@ -5,6 +5,13 @@ the row's prompt plus its kept prefix `y_<m` go in as token ids (never re-decode
 caching on so the engine reuses the KV blocks it already holds for them, and the proposal
 `y'_{>=m}` comes back finished (at EOS or the block's cap): all rows of a step finish together.
 The per-token numbers come from the engine's logits processor (`processor.py`, `channel.py`).
+
+Stop strings: vLLM's own `stop` sees only the text a request generates, not the kept prefix it was
+given as prompt, so it would miss an occurrence that straddles the cut. The backend therefore cuts
+each returned proposal at its first stop string with `StopStrings.first_end` over the whole answer
+(the same tables as every backend), and passes the strings to vLLM's `stop` only to end requests
+early (when the engine has its tokenizer): an occurrence vLLM finds in the new text is one
+`first_end` finds at the latest there.
 """
 
 from typing import Optional
@@ -13,6 +20,7 @@ import torch
 
 from ...kernel import Suffix
 from ...scoring import PowerProposal
+from ...stopping import StopStrings
 from ..base import NAN_LOGITS
 from . import channel, engine
 
@@ -40,16 +48,20 @@ class VLLMBackend:
             if getattr(generation, name, None) is None:
                 setattr(generation, name, getattr(model_config.hf_text_config, name, None))
         self.generation_config = generation
+        self.vocab_size = model_config.get_vocab_size()
+        self.tokenizer = None if model_config.skip_tokenizer_init else llm.get_tokenizer()
 
     def close(self) -> None:
         self.requests = []
 
     def prepare(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int,
-                proposal: PowerProposal, eos_token_ids: tuple) -> torch.Tensor:
+                proposal: PowerProposal, eos_token_ids: tuple, stop_strings: Optional[StopStrings] = None) -> torch.Tensor:
         """Keep the prompts without their padding; the engine encodes them with the first proposals (0 forwarded)."""
         rows = input_ids.shape[0]
         self.proposal = proposal
         self.eos_token_ids = [int(t) for t in eos_token_ids]
+        self.stop_strings = stop_strings
+        self._engine_stops = stop_strings is not None and self.tokenizer is not None  # needs the engine's detokenizer
         self.prompts = [row[keep].tolist() for row, keep in zip(input_ids.cpu(), attention_mask.bool().cpu())]
         self.requests: list[Optional[list[int]]] = [None] * rows  # per row: the prompt of its starting proposal
         self.buffer = Suffix.empty(rows, max_new_tokens, self.device)
@@ -71,7 +83,8 @@ class VLLMBackend:
         p = self.proposal
         params = SamplingParams(
             n=1, temperature=0.0, max_tokens=int(self.cap[row] - self.start_at[row]), ignore_eos=True,
-            stop_token_ids=self.eos_token_ids, logprobs=channel.LOGPROBS, detokenize=False, skip_special_tokens=False,
+            stop_token_ids=self.eos_token_ids, logprobs=channel.LOGPROBS, skip_special_tokens=False,
+            stop=list(self.stop_strings.stop_strings) if self._engine_stops else None, detokenize=self._engine_stops,
             extra_args={channel.EXTRA_ARGS_KEY: channel.request_spec(p.alpha, p.top_k, p.top_p, seed)},
         )
         return TokensPrompt(prompt_token_ids=self.requests[row]), params
@@ -87,6 +100,9 @@ class VLLMBackend:
         for row, prompt, output in zip(rows, prompts, outputs):
             completion = output.outputs[0]
             ids = list(completion.token_ids)
+            forwarded[row] = len(prompt["prompt_token_ids"]) - (output.num_cached_tokens or 0) + len(ids)
+            if self.stop_strings is not None:
+                ids = self._cut_at_stop_string(row, ids, completion)
             n = len(ids)
             values = torch.tensor([channel.decode(t, lp) for t, lp in zip(ids, completion.logprobs)],
                                   dtype=torch.float32).reshape(n, channel.SLOTS)
@@ -95,12 +111,24 @@ class VLLMBackend:
             tokens[row, :n] = torch.tensor(ids, dtype=torch.long)
             log_p[row, :n], log_z[row, :n], entropy[row, :n] = values.unbind(1)
             length[row] = n
-            forwarded[row] = len(prompt["prompt_token_ids"]) - (output.num_cached_tokens or 0) + n
         self.buffer = Suffix(tokens, log_p, log_z, entropy, length, forwarded)
         finished = torch.zeros(len(self.requests), dtype=torch.bool)
         finished[rows] = True
         self.requests = [None] * len(self.requests)
         return finished, self.buffer
+
+    def _cut_at_stop_string(self, row: int, ids: list[int], completion) -> list[int]:
+        """The proposal up to and including the token that completes its answer's first stop string."""
+        kept = self.requests[row][len(self.prompts[row]):]
+        end = self.stop_strings.first_end(kept + ids, start=len(kept))
+        if end is not None:
+            return ids[: end - len(kept) + 1]
+        if isinstance(completion.stop_reason, str):
+            raise RuntimeError(
+                f"vLLM stopped a proposal at the stop string {completion.stop_reason!r}, which ecmh does not find in "
+                "the proposal's tokens: this tokenizer's decoded text differs from its tokens' texts. Please report it."
+            )
+        return ids
 
     def commit(self, accepted: torch.Tensor, start: torch.Tensor) -> None:
         """Nothing to do: the engine's prefix cache follows the prompts it is sent (`start` reads the answer)."""
