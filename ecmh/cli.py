@@ -29,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--dtype", default=None, help="weights dtype, e.g. bfloat16 (default: the checkpoint's)")
     gen.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
     gen.add_argument("--no-chat", action="store_true", help="do not apply the model's chat template")
+    gen.add_argument("--stop-string", action="append", dest="stop_strings", metavar="TEXT",
+                     help="end the answer at the first occurrence of TEXT, exactly as at EOS (repeatable)")
     gen.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     return parser
 
@@ -61,7 +63,7 @@ def generate_command(args) -> int:
         out = ecmh.generate(
             model, inputs.input_ids, attention_mask=inputs.attention_mask, **vars(options),
             max_new_tokens=args.max_new_tokens, seed=args.seed, return_dict_in_generate=True,
-            on_step=lambda info: progress.update(int(info.finished.sum())),
+            stop_strings=args.stop_strings, tokenizer=tokenizer, on_step=lambda info: progress.update(int(info.finished.sum())),
         )
     except (ValueError, TypeError) as error:
         progress.close()

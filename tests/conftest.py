@@ -52,9 +52,12 @@ def terminal_length(seq, eos: int | None, stop_strings=()) -> int | None:
     """Where `seq` ends (one past its first EOS or first stop string, read plainly from `TEXTS`), or None."""
     text = ""
     for t, token in enumerate(seq):
-        before, text = len(text), text + TEXTS[token]
-        if token == eos or any(text.find(s, max(0, before - len(s) + 1)) >= 0 for s in stop_strings):
+        if token == eos:
             return t + 1
+        if stop_strings:
+            before, text = len(text), text + TEXTS[token]
+            if any(text.find(s, max(0, before - len(s) + 1)) >= 0 for s in stop_strings):
+                return t + 1
     return None
 
 

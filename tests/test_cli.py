@@ -20,6 +20,15 @@ def test_generate_json_on_the_embedded_model():
     assert json.loads(again.stdout)["answer"] == record["answer"]
 
 
+def test_a_stop_string_ends_the_answer():
+    result = _ecmh("generate", "Count from 1 to 20, separated by commas.", "--max-new-tokens", "48", "--mcmc-steps", "1",
+                   "--seed", "0", "--stop-string", "5", "--json")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    answer = record["answer"]
+    assert 0 <= answer.find("5") >= len(answer) - 3, answer  # the first "5" is in the last token, which ends it
+
+
 def test_text_output_has_a_summary_line_and_bad_input_exits_2():
     result = _ecmh("generate", "Hi", "--max-new-tokens", "4", "--mcmc-steps", "1", "--seed", "1")
     assert result.returncode == 0, result.stderr

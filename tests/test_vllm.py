@@ -23,7 +23,9 @@ import test_exactness as exactness  # noqa: E402
 import test_invariants as invariants  # noqa: E402
 from conftest import EOS, PAD, tiny_model  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
+from ecmh import compat  # noqa: E402
 from ecmh.backends.vllm import VLLMBackend  # noqa: E402
+from reference import recompute  # noqa: E402
 from ecmh.scoring import PowerProposal  # noqa: E402
 
 ENGINE = dict(skip_tokenizer_init=True, dtype="float32", enforce_eager=True, kv_cache_memory_bytes=128 << 20,
@@ -290,3 +292,32 @@ def test_a_plain_vllm_engine_is_refused_with_the_fix(model_dir):
             ecmh.generate(plain, [[0, 1]], max_new_tokens=4)
     finally:
         _shut_down(plain)
+
+
+def test_stop_strings_with_the_engines_own_tokenizer(tiny_chat_model_dir, tmp_path):
+    """With its tokenizer the engine also ends requests early at vLLM's `stop`; every row still ends at the first
+    token that completes a stop string in its answer's text (or at the cap), and its numbers match a fresh pass."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_chat_model_dir)
+    model = tiny_model(vocab_size=len(tokenizer), sharpness=1.0, eos_token_id=tokenizer.eos_token_id,
+                       pad_token_id=tokenizer.pad_token_id, **VLLM_SHAPES)
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    engine = ecmh.load_vllm(str(tmp_path), **{**ENGINE, "skip_tokenizer_init": False})
+    stop_strings = [chr(c) for c in range(ord("a"), ord("z") + 1)] + ["Q!"]  # a random byte-level model hits them
+    prompt = tokenizer("def f(x):", add_special_tokens=False).input_ids
+    try:
+        out = ecmh.generate(engine, [prompt] * 6, max_new_tokens=24, block_size=8, mcmc_steps=2, seed=0, alpha=4.0,
+                            eos_token_id=None, stop_strings=stop_strings, return_dict_in_generate=True)
+    finally:
+        _shut_down(engine)
+    texts = compat.token_bytes(tokenizer)
+    for row, n in zip(out.sequences[:, len(prompt):].tolist(), out.trace.length.tolist()):
+        text = [b"".join(texts[t] for t in row[: i + 1]).decode(errors="replace") for i in range(n)]
+        ended = [any(s in t for s in stop_strings) for t in text]
+        assert not any(ended[:-1]) and (ended[-1] or n == 24)
+    assert (out.trace.length < 24).any()
+    fresh = recompute(model, out.sequences, torch.ones(6, len(prompt), dtype=torch.long), 4.0, None)
+    assert torch.allclose(out.stats.log_p, torch.stack([fresh.log_p[r, :n].sum() for r, n in enumerate(out.trace.length)]),
+                          atol=1e-3)

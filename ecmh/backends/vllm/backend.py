@@ -10,8 +10,8 @@ Stop strings: vLLM's own `stop` sees only the text a request generates, not the 
 given as prompt, so it would miss an occurrence that straddles the cut. The backend therefore cuts
 each returned proposal at its first stop string with `StopStrings.first_end` over the whole answer
 (the same tables as every backend), and passes the strings to vLLM's `stop` only to end requests
-early (when the engine has its tokenizer): an occurrence vLLM finds in the new text is one
-`first_end` finds at the latest there.
+early (when the engine has its tokenizer). Where vLLM stops at a stop string that the tokens do
+not hold (its detokenizer's text can differ from the tokens' bytes), the proposal is decoded on.
 """
 
 from typing import Optional
@@ -76,59 +76,65 @@ class VLLMBackend:
         for row in starting.nonzero().squeeze(1).tolist():
             self.requests[row] = self.prompts[row] + answer[row, : self.start_at[row]].tolist()
 
-    def _request(self, row: int, seed: int):
+    def _request(self, row: int, seed: int, decoded: list[int], engine_stops: bool):
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
         p = self.proposal
         params = SamplingParams(
-            n=1, temperature=0.0, max_tokens=int(self.cap[row] - self.start_at[row]), ignore_eos=True,
+            n=1, temperature=0.0, max_tokens=int(self.cap[row] - self.start_at[row]) - len(decoded), ignore_eos=True,
             stop_token_ids=self.eos_token_ids, logprobs=channel.LOGPROBS, skip_special_tokens=False,
-            stop=list(self.stop_strings.stop_strings) if self._engine_stops else None, detokenize=self._engine_stops,
+            stop=list(self.stop_strings.stop_strings) if engine_stops else None, detokenize=engine_stops,
             extra_args={channel.EXTRA_ARGS_KEY: channel.request_spec(p.alpha, p.top_k, p.top_p, seed)},
         )
-        return TokensPrompt(prompt_token_ids=self.requests[row]), params
+        return TokensPrompt(prompt_token_ids=self.requests[row] + decoded), params
 
     def step(self, rng: torch.Generator) -> Optional[tuple[torch.Tensor, Suffix]]:
         rows = [row for row, request in enumerate(self.requests) if request is not None]
         if not rows:
             return None
-        seeds = torch.randint(0, 2**62, (len(rows),), generator=rng, device=rng.device).tolist()
-        prompts, params = zip(*(self._request(row, seed) for row, seed in zip(rows, seeds)))
-        outputs = self.llm.generate(list(prompts), list(params), use_tqdm=False)
-        tokens, log_p, log_z, entropy, length, forwarded = (x.clone() for x in self.buffer)
-        for row, prompt, output in zip(rows, prompts, outputs):
-            completion = output.outputs[0]
-            ids = list(completion.token_ids)
-            forwarded[row] = len(prompt["prompt_token_ids"]) - (output.num_cached_tokens or 0) + len(ids)
-            if self.stop_strings is not None:
-                ids = self._cut_at_stop_string(row, ids, completion)
-            n = len(ids)
-            values = torch.tensor([channel.decode(t, lp) for t, lp in zip(ids, completion.logprobs)],
-                                  dtype=torch.float32).reshape(n, channel.SLOTS)
-            if torch.isnan(values).any():
-                raise ValueError(NAN_LOGITS)
-            tokens[row, :n] = torch.tensor(ids, dtype=torch.long)
-            log_p[row, :n], log_z[row, :n], entropy[row, :n] = values.unbind(1)
-            length[row] = n
-        self.buffer = Suffix(tokens, log_p, log_z, entropy, length, forwarded)
         finished = torch.zeros(len(self.requests), dtype=torch.bool)
         finished[rows] = True
+        decoded = {row: ([], []) for row in rows}  # per row: token ids, their [log p, log Z, H]
+        forwarded = self.buffer.forwarded.clone()
+        forwarded[rows] = 0
+        engine_stops = self._engine_stops
+        while rows:
+            seeds = torch.randint(0, 2**62, (len(rows),), generator=rng, device=rng.device).tolist()
+            prompts, params = zip(*(self._request(row, seed, decoded[row][0], engine_stops) for row, seed in zip(rows, seeds)))
+            outputs = self.llm.generate(list(prompts), list(params), use_tqdm=False)
+            unfinished = []
+            for row, prompt, output in zip(rows, prompts, outputs):
+                completion, (ids, numbers) = output.outputs[0], decoded[row]
+                ids += completion.token_ids
+                numbers += [channel.decode(t, lp) for t, lp in zip(completion.token_ids, completion.logprobs)]
+                forwarded[row] += len(prompt["prompt_token_ids"]) - (output.num_cached_tokens or 0) + len(completion.token_ids)
+                if self.stop_strings is not None and not self._cut_at_stop_string(row, ids, numbers):
+                    if isinstance(completion.stop_reason, str):
+                        # vLLM's detokenizer saw a stop string the tokens do not hold (after a kept prefix that ends
+                        # inside a character it can emit prompt text again): decode on, without vLLM's `stop`
+                        unfinished.append(row)
+            rows, engine_stops = unfinished, False
+        tokens, log_p, log_z, entropy, length, _ = (x.clone() for x in self.buffer)
+        for row, (ids, numbers) in decoded.items():
+            values = torch.tensor(numbers, dtype=torch.float32).reshape(len(ids), channel.SLOTS)
+            if torch.isnan(values).any():
+                raise ValueError(NAN_LOGITS)
+            tokens[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+            log_p[row, : len(ids)], log_z[row, : len(ids)], entropy[row, : len(ids)] = values.unbind(1)
+            length[row] = len(ids)
+        self.buffer = Suffix(tokens, log_p, log_z, entropy, length, forwarded)
         self.requests = [None] * len(self.requests)
         return finished, self.buffer
 
-    def _cut_at_stop_string(self, row: int, ids: list[int], completion) -> list[int]:
-        """The proposal up to and including the token that completes its answer's first stop string."""
+    def _cut_at_stop_string(self, row: int, ids: list[int], numbers: list) -> bool:
+        """Cut the proposal after the token that completes its answer's first stop string; False if none does."""
         kept = self.requests[row][len(self.prompts[row]):]
         end = self.stop_strings.first_end(kept + ids, start=len(kept))
-        if end is not None:
-            return ids[: end - len(kept) + 1]
-        if isinstance(completion.stop_reason, str):
-            raise RuntimeError(
-                f"vLLM stopped a proposal at the stop string {completion.stop_reason!r}, which ecmh does not find in "
-                "the proposal's tokens: this tokenizer's decoded text differs from its tokens' texts. Please report it."
-            )
-        return ids
+        if end is None:
+            return False
+        del ids[end - len(kept) + 1 :], numbers[end - len(kept) + 1 :]
+        return True
 
     def commit(self, accepted: torch.Tensor, start: torch.Tensor) -> None:
         """Nothing to do: the engine's prefix cache follows the prompts it is sent (`start` reads the answer)."""
