@@ -63,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="end each answer at the first occurrence of TEXT, exactly (repeatable); default with "
                           "--no-chat: the task's own (HumanEval: its five), else none")
     run.add_argument("--no-stop-strings", action="store_true", help="end answers at EOS or the length limit only")
+    run.add_argument("--select", default="log_p", choices=("log_p", "hes", "majority"),
+                     help="best-of-N: the draw kept (every selector's pick is graded and recorded; default: %(default)s)")
     run.add_argument("--shard", type=_shard, default=None, help="i/n: this engine takes every n-th problem from i")
     run.add_argument("--dtype", default=None, help="weights dtype, e.g. bfloat16 (transformers backend)")
     run.add_argument("--device", default=None, help="cpu, cuda, ... (transformers backend)")
@@ -125,7 +127,7 @@ def main(argv=None) -> int:
         model, tokenizer = _load(args)
         out = run(args.task, args.method.split(","), model, tokenizer, model_name=args.model, seeds=args.seeds,
                   out=args.out, limit=args.limit, data=args.data, settings=settings, batch_size=args.batch_size,
-                  chat=not args.no_chat, shard=args.shard)
+                  chat=not args.no_chat, shard=args.shard, select=args.select)
     except (ValueError, TypeError, FileNotFoundError) as error:
         return _error(" ".join(str(error).split()))
     print(out)

@@ -12,7 +12,9 @@
 
 All of them run through `ecmh.generate` (`standard` and `low_temp` are its `mcmc_steps=0` case,
 which samples the tempered proposal exactly), so every method is seeded and counted alike.
-Best-of-N keeps the draw with the highest mean base-model log-likelihood per token. Its budget
+Best-of-N returns every draw (`Answer.candidates`); `choose` picks one with an `ecmh.select`
+selector: the highest mean base-model log-likelihood per token (`log_p`), the lowest High-Entropy
+Sum (`hes`), or the most common extracted answer (`majority`). Its budget
 is the same problem's ECMH decoded tokens; it draws as if one at a time and stops at the draw
 that brings its decoded tokens closest to the budget (the draw that would cross it is kept only
 when it overshoots by less than stopping before it falls short), so draws made in parallel
@@ -28,6 +30,7 @@ import torch
 
 import ecmh
 from ecmh.config import DEFAULTS, SamplerConfig
+from ecmh.select import majority_scores
 
 MH_CUTS = {"uniform_mh": "uniform", "ecmh": "entropy", "restart_mh": "restart"}
 BEST_OF_N = {"bon_std": "standard", "bon_low_temp": "low_temp"}
@@ -60,12 +63,38 @@ class SamplerSettings:
         return SamplerConfig(block_size=self.block_size).block_size_for(self.max_new_tokens)
 
 
+class Draw(NamedTuple):
+    tokens: list  # the continuation, up to and including its EOS or the token that completes a stop string
+    tokens_decoded: int  # every token sampled for it
+    log_p: float  # base-model log-likelihood
+    mean_log_p: float  # ... per token
+    hes: float  # High-Entropy Sum (ecmh.metrics.high_entropy_sum)
+
+
 class Answer(NamedTuple):
     tokens: list  # the continuation, up to and including its EOS or the token that completes a stop string
     tokens_decoded: int  # every token the method sampled for this answer
     acceptance_rate: Optional[float]  # MH methods only
     acceptance_by_block: list  # MH methods: accepted / proposed per block (None where none proposed)
     log_p: float  # base-model log-likelihood of the answer
+    candidates: list = []  # best-of-N: every draw (`Draw`), for `choose`
+
+
+SELECTORS = ("log_p", "hes", "majority")
+
+
+def choose(candidates: Sequence[Draw], selector: str, answers: Optional[Sequence[Optional[str]]] = None) -> int:
+    """The index of the draw `selector` picks, by `ecmh.select`'s rules; `majority` needs each draw's extracted answer."""
+    mean_log_p = torch.tensor([d.mean_log_p for d in candidates], dtype=torch.float64)
+    if selector == "log_p":
+        score = mean_log_p
+    elif selector == "hes":
+        score = -torch.tensor([d.hes for d in candidates], dtype=torch.float64)
+    elif selector == "majority":
+        score = majority_scores(answers, len(candidates), mean_log_p)
+    else:
+        raise ValueError(f"Unknown selector {selector!r}: use one of {', '.join(SELECTORS)}.")
+    return int(score.argmax())
 
 
 def stable_seed(*parts) -> int:
@@ -93,40 +122,25 @@ def sample(
         raise ValueError(f"Unknown method {method!r}: use one of {', '.join(METHODS)}.")
     if method in ("standard", "low_temp"):
         out = _draw(method, model, input_ids, attention_mask, settings, seed, tokenizer)
-        return [Answer(tokens, decoded, None, [], log_p) for tokens, decoded, log_p in _answers(out, input_ids)]
-    blocks = BlockAcceptance(input_ids.shape[0], -(-settings.max_new_tokens // settings.resolved_block_size), input_ids.device)
+        return [Answer(d.tokens, d.tokens_decoded, None, [], d.log_p) for d in _answers(out, input_ids)]
     out = ecmh.generate(
         model, input_ids, attention_mask=attention_mask, alpha=settings.alpha, mcmc_steps=settings.mcmc_steps,
         block_size=settings.resolved_block_size, max_new_tokens=settings.max_new_tokens, cut=MH_CUTS[method],
-        cut_power=settings.cut_power, seed=seed, on_step=blocks, return_dict_in_generate=True,
+        cut_power=settings.cut_power, seed=seed, record_history=True, return_dict_in_generate=True,
         **_stop_strings(settings, tokenizer),
     )
+    blocks = -(-settings.max_new_tokens // settings.resolved_block_size)
+    by_block = ecmh.diagnostics.acceptance_by_block(out.history, input_ids.shape[0], blocks).tolist()
     rates = out.stats.acceptance_rate.tolist()
     return [
-        Answer(tokens, decoded, None if math.isnan(rate) else rate, by_block, log_p)
-        for (tokens, decoded, log_p), rate, by_block in zip(_answers(out, input_ids), rates, blocks.rates())
+        Answer(d.tokens, d.tokens_decoded, None if math.isnan(rate) else rate,
+               [None if math.isnan(value) else value for value in row], d.log_p)
+        for d, rate, row in zip(_answers(out, input_ids), rates, by_block)
     ]
 
 
 def _stop_strings(settings: SamplerSettings, tokenizer) -> dict:
     return dict(stop_strings=list(settings.stop_strings), tokenizer=tokenizer) if settings.stop_strings else {}
-
-
-class BlockAcceptance:
-    """An `on_step` callback that counts proposed and accepted MH steps per (row, block) on the device."""
-
-    def __init__(self, rows: int, blocks: int, device):
-        self.proposed = torch.zeros(rows, blocks, device=device)
-        self.accepted = torch.zeros(rows, blocks, device=device)
-
-    def __call__(self, info: ecmh.Info) -> None:
-        mh = (info.finished & ~info.extension).float()
-        self.proposed.index_put_((info.row, info.block), mh, accumulate=True)
-        self.accepted.index_put_((info.row, info.block), mh * info.accepted.float(), accumulate=True)
-
-    def rates(self) -> list[list]:
-        rate = (self.accepted / self.proposed).tolist()
-        return [[None if math.isnan(value) else value for value in row] for row in rate]
 
 
 def _draw(kind: str, model, input_ids, attention_mask, settings: SamplerSettings, seed: int, tokenizer):
@@ -138,17 +152,18 @@ def _draw(kind: str, model, input_ids, attention_mask, settings: SamplerSettings
 
 
 def _answers(out: ecmh.ECMHOutput, input_ids: torch.Tensor):
-    """(continuation tokens, tokens decoded, log p) per row of an ECMH output."""
+    """A `Draw` per row of an ECMH output."""
     continuations = out.sequences[:, input_ids.shape[1]:].tolist()
-    for tokens, length, decoded, log_p in zip(continuations, out.trace.length.tolist(), out.stats.tokens_decoded.tolist(),
-                                              out.stats.log_p.tolist()):
-        yield tokens[:length], decoded, log_p
+    columns = (out.trace.length, out.stats.tokens_decoded, out.stats.log_p, ecmh.metrics.mean_log_likelihood(out.trace),
+               ecmh.metrics.high_entropy_sum(out.trace))
+    for tokens, length, *numbers in zip(continuations, *(c.tolist() for c in columns)):
+        yield Draw(tokens[:length], *numbers)
 
 
 def _best_of_n(kind, model, input_ids, attention_mask, settings, seed, budgets, tokenizer) -> list[Answer]:
     rows = input_ids.shape[0]
-    spent, drawn, closed = [0] * rows, [0] * rows, [False] * rows
-    best: list = [None] * rows  # (mean log p, tokens, log p)
+    spent, closed = [0] * rows, [False] * rows
+    drawn: list[list[Draw]] = [[] for _ in range(rows)]
     mean_length = [float(settings.max_new_tokens)] * rows  # first round: one draw per row, no waste
     round_index = 0
     while not all(closed):
@@ -156,19 +171,20 @@ def _best_of_n(kind, model, input_ids, attention_mask, settings, seed, budgets, 
         source = torch.tensor([r for r, count in enumerate(counts) for _ in range(count)], device=input_ids.device)
         out = _draw(kind, model, input_ids[source], attention_mask[source], settings,
                     stable_seed(seed, round_index), tokenizer)
-        for r, (tokens, decoded, log_p) in zip(source.tolist(), _answers(out, input_ids[source])):
+        for r, draw in zip(source.tolist(), _answers(out, input_ids[source])):
             if closed[r]:
                 continue  # drawn in parallel after the row's last draw: discarded unread
-            over, under = spent[r] + decoded - budgets[r], budgets[r] - spent[r]
+            over, under = spent[r] + draw.tokens_decoded - budgets[r], budgets[r] - spent[r]
             if drawn[r] and over > under:  # stopping before this draw is closer to the budget
                 closed[r] = True
                 continue
-            spent[r] += decoded
-            drawn[r] += 1
+            spent[r] += draw.tokens_decoded
+            drawn[r].append(draw)
             closed[r] = spent[r] >= budgets[r]
-            score = log_p / max(len(tokens), 1)
-            if best[r] is None or score > best[r][0]:
-                best[r] = (score, tokens, log_p)
-        mean_length = [max(1.0, spent[r] / drawn[r]) for r in range(rows)]
+        mean_length = [max(1.0, spent[r] / len(drawn[r])) for r in range(rows)]
         round_index += 1
-    return [Answer(tokens, spent[r], None, [], log_p) for r, (_, tokens, log_p) in enumerate(best)]
+    answers = []
+    for r, candidates in enumerate(drawn):
+        best = candidates[choose(candidates, "log_p")]
+        answers.append(Answer(best.tokens, spent[r], None, [], best.log_p, candidates))
+    return answers

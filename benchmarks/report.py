@@ -220,6 +220,7 @@ class MethodSummary:
     acceptance_by_block: list[float | None]
     configs: list[dict]
     by_extraction: dict[str, tuple[int, float]]  # math answers: kind -> (samples, accuracy)
+    by_selector: dict[str, tuple[int, float]]  # best-of-N: selector -> (samples, accuracy of its pick)
 
 
 @dataclasses.dataclass
@@ -303,6 +304,7 @@ def summarise_method(rows: list[dict]) -> MethodSummary:
         acceptance_by_block=mean_acceptance_by_block(rows),
         configs=configs,
         by_extraction=accuracy_by_extraction(rows),
+        by_selector=accuracy_by_selector(rows),
     )
 
 
@@ -313,6 +315,15 @@ def accuracy_by_extraction(rows: list[dict]) -> dict[str, tuple[int, float]]:
         if "extraction" in row:
             kinds[row["extraction"]].append(bool(row["correct"]))
     return {kind: (len(results), sum(results) / len(results)) for kind, results in sorted(kinds.items())}
+
+
+def accuracy_by_selector(rows: list[dict]) -> dict[str, tuple[int, float]]:
+    """Best-of-N: samples and accuracy of the draw each selector picks (rows that record `by_selector`)."""
+    picks = defaultdict(list)
+    for row in rows:
+        for selector, pick in (row.get("by_selector") or {}).items():
+            picks[selector].append(bool(pick["correct"]))
+    return {name: (len(results), sum(results) / len(results)) for name, results in sorted(picks.items())}
 
 
 def compare_with_reference(reference: list[dict], other: list[dict]) -> McNemarComparison:
@@ -397,16 +408,17 @@ def mcnemar_table(comparisons: list[McNemarComparison]) -> list[str]:
     return lines
 
 
-def extraction_table(methods: list[MethodSummary]) -> list[str]:
-    """Accuracy per way the answer was extracted (boxed, final-answer phrase, none), when the rows say."""
-    kinds = sorted({kind for s in methods for kind in s.by_extraction})
+def breakdown_table(methods: list[MethodSummary], field: str, title: str) -> list[str]:
+    """Accuracy per kind (a `MethodSummary` dict field: kind -> (samples, accuracy)), for the methods that have it."""
+    methods = [s for s in methods if getattr(s, field)]
+    kinds = sorted({kind for s in methods for kind in getattr(s, field)})
     if not kinds:
         return []
-    lines = ["", "Accuracy by how the answer was extracted (% of samples, samples):", "",
+    lines = ["", f"{title} (% of samples, samples):", "",
              "| method | " + " | ".join(kinds) + " |", "|" + " --- |" * (len(kinds) + 1)]
     for s in methods:
-        cells = [f"{percent(s.by_extraction[k][1])} ({s.by_extraction[k][0]})" if k in s.by_extraction else "–"
-                 for k in kinds]
+        shares = getattr(s, field)
+        cells = [f"{percent(shares[k][1])} ({shares[k][0]})" if k in shares else "–" for k in kinds]
         lines.append(f"| {s.method} | " + " | ".join(cells) + " |")
     return lines
 
@@ -427,7 +439,9 @@ def markdown(summary: Summary, command: str, rows: int) -> str:
     ]
     for model, task in panels(summary):
         methods = [s for s in summary.methods if (s.model, s.task) == (model, task)]
-        lines += ["", f"## {model} / {task}", "", *method_table(methods), *extraction_table(methods), "",
+        lines += ["", f"## {model} / {task}", "", *method_table(methods),
+                  *breakdown_table(methods, "by_extraction", "Accuracy by how the answer was extracted"),
+                  *breakdown_table(methods, "by_selector", "Best-of-N accuracy by the selector that picks the draw"), "",
                   "Settings:", "", *settings_lines(methods)]
     lines += ["", "## ecmh against each method: clustered McNemar", "",
               "Paired on (problem, seed) samples both methods have, clustered by problem (Durkalski et al. "

@@ -53,6 +53,7 @@ def run(
     batch_size: int = 8,
     chat: bool = True,
     shard: Optional[tuple] = None,
+    select: str = "log_p",
     progress: bool = True,
 ) -> Path:
     """Run the benchmark and return the results folder (see the module docstring)."""
@@ -62,7 +63,9 @@ def run(
         raise ValueError(f"`--batch-size` must be an integer >= 1, got {batch_size!r}.")
     task = get_task(task_name, data=data)
     out = Path(out) if out is not None else Path("ecmh-results") / model_slug(model_name)
-    config = {**settings.config(), "chat": chat}
+    if select not in methods.SELECTORS:
+        raise ValueError(f"Unknown --select {select!r}: use one of {', '.join(methods.SELECTORS)}.")
+    config = {**settings.config(), "chat": chat, **({"select": select} if select != "log_p" else {})}
     order = order_methods(method_names)
     files = {m: ResultsFile(out, task.name, m, config, shard) for m in order}
     ecmh_budget = files["ecmh"].done if "ecmh" in files else {}
@@ -91,15 +94,21 @@ def run(
                                      methods.stable_seed(seed, method, *ids), budgets, tokenizer)
             seconds = (time.perf_counter() - start) / len(batch)
             for problem, answer in zip(batch, answers):
-                completion = before_stop_string(tokenizer.decode(answer.tokens, skip_special_tokens=True),
-                                                settings.stop_strings)
+                def text(tokens):
+                    return before_stop_string(tokenizer.decode(tokens, skip_special_tokens=True), settings.stop_strings)
+
+                completion, tokens, log_p, selectors = text(answer.tokens), answer.tokens, answer.log_p, {}
+                if answer.candidates:
+                    chosen, selectors = _best_of_n_choices(task, problem, [text(c.tokens) for c in answer.candidates],
+                                                           answer.candidates, select)
+                    completion, tokens, log_p = chosen
                 files[method].append({
                     "model": model_name, "task": task.name, "method": method, "seed": seed, "problem_id": problem["id"],
                     "prompt": problem["prompt"], "completion": completion, "answer": problem.get("answer"),
                     **task.verdict(problem, completion),
                     "tokens_decoded": answer.tokens_decoded, "seconds": seconds,
                     "acceptance_rate": answer.acceptance_rate, "acceptance_by_block": answer.acceptance_by_block,
-                    "log_p": answer.log_p, "completion_tokens": len(answer.tokens), "ecmh_version": version,
+                    "log_p": log_p, "completion_tokens": len(tokens), "ecmh_version": version, **selectors,
                 })
             bar.update(len(batch))
     bar.close()
@@ -123,6 +132,19 @@ def library_version() -> str:
     except (OSError, subprocess.CalledProcessError):
         return ecmh.__version__
     return f"{ecmh.__version__}+g{commit}{'.dirty' if dirty else ''}"
+
+
+def _best_of_n_choices(task, problem: dict, texts: list[str], candidates: list, select: str):
+    """The draw `select` picks as (completion, tokens, log p), and the row fields that say what every selector
+    would have picked: `selected_by`, `draws`, `by_selector` ({selector: {"correct", "draw"}})."""
+    extracted = [task.extract(problem, t) for t in texts]
+    picks = {name: methods.choose(candidates, name, extracted) for name in methods.SELECTORS}
+    verdicts = {i: bool(task.grade(problem, texts[i])) for i in set(picks.values())}
+    chosen = picks[select]
+    return (texts[chosen], candidates[chosen].tokens, candidates[chosen].log_p), {
+        "selected_by": select, "draws": len(candidates),
+        "by_selector": {name: {"correct": verdicts[i], "draw": i} for name, i in picks.items()},
+    }
 
 
 def before_stop_string(text: str, stop_strings: Sequence[str]) -> str:

@@ -1,15 +1,19 @@
 """ecmh: sample from the power distribution p(y)^alpha with Entropy-Cut Metropolis-Hastings."""
 
+from . import diagnostics, metrics
 from .backends.vllm import load_vllm
 from .cuts import CutDistribution, EntropyCut, RestartCut, UniformCut
 from .config import SamplerConfig
 from .generation import ECMHOutput, Stats, Trace, generate
+from .history import History, HistoryRecorder
 from .kernel import Info, State
 from .models import load_model
 from .prompts import encode_prompts
+from .select import select
 
 __all__ = [
     "generate", "load_model", "load_vllm", "encode_prompts", "SamplerConfig", "ECMHOutput", "Stats", "Trace", "State", "Info",
-    "CutDistribution", "EntropyCut", "UniformCut", "RestartCut",
+    "CutDistribution", "EntropyCut", "UniformCut", "RestartCut", "History", "HistoryRecorder", "select", "metrics",
+    "diagnostics",
 ]
 __version__ = "0.1.1"

@@ -17,6 +17,11 @@ from typing import Protocol, Union
 import torch
 
 
+def entropy_jumps(entropy: torch.Tensor) -> torch.Tensor:
+    """`H_t - H_{t-1}` per position, `H_{-1} = 0` (position 0's jump is `H_0`), for `[R, T]` entropies."""
+    return entropy - torch.nn.functional.pad(entropy[:, :-1], (1, 0))
+
+
 class CutDistribution(Protocol):
     def log_weights(self, entropy: torch.Tensor, length: torch.Tensor) -> torch.Tensor: ...
 
@@ -36,8 +41,7 @@ class EntropyCut:
         self.power = float(power)
 
     def log_weights(self, entropy: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
-        previous = torch.nn.functional.pad(entropy[:, :-1], (1, 0))
-        jump = entropy - previous
+        jump = entropy_jumps(entropy)
         return torch.where(jump > 0, self.power * torch.log(jump.clamp_min(1e-30)), float("-inf"))
 
     def __repr__(self) -> str:

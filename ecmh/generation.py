@@ -8,6 +8,7 @@ import torch
 
 from . import backends, kernel, sampler, settings
 from .config import DEFAULTS, SamplerConfig
+from .history import History, HistoryRecorder
 from .cuts import CutDistribution
 from .scoring import PowerProposal
 from .stopping import StopStrings
@@ -54,6 +55,7 @@ class ECMHOutput:
     sequences: torch.Tensor  # prompt + continuation, `pad_token_id` after the end
     stats: Stats
     trace: Trace
+    history: Optional[History] = None  # with `record_history=True`
 
 
 def _as_batch(input_ids, attention_mask):
@@ -113,6 +115,7 @@ def generate(
     cut_power: float = DEFAULTS.cut_power,
     seed: Optional[int] = None,
     on_step: Optional[sampler.StepCallback] = None,
+    record_history: bool = False,
     **kwargs,
 ) -> Union[torch.Tensor, ECMHOutput]:
     """Sample continuations from `p(y | prompt)^alpha` with Entropy-Cut Metropolis-Hastings.
@@ -135,6 +138,8 @@ def generate(
         on_step: `on_step(info)` whenever proposals finish decoding (`ecmh.Info`: per row `finished`,
             `extension`, `cut`, `accepted`, `log_ratio` and its `ratio_terms`, `proposal_length`, `block`,
             and `row`: the index in the returned batch of each entry, as rows whose schedule is over leave).
+        record_history: return every settled proposal as `out.history` (`ecmh.History`, tensors; needs
+            `return_dict_in_generate=True`).
         **kwargs: as for `model.generate`: `attention_mask`, `max_new_tokens`, `eos_token_id`
             (None: never stop early), `stop_strings` with `tokenizer` (a continuation ends at the first token
             that completes one in its text, exactly as at EOS: `ecmh.stopping`), `pad_token_id`,
@@ -187,6 +192,11 @@ def generate(
         rng.manual_seed(seed)
 
     eos = torch.tensor(config.eos_token_ids, dtype=torch.long, device=device)
+    recorder = HistoryRecorder() if record_history else None
+    if record_history and not config.return_dict_in_generate:
+        raise ValueError("`record_history=True` returns the history in the output object: pass `return_dict_in_generate=True` too.")
+    if recorder is not None:
+        on_step = recorder if on_step is None else _both(on_step, recorder)
     try:
         with torch.inference_mode():
             forwarded = backend.prepare(input_ids, attention_mask, max_new_tokens=config.max_new_tokens,
@@ -200,7 +210,18 @@ def generate(
             )
     finally:
         backend.close()
-    return _output(input_ids, state, config)
+    output = _output(input_ids, state, config)
+    if recorder is not None:
+        output.history = recorder.history()
+    return output
+
+
+def _both(first: sampler.StepCallback, second: sampler.StepCallback) -> sampler.StepCallback:
+    def call(info: kernel.Info) -> None:
+        first(info)
+        second(info)
+
+    return call
 
 
 def _stop_strings(strings: tuple, tokenizer, backend) -> Optional[StopStrings]:

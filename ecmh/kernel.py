@@ -16,7 +16,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from .cuts import CutDistribution
+from .cuts import CutDistribution, entropy_jumps
 
 
 class State(NamedTuple):
@@ -77,6 +77,13 @@ class Info(NamedTuple):
     log_ratio: torch.Tensor  # [R] float32: log acceptance ratio (before min(0, .))
     proposal_length: torch.Tensor  # [R] long
     ratio_terms: "LogRatio"  # log_ratio term by term
+    log_uniform: torch.Tensor  # [R] float32: log u of the decision, accepted iff log u < log_ratio
+    cut_log_prob: torch.Tensor  # [R] float32: MH steps: log w_y(cut), the cut's log-probability under the state before
+    cut_jump: torch.Tensor  # [R] float32: MH steps: the entropy jump H_m - H_{m-1} there (H_{-1} = 0)
+    cut_jump_rank: torch.Tensor  # [R] long: MH steps: positions of the state before with a larger jump (0: the top)
+    previous_length: torch.Tensor  # [R] long: the row's answer's length before the step
+    log_p: torch.Tensor  # [R] float32: the row's answer's log p after the step
+    length: torch.Tensor  # [R] long: ... and its length
     row: Optional[torch.Tensor] = None  # [R] long: each entry's row in the caller's batch (set by the sampler)
     block: Optional[torch.Tensor] = None  # [R] long: each row's 0-based block (set by the sampler)
 
@@ -172,10 +179,21 @@ def log_ratio(alpha: float, state: State, proposed: State, cut: torch.Tensor) ->
 
 
 def accept_reject(rng: torch.Generator, alpha: float, state: State, proposed: State, cut: torch.Tensor):
-    """The MH decision for `proposed` (which shares `y_<cut` with `state`): (accepted, log_ratio terms) per row."""
+    """The MH decision for `proposed` (which shares `y_<cut` with `state`): (accepted, log_ratio terms, log u)."""
     terms = log_ratio(alpha, state, proposed, cut)
-    uniform = torch.rand(cut.shape, generator=rng, device=cut.device)
-    return torch.log(uniform) < terms.total(), terms
+    log_uniform = torch.log(torch.rand(cut.shape, generator=rng, device=cut.device))
+    return log_uniform < terms.total(), terms, log_uniform
+
+
+def _at_cut(values: torch.Tensor, cut: torch.Tensor) -> torch.Tensor:
+    return values.gather(1, cut[:, None].clamp_max(values.shape[1] - 1)).squeeze(1)
+
+
+def _cut_jump_and_rank(state: State, cut: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    jumps = entropy_jumps(state.entropy)
+    valid = torch.arange(jumps.shape[1], device=jumps.device)[None, :] < state.length[:, None]
+    at_cut = _at_cut(jumps, cut)
+    return at_cut, (valid & (jumps > at_cut[:, None])).sum(1)
 
 
 def step(
@@ -187,7 +205,7 @@ def step(
     """
     finished, extension, start, suffix = proposals
     proposed = candidate(state, suffix, start, cut_distribution)
-    accepted, terms = accept_reject(rng, alpha, state, proposed, start)
+    accepted, terms, log_uniform = accept_reject(rng, alpha, state, proposed, start)
     accepted = accepted | extension
     is_mh = finished & ~extension
     settled = where_rows(accepted, proposed, state)._replace(
@@ -196,5 +214,14 @@ def step(
         tokens_decoded=proposed.tokens_decoded,
         tokens_forwarded=proposed.tokens_forwarded,
     )
-    info = Info(finished, extension, start, accepted, terms.total(), suffix.length, terms)
-    return where_rows(finished, settled, state), info
+    new_state = where_rows(finished, settled, state)
+    info = Info(finished, extension, start, accepted, terms.total(), suffix.length, terms, log_uniform,
+                _at_cut(state.cut_log_prob, start), *_cut_jump_and_rank(state, start), state.length,
+                answer_log_p(new_state), new_state.length)
+    return new_state, info
+
+
+def answer_log_p(state: State) -> torch.Tensor:
+    """`log p` of each row's current answer, `[R]`."""
+    valid = torch.arange(state.log_p.shape[1], device=state.log_p.device)[None, :] < state.length[:, None]
+    return torch.where(valid, state.log_p, torch.zeros_like(state.log_p)).sum(1)

@@ -45,6 +45,9 @@ def test_two_problems_of_every_task_with_every_method(tiny_chat_model_dir, tmp_p
         assert (row["acceptance_rate"] is not None) == mh and len(row["acceptance_by_block"]) == (2 if mh else 0)
         if row["method"].startswith("bon_"):  # at least one draw, about the same problem's ECMH budget
             assert 0 < row["tokens_decoded"] < 2 * by_key[("ecmh", row["problem_id"])]["tokens_decoded"] + 8
+            assert row["selected_by"] == "log_p" and set(row["by_selector"]) == {"log_p", "hes", "majority"}
+            assert row["by_selector"]["log_p"]["correct"] == row["correct"]
+            assert all(0 <= pick["draw"] < row["draws"] for pick in row["by_selector"].values())
 
 
 def test_a_rerun_resumes_without_duplicates_even_after_a_torn_line(tiny_chat_model_dir, tmp_path):
@@ -136,7 +139,7 @@ def test_best_of_n_stops_at_the_draw_closest_to_its_budget(monkeypatch, budget, 
     def answers(count, input_ids):
         for _ in range(count):
             length = next(lengths)
-            yield [1] * length, length, -float(length)
+            yield methods.Draw([1] * length, length, -float(length), -1.0, 0.0)
 
     monkeypatch.setattr(methods, "_draw", draws)
     monkeypatch.setattr(methods, "_answers", answers)
@@ -165,3 +168,15 @@ def test_chat_answers_and_no_stop_strings_keep_the_settings_rows_had_before(tiny
     assert _run(tiny_chat_model_dir, tmp_path, "--task", "humaneval", "--method", "standard", "--limit", "1",
                 "--no-chat", "--no-stop-strings") == 0
     assert "stop_strings" not in _rows(tmp_path)[0]["config"]
+
+
+def test_each_selector_picks_its_draw():
+    from benchmarks import methods
+
+    draws = [methods.Draw([1], 1, -1.0, -1.0, 2.0), methods.Draw([2], 1, -0.5, -0.5, 3.0),
+             methods.Draw([3], 1, -2.0, -2.0, 0.5)]
+    assert methods.choose(draws, "log_p") == 1
+    assert methods.choose(draws, "hes") == 2
+    assert methods.choose(draws, "majority", ["7", "8", "7"]) == 0  # the common answer, its likelier draw
+    with pytest.raises(ValueError, match="selector"):
+        methods.choose(draws, "cme")

@@ -182,3 +182,19 @@ def test_a_report_with_one_method_says_what_it_needs(tmp_path):
     text = report.main_report(tmp_path / "run").read_text()
     assert "Needs two methods" in text and "No MH method here" in text
     assert not (tmp_path / "run" / report.ACCEPTANCE_PLOT).exists()
+
+
+def test_best_of_n_accuracy_per_selector():
+    def row(method, problem, picks):
+        return {"model": "m", "task": "gsm8k", "method": method, "problem_id": str(problem), "seed": 0,
+                "correct": picks.get("log_p", True), "tokens_decoded": 10, "config": {},
+                "by_selector": {name: {"correct": ok, "draw": 0} for name, ok in picks.items()}}
+
+    rows = [row("bon_std", p, {"log_p": p == 0, "hes": p < 2, "majority": False}) for p in range(4)]
+    rows += [row("ecmh", p, {}) for p in range(4)]
+    summary = report.summarise(rows)
+    assert summary.method("m", "gsm8k", "bon_std").by_selector == {"hes": (4, 0.5), "log_p": (4, 0.25),
+                                                                   "majority": (4, 0.0)}
+    text = report.markdown(summary, "report", len(rows))
+    assert "Best-of-N accuracy by the selector" in text and "| bon_std | 50.0 (4) | 25.0 (4) | 0.0 (4) |" in text
+    assert "| ecmh | " not in text.split("Best-of-N accuracy")[1].split("##")[0]
