@@ -347,6 +347,22 @@ def compare_with_reference(reference: list[dict], other: list[dict]) -> McNemarC
     )
 
 
+def agreement(rows: list[dict], model: str, task: str) -> tuple[list[str], list[list[float | None]]]:
+    """Per pair of methods, the share of the (problem, seed) samples both have on which they agree (both right or
+    both wrong): `(methods, matrix)`, None where they share no sample."""
+    correct = defaultdict(dict)
+    for row in rows:
+        if (row["model"], row["task"]) == (model, task):
+            correct[row["method"]][row["problem_id"], row["seed"]] = bool(row["correct"])
+    names = sorted(correct, key=method_rank)
+
+    def share(a, b):
+        both = correct[a].keys() & correct[b].keys()
+        return sum(correct[a][k] == correct[b][k] for k in both) / len(both) if both else None
+
+    return names, [[share(a, b) for b in names] for a in names]
+
+
 def summarise(rows: list[dict]) -> Summary:
     """Per model x task x method numbers, and `ecmh` against each other method of its model x task."""
     groups = defaultdict(list)

@@ -15,6 +15,8 @@ from typing import Optional, Sequence
 
 from tqdm.auto import tqdm
 
+from ecmh.stopping import text_before_stop_string
+
 from . import methods
 from .results_file import ResultsFile
 from .tasks import get_task
@@ -95,7 +97,7 @@ def run(
             seconds = (time.perf_counter() - start) / len(batch)
             for problem, answer in zip(batch, answers):
                 def text(tokens):
-                    return before_stop_string(tokenizer.decode(tokens, skip_special_tokens=True), settings.stop_strings)
+                    return text_before_stop_string(tokenizer.decode(tokens, skip_special_tokens=True), settings.stop_strings)
 
                 completion, tokens, log_p, selectors = text(answer.tokens), answer.tokens, answer.log_p, {}
                 if answer.candidates:
@@ -145,12 +147,6 @@ def _best_of_n_choices(task, problem: dict, texts: list[str], candidates: list, 
         "selected_by": select, "draws": len(candidates),
         "by_selector": {name: {"correct": verdicts[i], "draw": i} for name, i in picks.items()},
     }
-
-
-def before_stop_string(text: str, stop_strings: Sequence[str]) -> str:
-    """The answer's text without the stop string that ended it (and anything after it in its last token)."""
-    ends = [i for i in (text.find(s) for s in stop_strings) if i >= 0]
-    return text[: min(ends)] if ends else text
 
 
 def _chunks(items: list, size: int):

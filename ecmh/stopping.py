@@ -142,6 +142,12 @@ class StopStrings:
         return None
 
 
+def text_before_stop_string(text: str, stop_strings: Sequence[str]) -> str:
+    """`text` up to its first stop string (the string itself, and what its last token added after it, dropped)."""
+    ends = [i for i in (text.find(s) for s in stop_strings) if i >= 0]
+    return text[: min(ends)] if ends else text
+
+
 @functools.lru_cache(maxsize=8)
 def _for_tokenizer(cls, stop_strings: tuple, tokenizer, vocab_size: int) -> StopStrings:
     from .compat import token_bytes

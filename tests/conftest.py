@@ -8,6 +8,8 @@ import torch
 from hypothesis import HealthCheck, settings
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from ecmh.toy import random_model
+
 settings.register_profile("ci", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("thorough", max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))  # `HYPOTHESIS_PROFILE=thorough`: 10x the examples
@@ -17,20 +19,9 @@ PAD = 3  # an ordinary token too: continuations are read up to their first EOS
 TEXTS = ["a", "b", "<eos>", "c", "ab", "ca", "bb", "ac"]  # token i's text in `tiny_tokenizer`, for stop strings
 
 
-def tiny_model(vocab_size: int = 4, sharpness: float = 3.0, seed: int = 0, **config) -> LlamaForCausalLM:
-    """A 2-layer Llama whose output head is scaled up so next-token distributions are peaked and varied.
-
-    `config` overrides the LlamaConfig fields (sizes, head_dim, context)."""
-    torch.manual_seed(seed)
-    config = LlamaConfig(**{
-        "vocab_size": vocab_size, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 2,
-        "num_attention_heads": 2, "num_key_value_heads": 1, "max_position_embeddings": 64,
-        "bos_token_id": 0, "eos_token_id": EOS, "pad_token_id": PAD, "tie_word_embeddings": False, **config,
-    })
-    model = LlamaForCausalLM(config).eval()
-    with torch.no_grad():
-        model.lm_head.weight.mul_(sharpness)
-    return model
+def tiny_model(vocab_size: int = 4, sharpness: float = 3.0, seed: int = 0, **config):
+    """`ecmh.toy.random_model`: a 2-layer Llama with a sharpened output head (EOS 2, padding 3)."""
+    return random_model(vocab_size, sharpness, seed, **config)
 
 
 @pytest.fixture(scope="session")

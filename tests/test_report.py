@@ -198,3 +198,12 @@ def test_best_of_n_accuracy_per_selector():
     text = report.markdown(summary, "report", len(rows))
     assert "Best-of-N accuracy by the selector" in text and "| bon_std | 50.0 (4) | 25.0 (4) | 0.0 (4) |" in text
     assert "| ecmh | " not in text.split("Best-of-N accuracy")[1].split("##")[0]
+
+
+def test_agreement_between_methods():
+    rows = [{"model": "m", "task": "t", "method": method, "problem_id": str(p), "seed": 0, "correct": ok}
+            for method, results in [("ecmh", [1, 1, 0, 0]), ("standard", [1, 0, 0, 1]), ("low_temp", [1])]
+            for p, ok in enumerate(results)]
+    names, matrix = report.agreement(rows, "m", "t")
+    assert names == ["standard", "low_temp", "ecmh"]
+    assert matrix[0] == [1.0, 1.0, 0.5] and matrix[1][2] == 1.0 and matrix[2][0] == 0.5

@@ -1,0 +1,124 @@
+"""ecmh as a model type of EleutherAI's lm-evaluation-harness (`pip install 'ecmh[lm-eval]'`).
+
+Importing this module registers the model type `ecmh` (lm-eval 0.4.x has no plugin entry points for
+models). From Python, `import ecmh.harness` before `lm_eval.simple_evaluate(model="ecmh", ...)`; on the
+command line, `python -m ecmh.harness` is lm-eval's own CLI with `ecmh` registered:
+
+    python -m ecmh.harness run --model ecmh --model_args pretrained=smollm2-135m-instruct,alpha=4,mcmc_steps=4 \\
+        --tasks gsm8k --apply_chat_template --log_samples --output_path results/
+
+`generate_until` requests are sampled by `ecmh.generate`, a batch of contexts of different lengths
+left-padded together; the task's `until` strings are exact stop strings (`ecmh.stopping`: a
+continuation ends at the first one, inside the chain) and the response is the text before it, as
+lm-eval expects. `max_gen_toks` caps the answer; ECMH options (`alpha`, `mcmc_steps`, `block_size`,
+`cut`, `cut_power`) come from `--model_args` and may be overridden per task in `generation_kwargs`. The
+task's greedy or temperature settings (`do_sample`, `temperature`, `top_k`, `top_p`) are not used: ECMH
+samples `p^alpha`. Each response's acceptance rate, MH proposals, decoded tokens and `log p` are added
+to its request's generation arguments under `"ecmh"` (a list, one record per response), which
+lm-eval's `--log_samples` writes out.
+
+`loglikelihood` and `loglikelihood_rolling` are properties of the base model, not of the sampler: they
+are delegated to lm-eval's own Hugging Face model (`HFLM`) on the same weights, so they equal
+`--model hf` at the same settings.
+"""
+
+import json
+import warnings
+from typing import Optional
+
+import torch
+from lm_eval.api.model import LM
+from lm_eval.api.registry import register_model
+from lm_eval.models.huggingface import HFLM
+
+import ecmh
+from ecmh.config import DEFAULTS, SamplerConfig
+from ecmh.stopping import text_before_stop_string
+
+_SAMPLER_KEYS = ("alpha", "mcmc_steps", "block_size", "cut", "cut_power")
+_NOT_USED = ("do_sample", "temperature", "top_k", "top_p")  # ECMH samples p^alpha, whatever the task's decoding
+
+
+@register_model("ecmh")
+class ECMHLM(LM):
+    """lm-eval's `LM` interface over `ecmh.generate` (see the module docstring).
+
+    Args (`--model_args`): `pretrained` (an embedded name, hub id or local path), `alpha`, `mcmc_steps`,
+    `block_size`, `cut`, `cut_power`, `max_gen_toks` (default answer cap when a task sets none), `seed`
+    (base seed; each batch's seed derives from it), `dtype`. lm-eval's own `--batch_size` (contexts per
+    sampler call; "auto" means 8) and `--device` apply.
+    """
+
+    def __init__(self, pretrained: str = "smollm2-135m-instruct", alpha: float = DEFAULTS.alpha,
+                 mcmc_steps: int = DEFAULTS.mcmc_steps, block_size: Optional[int] = DEFAULTS.block_size,
+                 cut: str = DEFAULTS.cut, cut_power: float = DEFAULTS.cut_power, batch_size: int = 8,
+                 max_gen_toks: int = 256, seed: int = 0, dtype: Optional[str] = None, device: Optional[str] = None,
+                 max_batch_size: Optional[int] = None):
+        super().__init__()
+        batch_size = 8 if str(batch_size).startswith("auto") else batch_size
+        if device is not None and str(device).startswith("cuda") and not torch.cuda.is_available():
+            warnings.warn(f"--device {device} is not available here (lm-eval's default); ecmh picks the device itself, "
+                          "as lm-eval's own hf model does.", stacklevel=2)
+            device = None
+        self.sampler = SamplerConfig(float(alpha), int(mcmc_steps), None if block_size in (None, "None") else int(block_size),
+                                     cut, float(cut_power))
+        self.model, self.tokenizer = ecmh.load_model(pretrained, dtype=dtype, device=device)
+        self.batch_size, self.max_gen_toks, self.seed = int(batch_size), int(max_gen_toks), int(seed)
+        self.hf = HFLM(pretrained=self.model, tokenizer=self.tokenizer, batch_size=self.batch_size)
+
+    def loglikelihood(self, requests, disable_tqdm: bool = False):
+        return self.hf.loglikelihood(requests, disable_tqdm=disable_tqdm)
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
+        return self.hf.loglikelihood_rolling(requests, disable_tqdm=disable_tqdm)
+
+    def apply_chat_template(self, chat_history, add_generation_prompt: bool = True) -> str:
+        return self.hf.apply_chat_template(chat_history, add_generation_prompt)
+
+    @property
+    def tokenizer_name(self) -> str:
+        return self.hf.tokenizer_name
+
+    def chat_template(self, chat_template=False):
+        return self.hf.chat_template(chat_template)
+
+    def _settings(self, gen_kwargs: dict) -> tuple[dict, list, int]:
+        """(ECMH options, stop strings, max new tokens) of one request's generation arguments."""
+        options = {**self.sampler.__dict__, **{k: gen_kwargs[k] for k in _SAMPLER_KEYS if k in gen_kwargs}}
+        unknown = set(gen_kwargs) - set(_SAMPLER_KEYS) - set(_NOT_USED) - {"until", "max_gen_toks", "ecmh"}
+        if unknown:
+            raise ValueError(f"ecmh does not know the generation argument(s) {sorted(unknown)} of this task.")
+        until = gen_kwargs.get("until") or []
+        return options, [until] if isinstance(until, str) else list(until), int(gen_kwargs.get("max_gen_toks", self.max_gen_toks))
+
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        groups: dict[str, list[int]] = {}
+        for index, request in enumerate(requests):
+            key = json.dumps(self._settings({k: v for k, v in request.args[1].items() if k != "ecmh"}), sort_keys=True)
+            groups.setdefault(key, []).append(index)
+        responses: list[Optional[str]] = [None] * len(requests)
+        for batch_index, (key, indices) in enumerate((k, i[s:s + self.batch_size]) for k, i in groups.items()
+                                                     for s in range(0, len(i), self.batch_size)):
+            options, until, max_new_tokens = json.loads(key)
+            ids, mask = self.hf.tok_batch_encode([requests[i].args[0] for i in indices])
+            out = ecmh.generate(
+                self.model, ids.to(self.model.device), attention_mask=mask.to(self.model.device), **options,
+                max_new_tokens=max_new_tokens, stop_strings=until or None, tokenizer=self.tokenizer,
+                seed=self.seed + batch_index, return_dict_in_generate=True,
+            )
+            for row, i in enumerate(indices):
+                n = int(out.trace.length[row])
+                text = self.tokenizer.decode(out.sequences[row, ids.shape[1]:ids.shape[1] + n], skip_special_tokens=True)
+                responses[i] = text_before_stop_string(text, until)
+                rate = float(out.stats.acceptance_rate[row])
+                requests[i].args[1].setdefault("ecmh", []).append({
+                    "acceptance_rate": None if rate != rate else rate, "proposals": int(out.stats.proposals[row]),
+                    "tokens_decoded": int(out.stats.tokens_decoded[row]), "log_p": float(out.stats.log_p[row]),
+                })
+        return responses
+
+
+if __name__ == "__main__":
+    import lm_eval.__main__
+
+    lm_eval.__main__.cli_evaluate()

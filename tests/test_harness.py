@@ -1,0 +1,83 @@
+"""ecmh inside lm-evaluation-harness, offline: a task from a local YAML over a local JSONL file."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+lm_eval = pytest.importorskip("lm_eval", reason="lm-eval is not installed (pip install 'ecmh[lm-eval]')")
+
+import ecmh.harness  # noqa: E402,F401  (registers the model type "ecmh")
+from lm_eval.tasks import TaskManager  # noqa: E402
+
+QUESTIONS = [("1 + 1", "2"), ("2 + 3", "5"), ("4 + 4", "8"), ("9 - 3", "6"), ("7 - 7", "0")]
+UNTIL = ["\n", "."]
+
+
+@pytest.fixture(scope="module")
+def task_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("lm-eval-task")
+    data = folder / "arithmetic.jsonl"
+    data.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in QUESTIONS))
+    (folder / "ecmh_local_arithmetic.yaml").write_text(f"""
+task: ecmh_local_arithmetic
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: generate_until
+doc_to_text: "Q: What is {{{{question}}}}?\\nA:"
+doc_to_target: "{{{{answer}}}}"
+generation_kwargs:
+  until: {json.dumps(UNTIL)}
+  max_gen_toks: 6
+  do_sample: false
+  temperature: 0.0
+metric_list:
+  - metric: exact_match
+    aggregation: mean
+    higher_is_better: true
+metadata:
+  version: 1.0
+""")
+    return folder
+
+
+def test_simple_evaluate_runs_a_local_task_and_logs_ecmh_numbers(task_dir, tiny_chat_model_dir, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    results = lm_eval.simple_evaluate(
+        model="ecmh", model_args=f"pretrained={tiny_chat_model_dir},mcmc_steps=2,alpha=4,batch_size=3,seed=1",
+        tasks=["ecmh_local_arithmetic"], task_manager=TaskManager(include_path=str(task_dir)), log_samples=True,
+    )
+    assert 0.0 <= results["results"]["ecmh_local_arithmetic"]["exact_match,none"] <= 1.0
+    samples = results["samples"]["ecmh_local_arithmetic"]
+    assert len(samples) == len(QUESTIONS)
+    for sample in samples:
+        [response] = sample["resps"][0]
+        assert not any(stop in response for stop in UNTIL)  # the text before the stop string
+        [record] = sample["arguments"][0][1]["ecmh"]
+        assert 1 <= record["tokens_decoded"] and record["proposals"] >= 1 and record["log_p"] <= 0
+
+
+def test_loglikelihood_is_lm_evals_own_hf_model(tiny_chat_model_dir):
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+
+    lm = ecmh.harness.ECMHLM(pretrained=str(tiny_chat_model_dir))
+    requests = [Instance("loglikelihood", {}, ("Q: 1 + 1?\nA:", " 2"), 0), Instance("loglikelihood", {}, ("x", "yz"), 1)]
+    plain = HFLM(pretrained=lm.model, tokenizer=lm.tokenizer, batch_size=2)
+    assert lm.loglikelihood(requests) == plain.loglikelihood(requests)
+
+
+def test_the_command_line_registers_ecmh(task_dir, tiny_chat_model_dir, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "ecmh.harness", "run", "--model", "ecmh", "--model_args",
+         f"pretrained={tiny_chat_model_dir},mcmc_steps=1", "--batch_size", "5", "--tasks", "ecmh_local_arithmetic",
+         "--include_path", str(task_dir), "--output_path", str(tmp_path), "--limit", "2"],
+        capture_output=True, text=True, timeout=600, env={"PATH": "/usr/bin:/bin", "HF_DATASETS_OFFLINE": "1",
+                                                           "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "exact_match" in result.stdout
