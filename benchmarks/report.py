@@ -21,11 +21,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .results_file import SAMPLE_KEY, read_rows, row_key  # noqa: E402
 
@@ -488,7 +485,8 @@ def panel_grid(count: int):
     """A figure with `count` subplots, at most three a row, and the unused axes hidden."""
     columns = min(count, 3)
     rows = math.ceil(count / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(5 * columns, 4 * rows), squeeze=False)
+    figure = Figure(figsize=(5 * columns, 4 * rows))  # no pyplot: the caller's backend stays as it is
+    axes = figure.subplots(rows, columns, squeeze=False)
     for axis in axes.flat[count:]:
         axis.set_visible(False)
     return figure, list(axes.flat)
@@ -525,7 +523,6 @@ def plot_accuracy_vs_tokens(summary: Summary, path: Path) -> None:
         axis.set(title=f"{model} / {task}", xlabel="decoded tokens per problem", ylabel="accuracy %", ylim=(-2, 102))
     legend_below(figure, axes)
     figure.savefig(path, dpi=120)
-    plt.close(figure)
 
 
 def has_acceptance(summary: Summary) -> bool:
@@ -547,7 +544,6 @@ def plot_acceptance_by_block(summary: Summary, path: Path) -> None:
             axis.text(0.5, 0.5, "no MH method", ha="center", va="center", transform=axis.transAxes)
     legend_below(figure, axes)
     figure.savefig(path, dpi=120)
-    plt.close(figure)
 
 
 # ---------------------------------------------------------------- entry point
