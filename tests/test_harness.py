@@ -33,6 +33,7 @@ doc_to_target: "{{{{answer}}}}"
 generation_kwargs:
   until: {json.dumps(UNTIL)}
   max_gen_toks: 6
+  mcmc_steps: 0
   do_sample: false
   temperature: 0.0
 metric_list:
@@ -45,11 +46,13 @@ metadata:
     return folder
 
 
-def test_simple_evaluate_runs_a_local_task_and_logs_ecmh_numbers(task_dir, tiny_chat_model_dir, monkeypatch):
+@pytest.mark.parametrize("chat", [False, True])
+def test_simple_evaluate_runs_a_local_task_and_logs_ecmh_numbers(task_dir, tiny_chat_model_dir, monkeypatch, chat):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     results = lm_eval.simple_evaluate(
         model="ecmh", model_args=f"pretrained={tiny_chat_model_dir},mcmc_steps=2,alpha=4,batch_size=3,seed=1",
         tasks=["ecmh_local_arithmetic"], task_manager=TaskManager(include_path=str(task_dir)), log_samples=True,
+        apply_chat_template=chat,
     )
     assert 0.0 <= results["results"]["ecmh_local_arithmetic"]["exact_match,none"] <= 1.0
     samples = results["samples"]["ecmh_local_arithmetic"]
@@ -58,7 +61,9 @@ def test_simple_evaluate_runs_a_local_task_and_logs_ecmh_numbers(task_dir, tiny_
         [response] = sample["resps"][0]
         assert not any(stop in response for stop in UNTIL)  # the text before the stop string
         [record] = sample["arguments"][0][1]["ecmh"]
-        assert 1 <= record["tokens_decoded"] and record["proposals"] >= 1 and record["log_p"] <= 0
+        assert 1 <= record["tokens_decoded"] and record["log_p"] <= 0
+        assert record["proposals"] == 0  # the task's mcmc_steps: 0 overrides --model_args mcmc_steps=2
+        assert ("<|im_start|>" in sample["arguments"][0][0]) == chat  # lm-eval's chat-template switch
 
 
 def test_loglikelihood_is_lm_evals_own_hf_model(tiny_chat_model_dir):
