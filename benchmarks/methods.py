@@ -30,7 +30,7 @@ import torch
 
 import ecmh
 from ecmh.config import DEFAULTS, SamplerConfig
-from ecmh.select import majority_scores
+from ecmh.select import scores as selection_scores
 
 MH_CUTS = {"uniform_mh": "uniform", "ecmh": "entropy", "restart_mh": "restart"}
 BEST_OF_N = {"bon_std": "standard", "bon_low_temp": "low_temp"}
@@ -85,16 +85,11 @@ SELECTORS = ("log_p", "hes", "majority")
 
 def choose(candidates: Sequence[Draw], selector: str, answers: Optional[Sequence[Optional[str]]] = None) -> int:
     """The index of the draw `selector` picks, by `ecmh.select`'s rules; `majority` needs each draw's extracted answer."""
-    mean_log_p = torch.tensor([d.mean_log_p for d in candidates], dtype=torch.float64)
-    if selector == "log_p":
-        score = mean_log_p
-    elif selector == "hes":
-        score = -torch.tensor([d.hes for d in candidates], dtype=torch.float64)
-    elif selector == "majority":
-        score = majority_scores(answers, len(candidates), mean_log_p)
-    else:
+    if selector not in SELECTORS:
         raise ValueError(f"Unknown selector {selector!r}: use one of {', '.join(SELECTORS)}.")
-    return int(score.argmax())
+    mean_log_p = torch.tensor([d.mean_log_p for d in candidates], dtype=torch.float64)
+    hes = torch.tensor([d.hes for d in candidates], dtype=torch.float64)
+    return int(selection_scores(selector, len(candidates), mean_log_p, hes, answers).argmax())
 
 
 def stable_seed(*parts) -> int:

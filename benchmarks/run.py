@@ -73,6 +73,9 @@ def run(
     ecmh_budget = files["ecmh"].done if "ecmh" in files else {}
     version = library_version()
 
+    def text(tokens):
+        return text_before_stop_string(tokenizer.decode(tokens, skip_special_tokens=True), settings.stop_strings)
+
     work = []  # (seed, method, problems still to do)
     for seed in seeds:
         problems = list(itertools.islice(task.problems(seed=seed), limit))
@@ -96,9 +99,6 @@ def run(
                                      methods.stable_seed(seed, method, *ids), budgets, tokenizer)
             seconds = (time.perf_counter() - start) / len(batch)
             for problem, answer in zip(batch, answers):
-                def text(tokens):
-                    return text_before_stop_string(tokenizer.decode(tokens, skip_special_tokens=True), settings.stop_strings)
-
                 completion, tokens, log_p, selectors = text(answer.tokens), answer.tokens, answer.log_p, {}
                 if answer.candidates:
                     chosen, selectors = _best_of_n_choices(task, problem, [text(c.tokens) for c in answer.candidates],

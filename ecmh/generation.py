@@ -192,9 +192,9 @@ def generate(
         rng.manual_seed(seed)
 
     eos = torch.tensor(config.eos_token_ids, dtype=torch.long, device=device)
-    recorder = HistoryRecorder() if record_history else None
     if record_history and not config.return_dict_in_generate:
         raise ValueError("`record_history=True` returns the history in the output object: pass `return_dict_in_generate=True` too.")
+    recorder = HistoryRecorder() if record_history else None
     if recorder is not None:
         on_step = recorder if on_step is None else _both(on_step, recorder)
     try:

@@ -40,25 +40,33 @@ def select(
     if isinstance(num_return_sequences, bool) or not isinstance(num_return_sequences, int) or num_return_sequences < 1 \
             or rows % num_return_sequences:
         raise ValueError(f"`num_return_sequences` must divide the {rows} rows, got {num_return_sequences!r}.")
-    log_likelihood = metrics.mean_log_likelihood(output.trace)
     if callable(by):
         score = by(output)
-    elif by == "log_p":
-        score = log_likelihood
-    elif by == "hes":
-        score = -metrics.high_entropy_sum(output.trace, hes_share)
-    elif by == "cme":
-        if cross_model is None:
-            raise ValueError('by="cme" needs `cross_model=ecmh.metrics.cross_model(verifier, tokenizer, prompts, texts)`.')
-        score = cross_model.cross_model_entropy
-    elif by == "majority":
-        if answers is None or len(answers) != rows:
-            raise ValueError(f'by="majority" needs `answers`: one extracted answer (or None) per row, {rows} of them.')
-        score = majority_scores(answers, num_return_sequences, log_likelihood)
     else:
-        raise ValueError(f"Unknown selector {by!r}: use one of {', '.join(SELECTORS)} or a callable.")
+        hes = metrics.high_entropy_sum(output.trace, hes_share) if by == "hes" else None
+        score = scores(by, num_return_sequences, metrics.mean_log_likelihood(output.trace), hes, answers,
+                       None if cross_model is None else cross_model.cross_model_entropy)
     score = torch.as_tensor(score, dtype=torch.float64, device="cpu").view(-1, num_return_sequences)
     return torch.arange(score.shape[0]) * num_return_sequences + score.argmax(1)
+
+
+def scores(by: str, chains: int, mean_log_likelihood: torch.Tensor, high_entropy_sum=None, answers=None,
+           cross_model_entropy=None) -> torch.Tensor:
+    """Per row, the score selector `by` ranks by (higher is better), from the per-row numbers it needs."""
+    rows = len(mean_log_likelihood)
+    if by == "log_p":
+        return mean_log_likelihood
+    if by == "hes":
+        return -torch.as_tensor(high_entropy_sum)
+    if by == "cme":
+        if cross_model_entropy is None:
+            raise ValueError('by="cme" needs `cross_model=ecmh.metrics.cross_model(verifier, tokenizer, prompts, texts)`.')
+        return cross_model_entropy
+    if by == "majority":
+        if answers is None or len(answers) != rows:
+            raise ValueError(f'by="majority" needs `answers`: one extracted answer (or None) per row, {rows} of them.')
+        return majority_scores(answers, chains, mean_log_likelihood)
+    raise ValueError(f"Unknown selector {by!r}: use one of {', '.join(SELECTORS)} or a callable.")
 
 
 def majority_scores(answers, chains: int, log_likelihood: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ from typing import Optional
 from transformers import GenerationConfig
 
 from . import compat
+from .stopping import as_stop_strings
 
 # Generation options that would change the target distribution or the search: refused, not ignored.
 _UNSUPPORTED = {
@@ -111,14 +112,6 @@ def resolve(model_config: Optional[GenerationConfig], generation_config, kwargs:
         top_k=set_by_caller("top_k") or None,  # 0 disables top-k, as in transformers
         top_p=set_by_caller("top_p"),
         return_dict_in_generate=bool(config.return_dict_in_generate),
-        stop_strings=_stop_strings(getattr(config, "stop_strings", None)),
+        stop_strings=as_stop_strings(getattr(config, "stop_strings", None)),
     )
 
-
-def _stop_strings(value) -> tuple:
-    if value is None:
-        return ()
-    strings = (value,) if isinstance(value, str) else value
-    if not isinstance(strings, (list, tuple)) or not all(isinstance(s, str) and s for s in strings):
-        raise ValueError(f"`stop_strings` must be a non-empty string or a list of non-empty strings, got {value!r}.")
-    return tuple(strings)

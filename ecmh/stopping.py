@@ -11,9 +11,9 @@ transformers' `StopStringCriteria` vocabulary cleaning, byte-exact for byte-leve
 Matching runs on the device without leaving it: an Aho-Corasick automaton over the stop strings'
 bytes is folded into per-token transition tables, `next_state[q, v]` and `completes[q, v]` (a
 stop string ends inside token `v` read from automaton state `q`). Every stop string has at most
-`window` bytes and every token at least one, so an occurrence that ends in the last token starts
-within the last `window` tokens: reading them from the automaton's root decides it. A token
-whose text is empty (a rare special token) counts as one byte that matches nothing.
+`window_size` bytes and every non-empty token at least one, so an occurrence that ends in the last
+token starts within the last `window_size` tokens: reading them from the automaton's root decides it.
+A token whose text is empty (a rare special token) resets the automaton: no stop string spans it.
 """
 
 import copy
@@ -23,6 +23,16 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
+
+
+def as_stop_strings(value) -> tuple:
+    """`stop_strings` as a tuple (None: none), or a ValueError naming what is wrong."""
+    if value is None:
+        return ()
+    strings = (value,) if isinstance(value, str) else value
+    if not isinstance(strings, (list, tuple)) or not all(isinstance(s, str) and s for s in strings):
+        raise ValueError(f"`stop_strings` must be a non-empty string or a list of non-empty strings, got {value!r}.")
+    return tuple(strings)
 
 
 def _automaton(patterns: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
@@ -70,12 +80,9 @@ class StopStrings:
     """
 
     def __init__(self, stop_strings: Union[str, Sequence[str]], token_texts: Sequence[Union[bytes, str]]):
-        if isinstance(stop_strings, str):
-            stop_strings = [stop_strings]
-        if (not isinstance(stop_strings, (list, tuple)) or not stop_strings
-                or not all(isinstance(s, str) and s for s in stop_strings)):
-            raise ValueError(f"`stop_strings` must be a non-empty string or a list of them, got {stop_strings!r}.")
-        self.stop_strings = tuple(stop_strings)
+        self.stop_strings = as_stop_strings(stop_strings)
+        if not self.stop_strings:
+            raise ValueError("`stop_strings` is empty: give at least one string.")
         patterns = [s.encode("utf-8") for s in self.stop_strings]
         self.window_size = max(map(len, patterns))
         delta, accepting = _automaton(patterns)
@@ -86,8 +93,7 @@ class StopStrings:
     def from_tokenizer(cls, stop_strings: Union[str, Sequence[str]], tokenizer, vocab_size: int = 0) -> "StopStrings":
         """The stop strings over `tokenizer`'s vocabulary (a transformers tokenizer), for a model with `vocab_size`
         logits (ids past the tokenizer's vocabulary have no text). Cached: building the tables takes seconds."""
-        strings = (stop_strings,) if isinstance(stop_strings, str) else tuple(stop_strings)
-        return _for_tokenizer(cls, strings, tokenizer, vocab_size)
+        return _for_tokenizer(cls, as_stop_strings(stop_strings), tokenizer, vocab_size)
 
     @staticmethod
     def _token_tables(delta: np.ndarray, accepting: np.ndarray, texts: list[bytes]):
