@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--select", default="log_p", choices=("log_p", "hes", "majority"),
                      help="best-of-N: the draw kept (every selector's pick is graded and recorded; default: %(default)s)")
     run.add_argument("--shard", type=_shard, default=None, help="i/n: this engine takes every n-th problem from i")
-    run.add_argument("--dtype", default=None, help="weights dtype, e.g. bfloat16 (transformers backend)")
+    run.add_argument("--dtype", default=None, help="weights dtype, e.g. bfloat16 or float32 (default: the backend's)")
     run.add_argument("--device", default=None, help="cpu, cuda, ... (transformers backend)")
     run.add_argument("--backend", choices=("transformers", "vllm"), default="transformers")
     run.add_argument("--tensor-parallel-size", type=int, default=1, help="vLLM backend")
@@ -88,7 +88,8 @@ def _load(args):
     if args.backend == "vllm":
         llm = ecmh.load_vllm(args.model, tensor_parallel_size=args.tensor_parallel_size,
                              pipeline_parallel_size=args.pipeline_parallel_size,
-                             distributed_executor_backend=args.distributed_executor_backend)
+                             distributed_executor_backend=args.distributed_executor_backend,
+                             **({"dtype": args.dtype} if args.dtype else {}))
         return llm, llm.get_tokenizer()
     return ecmh.load_model(args.model, dtype=args.dtype, device=args.device)
 

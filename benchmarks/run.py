@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 
 from tqdm.auto import tqdm
 
+from ecmh.backends.vllm import is_vllm_engine
 from ecmh.stopping import text_before_stop_string
 
 from . import methods
@@ -72,6 +73,7 @@ def run(
     files = {m: ResultsFile(out, task.name, m, config, shard) for m in order}
     ecmh_budget = files["ecmh"].done if "ecmh" in files else {}
     version = library_version()
+    backend = "vllm" if is_vllm_engine(model) else "transformers"
 
     def text(tokens):
         return text_before_stop_string(tokenizer.decode(tokens, skip_special_tokens=True), settings.stop_strings)
@@ -90,7 +92,7 @@ def run(
         for batch in _chunks(todo, batch_size):
             ids = [p["id"] for p in batch]
             encoded = ecmh.encode_prompts(tokenizer, [p["prompt"] for p in batch], chat=chat)
-            input_ids, attention_mask = encoded.input_ids.to(model.device), encoded.attention_mask.to(model.device)
+            input_ids, attention_mask = encoded.input_ids, encoded.attention_mask  # generate moves them to the model
             budgets = None
             if method in methods.BEST_OF_N:
                 budgets = [ecmh_budget[(model_name, task.name, "ecmh", seed, i)]["tokens_decoded"] for i in ids]
@@ -110,7 +112,7 @@ def run(
                     **task.verdict(problem, completion),
                     "tokens_decoded": answer.tokens_decoded, "seconds": seconds,
                     "acceptance_rate": answer.acceptance_rate, "acceptance_by_block": answer.acceptance_by_block,
-                    "log_p": log_p, "completion_tokens": len(tokens), "ecmh_version": version, **selectors,
+                    "log_p": log_p, "completion_tokens": len(tokens), "ecmh_version": version, "backend": backend, **selectors,
                 })
             bar.update(len(batch))
     bar.close()

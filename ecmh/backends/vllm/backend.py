@@ -110,7 +110,7 @@ class VLLMBackend:
                 numbers += [channel.decode(t, lp) for t, lp in zip(completion.token_ids, completion.logprobs)]
                 forwarded[row] += len(prompt["prompt_token_ids"]) - (output.num_cached_tokens or 0) + len(completion.token_ids)
                 if self.stop_strings is not None and not self._cut_at_stop_string(row, ids, numbers):
-                    if isinstance(completion.stop_reason, str):
+                    if isinstance(completion.stop_reason, str) and len(ids) < self.cap[row] - self.start_at[row]:
                         # vLLM's detokenizer saw a stop string the tokens do not hold (after a kept prefix that ends
                         # inside a character it can emit prompt text again): decode on, without vLLM's `stop`
                         unfinished.append(row)

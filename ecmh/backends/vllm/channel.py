@@ -1,6 +1,6 @@
 """How each decoded token's `log p`, `log Z` and entropy travel from the engine to the backend.
 
-A vLLM V1 logits processor can change logits, and nothing else: vLLM (0.11-0.32) gives it no
+A vLLM logits processor (either runner generation) can change logits, and nothing else: vLLM gives it no
 output of its own, and a request's output carries only token ids, logprobs and text. So the
 numbers ride in the logprobs. The processor (`processor.py`) overwrites a row's logits with `+inf`
 at the token it drew, `-inf` everywhere else except three "slot" tokens that hold `log p(token)`,
@@ -31,6 +31,19 @@ NO_NUMBERS = (
 def request_spec(alpha: float, top_k: Optional[int], top_p: Optional[float], seed: int) -> list:
     """What an ecmh request tells the processor (`extra_args[EXTRA_ARGS_KEY]`); 0 / 1.0 mean no truncation."""
     return [alpha, top_k if top_k is not None else 0, top_p if top_p is not None else 1.0, seed]
+
+
+def request_spec_of(sampling_params) -> Optional[list]:
+    """The ecmh spec of a request's `SamplingParams` (None for a request that is not ecmh's); a malformed
+    one, or one whose request would not return the draw, is refused with a ValueError."""
+    spec = (sampling_params.extra_args or {}).get(EXTRA_ARGS_KEY)
+    if spec is None:
+        return None
+    if not (isinstance(spec, (list, tuple)) and len(spec) == 4):
+        raise ValueError(f"extra_args[{EXTRA_ARGS_KEY!r}] must be [alpha, top_k, top_p, seed], got {spec!r}.")
+    if sampling_params.temperature != 0.0 or (sampling_params.logprobs or 0) < LOGPROBS:
+        raise ValueError(f"ecmh requests are greedy (temperature=0) and ask for {LOGPROBS} logprobs.")
+    return list(spec)
 
 
 def slot_tokens(token: int) -> list[int]:

@@ -1,10 +1,23 @@
-"""`load_vllm`: a `vllm.LLM` with what ecmh needs, and the check that an engine has it."""
+"""`load_vllm`: a `vllm.LLM` with what ecmh needs, and the check that an engine has it.
 
+vLLM has two model runners, each loading only logits processors of its own interface: the V1 runner
+(`processor.ECMHLogitsProcessor`) and Model Runner V2 (`processor_v2.ECMHLogitsProcessorV2`), which
+vLLM >= 0.32 picks on GPUs unless `VLLM_USE_V2_MODEL_RUNNER=0`. `load_vllm` registers the processor
+of the runner the engine will run. With `VLLM_USE_V2_MODEL_RUNNER` unset it selects the V1 runner
+(and logs a line saying so), because the V2 processor is tested here through vLLM's V2 interface
+objects but not yet in a running V2 engine (that needs a GPU: `benchmarks/gpu_check.sh`); set
+`VLLM_USE_V2_MODEL_RUNNER=1` to run V2 with ecmh's V2 processor (docs/vllm.md).
+"""
+
+import logging
 import os
 from typing import Optional
 
+logger = logging.getLogger(__name__)
 
-PROCESSOR_FQCN = "ecmh.backends.vllm.processor:ECMHLogitsProcessor"
+PROCESSOR_FQCN = "ecmh.backends.vllm.processor:ECMHLogitsProcessor"  # the V1 model runner's
+PROCESSOR_V2_FQCN = "ecmh.backends.vllm.processor_v2:ECMHLogitsProcessorV2"  # Model Runner V2's
+RUNNER_SWITCH = "VLLM_USE_V2_MODEL_RUNNER"
 LOGPROBS_MODE = "processed_logits"
 CPU_KV_CACHE_BYTES = 2 << 30  # load_vllm's KV cache on vLLM's CPU build unless told otherwise
 NOT_LOADED = (
@@ -34,7 +47,36 @@ def is_ready(llm) -> bool:
     """True when `llm` runs ecmh's logits processor and returns processed logits as logprobs."""
     model_config = llm.llm_engine.model_config
     names = {p if isinstance(p, str) else f"{p.__module__}:{p.__qualname__}" for p in model_config.logits_processors or ()}
-    return PROCESSOR_FQCN in names and model_config.logprobs_mode == LOGPROBS_MODE
+    return bool({PROCESSOR_FQCN, PROCESSOR_V2_FQCN} & names) and model_config.logprobs_mode == LOGPROBS_MODE
+
+
+def processor_for_runner() -> str:
+    """The processor of the model runner the next engine of this process will run (module docstring).
+
+    With `VLLM_USE_V2_MODEL_RUNNER` unset it sets it to 0 first. vLLM reads its environment through
+    `vllm.envs`, which caches it once an engine has started, so the value is read back from there.
+    """
+    from vllm import envs
+
+    if RUNNER_SWITCH not in os.environ:
+        os.environ[RUNNER_SWITCH] = "0"
+        logger.info("ecmh.load_vllm: running vLLM's V1 model runner (VLLM_USE_V2_MODEL_RUNNER=0); set "
+                    "VLLM_USE_V2_MODEL_RUNNER=1 for Model Runner V2 with ecmh's V2 logits processor.")
+    use_v2 = getattr(envs, RUNNER_SWITCH, False)  # vLLM < 0.32 has no V2 runner switch
+    if use_v2 is None:  # the environment was cached unset by an earlier engine: vLLM decides as it would
+        from vllm.triton_utils.importing import HAS_TRITON
+
+        use_v2 = HAS_TRITON
+    if not use_v2:
+        return PROCESSOR_FQCN
+    try:
+        import vllm.v1.worker.gpu.sample.logits_processor  # noqa: F401
+    except ImportError as error:
+        raise ImportError(
+            f"{RUNNER_SWITCH}=1 asks for Model Runner V2, but this vLLM has no V2 logits-processor interface: "
+            f"unset {RUNNER_SWITCH} or install a vLLM in ecmh's supported range (`pip install 'ecmh[vllm]'`)."
+        ) from error
+    return PROCESSOR_V2_FQCN
 
 
 def load_vllm(
@@ -45,7 +87,8 @@ def load_vllm(
     distributed_executor_backend: Optional[str] = None,
     **llm_kwargs,
 ):
-    """A `vllm.LLM` ready for `ecmh.generate`: ecmh's logits processor registered, prefix caching on.
+    """A `vllm.LLM` ready for `ecmh.generate`: ecmh's logits processor registered (the one of the model
+    runner the engine will run, see the module docstring), prefix caching on.
 
     Args:
         model: "smollm2-135m-instruct" (the embedded model, converted once as for `ecmh.load_model`),
@@ -82,7 +125,7 @@ def load_vllm(
         str(resolve_model(model)),
         tensor_parallel_size=tensor_parallel_size,
         pipeline_parallel_size=pipeline_parallel_size,
-        logits_processors=processors + [PROCESSOR_FQCN],
+        logits_processors=processors + [processor_for_runner()],
         **llm_kwargs,
     )
 
