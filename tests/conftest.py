@@ -11,6 +11,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from ecmh.toy import random_model
 
 settings.register_profile("ci", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("quick", max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("thorough", max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))  # `HYPOTHESIS_PROFILE=thorough`: 10x the examples
 
@@ -19,9 +20,12 @@ PAD = 3  # an ordinary token too: continuations are read up to their first EOS
 TEXTS = ["a", "b", "<eos>", "c", "ab", "ca", "bb", "ac"]  # token i's text in `tiny_tokenizer`, for stop strings
 
 
+DEVICE = os.environ.get("ECMH_TEST_DEVICE", "cpu")  # `ECMH_TEST_DEVICE=cuda`: the models live there (benchmarks/gpu_check.sh)
+
+
 def tiny_model(vocab_size: int = 4, sharpness: float = 3.0, seed: int = 0, **config):
-    """`ecmh.toy.random_model`: a 2-layer Llama with a sharpened output head (EOS 2, padding 3)."""
-    return random_model(vocab_size, sharpness, seed, **config)
+    """`ecmh.toy.random_model`: a 2-layer Llama with a sharpened output head (EOS 2, padding 3), on `DEVICE`."""
+    return random_model(vocab_size, sharpness, seed, **config).to(DEVICE)
 
 
 @pytest.fixture(scope="session")

@@ -31,6 +31,7 @@ def recompute(model, sequences: torch.Tensor, prompt_mask: torch.Tensor, alpha: 
               eos_token_id: Optional[int], top_k=None, top_p=None, stop_strings=()) -> Fresh:
     """The per-position numbers of `sequences` (left-padded prompt + continuation), one row at a time."""
     width = prompt_mask.shape[1]
+    sequences = sequences.cpu()
     continuations = sequences[:, width:]
     length = continuation_lengths(continuations, eos_token_id, stop_strings)
     proposal = PowerProposal(alpha, top_k, top_p)
@@ -39,7 +40,7 @@ def recompute(model, sequences: torch.Tensor, prompt_mask: torch.Tensor, alpha: 
         n = int(length[row])
         prompt = sequences[row, :width][prompt_mask[row].bool()]
         ids = torch.cat([prompt, continuations[row, :n]])[None]
-        logits = model(ids).logits[0, len(prompt) - 1 : len(prompt) - 1 + n]
+        logits = model(ids.to(model.device)).logits[0, len(prompt) - 1 : len(prompt) - 1 + n].cpu()
         log_p = proposal.log_probs(logits)
         p = log_p.exp()
         out[0, row, :n] = log_p.gather(1, continuations[row, :n, None]).squeeze(1)

@@ -65,7 +65,7 @@ def enumerate_log_probs(model, prompt: list[int], seqs: list[tuple[int, ...]], a
     for n, index in by_length.items():
         answers = torch.tensor([seqs[i] for i in index])
         ids = torch.cat([torch.tensor(prompt).expand(len(index), -1), answers], dim=1)
-        step_log_p = torch.log_softmax(model(ids).logits[:, len(prompt) - 1 : -1].double(), -1)
+        step_log_p = torch.log_softmax(model(ids.to(model.device)).logits[:, len(prompt) - 1 : -1].double().cpu(), -1)
         step_log_q = torch.log_softmax(alpha * step_log_p, -1)
         log_p[index] = step_log_p.gather(2, answers[..., None]).squeeze(2).sum(1)
         log_q[index] = step_log_q.gather(2, answers[..., None]).squeeze(2).sum(1)

@@ -41,8 +41,8 @@ def uniforms(seed: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
     """One uniform in [0, 1) per row (float32, a multiple of `2**-UNIFORM_BITS`), a fixed function of
     the row's int64 `seed` (any value in [0, 2**62)) and `position`: tensor code, no host sync."""
     seed, position = seed.long(), position.long()
-    hashed = _mix(seed & _MASK32)
-    hashed = _mix(hashed ^ ((seed >> 32) & _MASK32))
+    hashed = _mix((seed & _MASK32) ^ 0x9E3779B9)  # the constants keep (0, 0) off the hash's fixed point 0
+    hashed = _mix(hashed ^ ((seed >> 32) & _MASK32) ^ 0x85EBCA6B)
     hashed = _mix(hashed ^ (position & _MASK32))
     return (hashed >> (32 - UNIFORM_BITS)).float() * 2.0**-UNIFORM_BITS
 

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Issue 24's evidence run, as pre-registered in README.md ("The run"): one shard of two, on the vLLM CPU build
+# (cheaper per ECMH answer on this machine than the transformers backend, README.md "Backend"), one core each.
+# Usage: bash run.sh SHARD (0 or 1), from the repository root, in the environment of .ci/vllm-install.sh.
+set -euo pipefail
+shard=$1
+OUT=benchmarks/results/qwen2.5-coder-0.5b-instruct-humaneval-alpha4
+common=(--task humaneval --model qwen2.5-coder-0.5b-instruct --no-chat --alpha 4 --mcmc-steps 10 --max-new-tokens 512
+        --block-size 32 --batch-size 8 --backend vllm --dtype float32 --shard "$shard/2" --out "$OUT")
+export OMP_NUM_THREADS=1 VLLM_CPU_OMP_THREADS_BIND=$shard
+python -m benchmarks run "${common[@]}" --seeds 0 --method ecmh,uniform_mh,bon_low_temp
+python -m benchmarks run "${common[@]}" --seeds 1 --method low_temp,ecmh
