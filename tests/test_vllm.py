@@ -10,6 +10,7 @@ replaces `torch.set_num_threads` for the whole pytest process. The tiny Llama he
 """
 
 import argparse
+import json
 
 import pytest
 import torch
@@ -19,6 +20,7 @@ vllm = pytest.importorskip("vllm", reason="vLLM is not installed (bash .ci/vllm-
 from transformers import LlamaForCausalLM  # noqa: E402
 
 import ecmh  # noqa: E402
+import pinned  # noqa: E402
 import test_exactness as exactness  # noqa: E402
 import test_invariants as invariants  # noqa: E402
 from conftest import EOS, PAD, tiny_model  # noqa: E402
@@ -231,6 +233,17 @@ def test_same_seed_same_output_and_other_seed_differs(llm):
                               alpha=2.0, mcmc_steps=3, max_new_tokens=12, block_size=4, num_return_sequences=3,
                               seed=7, return_dict_in_generate=True)
     assert torch.equal(as_tensor.sequences, first.sequences)
+
+
+def test_the_same_seed_draws_what_it_drew_before_the_reshaping(tmp_path):
+    """`tests/pinned.py`: sequences, counters and `log p` pinned before issue 22's reshaping (`tokens_forwarded`
+    aside: it depends on what the prefix cache already holds)."""
+    engine = pinned.vllm_engine(tmp_path)
+    try:
+        now = pinned.outputs(engine)
+    finally:
+        _shut_down(engine)
+    pinned.assert_same(now, json.loads(pinned.VLLM_FILE.read_text()), ("proposals", "accepted", "tokens_decoded"))
 
 
 def test_output_shape_padding_and_stats(llm):
