@@ -12,6 +12,7 @@ from .history import History, HistoryRecorder
 from .cuts import CutDistribution
 from .scoring import PowerProposal
 from .stopping import StopStrings
+from .terminal import Terminal
 
 # What transformers' `generate(custom_generate=...)` passes besides our own parameters.
 _PREPARED_BY_TRANSFORMERS = (
@@ -191,7 +192,7 @@ def generate(
     else:
         rng.manual_seed(seed)
 
-    eos = torch.tensor(config.eos_token_ids, dtype=torch.long, device=device)
+    terminal = Terminal(config.eos_token_ids, stop_strings, config.max_new_tokens, device)
     if record_history and not config.return_dict_in_generate:
         raise ValueError("`record_history=True` returns the history in the output object: pass `return_dict_in_generate=True` too.")
     recorder = HistoryRecorder() if record_history else None
@@ -199,13 +200,11 @@ def generate(
         on_step = recorder if on_step is None else _both(on_step, recorder)
     try:
         with torch.inference_mode():
-            forwarded = backend.prepare(input_ids, attention_mask, max_new_tokens=config.max_new_tokens,
-                                        proposal=proposal, eos_token_ids=config.eos_token_ids,
-                                        stop_strings=stop_strings)
+            forwarded = backend.prepare(input_ids, attention_mask, proposal=proposal, terminal=terminal)
             state = kernel.init(input_ids.shape[0], config.max_new_tokens, forwarded)
             state = sampler.run(
                 rng, state, backend, options.cut_distribution, alpha=float(options.alpha),
-                block_size=block_size, mcmc_steps=options.mcmc_steps, eos_token_ids=eos, stop_strings=stop_strings,
+                block_size=block_size, mcmc_steps=options.mcmc_steps, terminal=terminal,
                 on_step=on_step,
             )
     finally:

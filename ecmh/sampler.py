@@ -2,8 +2,8 @@
 
 Each row follows its own schedule: for block k with cap `T_k = min(k * B, T)`, extend the
 answer by up to B proposal tokens, then make N MH proposals over answers of length `<= T_k`;
-after a block whose MH steps leave the answer ending in EOS or a stop string (or after the last
-block) the row is done. Rows do not wait for each other: when a row's proposal finishes it is settled and the
+after a block whose MH steps leave the answer ending in a terminal event (`ecmh.terminal`; or after the
+last block) the row is done. Rows do not wait for each other: when a row's proposal finishes it is settled and the
 row's next proposal starts at the next decoding step, so rows with short proposals never sit
 in the batch as padding while others decode long ones; finished rows leave the batch.
 """
@@ -15,7 +15,7 @@ import torch
 from . import kernel
 from .backends.base import Backend
 from .cuts import CutDistribution
-from .stopping import StopStrings
+from .terminal import Terminal
 
 StepCallback = Callable[[kernel.Info], None]
 
@@ -29,24 +29,15 @@ class Schedule(NamedTuple):
     cap: torch.Tensor  # [R] long: the block's length cap
 
 
-def ended(state: kernel.State, eos_token_ids: torch.Tensor, stop_strings: Optional[StopStrings] = None) -> torch.Tensor:
-    """Rows whose answer is non-empty and ends in a terminal event: an EOS token, or a token completing a stop string."""
-    last = state.tokens.gather(1, (state.length - 1).clamp_min(0)[:, None]).squeeze(1)
-    terminal = torch.isin(last, eos_token_ids)
-    if stop_strings is not None:
-        terminal = terminal | stop_strings.ends(*stop_strings.window(state.tokens, state.length))
-    return (state.length > 0) & terminal
-
-
 def advance(
     rng: torch.Generator, schedule: Schedule, state: kernel.State, finished: torch.Tensor,
-    *, block_size: int, mcmc_steps: int, eos_token_ids: torch.Tensor, stop_strings: Optional[StopStrings] = None,
+    *, block_size: int, mcmc_steps: int, terminal: Terminal,
 ) -> tuple[Schedule, torch.Tensor]:
     """The next proposal of each row whose proposal finished, and which rows are done."""
     max_new_tokens = state.tokens.shape[1]
     mh_index = schedule.mh_index + finished.long()
     block_over = finished & (mh_index > mcmc_steps)
-    done = block_over & (ended(state, eos_token_ids, stop_strings) | (schedule.cap >= max_new_tokens))
+    done = block_over & (terminal.ends(state.tokens, state.length) | (schedule.cap >= max_new_tokens))
     block = schedule.block + block_over.long()
     mh_index = torch.where(block_over, 0, mh_index)
     cap = torch.clamp((block + 1) * block_size, max=max_new_tokens)
@@ -63,8 +54,7 @@ def run(
     alpha: float,
     block_size: int,
     mcmc_steps: int,
-    eos_token_ids: torch.Tensor,
-    stop_strings: Optional[StopStrings] = None,
+    terminal: Terminal,
     on_step: Optional[StepCallback] = None,
 ) -> kernel.State:
     """Run every row's schedule from an empty answer; returns the final state of every row.
@@ -88,7 +78,7 @@ def run(
         if on_step is not None:
             on_step(info._replace(row=batch_row, block=schedule.block))
         schedule, done = advance(rng, schedule, state, finished, block_size=block_size, mcmc_steps=mcmc_steps,
-                                 eos_token_ids=eos_token_ids, stop_strings=stop_strings)
+                                 terminal=terminal)
         backend.start(finished & ~done, schedule.start, schedule.cap, state.tokens)
         if not done.any():
             continue

@@ -144,3 +144,9 @@ def test_a_generation_config_is_honoured_like_keyword_arguments(model):
                                    num_return_sequences=2)
     assert through_config.shape[0] == 4 and through_config.shape[1] <= PROMPTS.shape[1] + 6
     assert torch.equal(through_config, through_kwargs)
+
+
+def test_select_rows_copies_a_row_with_its_cache(model):
+    from test_invariants import check_repeated_rows
+
+    check_repeated_rows(TransformersBackend(model), model, device=str(model.device))

@@ -80,3 +80,37 @@ def check_against_a_fresh_pass(model, prompts, engine=None, **kwargs):
 def test_every_row_matches_a_fresh_forward_pass(config):
     model, prompts, options = config
     check_against_a_fresh_pass(tiny_model(**model), prompts, **options)
+
+
+def check_repeated_rows(backend, model, device="cpu"):
+    """`select_rows` with repeated indices: each copy of a row goes on from the same kept prefix with its own cache,
+    and every number it decodes equals a fresh forward pass over prompt + kept prefix + its own new tokens."""
+    from ecmh.scoring import PowerProposal
+    from ecmh.terminal import Terminal
+
+    prompts = [[0, 1, 3], [2, 1]]
+    ids, mask = left_padded(prompts)
+    rng, alpha, kept = torch.Generator(device=device).manual_seed(0), 2.0, 3
+    backend.prepare(ids.to(device), mask.to(device), proposal=PowerProposal(alpha), terminal=Terminal((), None, 12, device))
+    everyone = torch.ones(2, dtype=torch.bool, device=device)
+    backend.start(everyone, torch.zeros(2, dtype=torch.long, device=device), torch.full((2,), 6, device=device),
+                  torch.zeros(2, 12, dtype=torch.long, device=device))
+    while (decoded := backend.step(rng)) is None:
+        pass
+    answer = torch.zeros(2, 12, dtype=torch.long, device=device)
+    answer[:, :6] = decoded[1].tokens[:, :6]
+    backend.commit(everyone, torch.zeros(2, dtype=torch.long, device=device))
+    keep = torch.tensor([1, 0, 0, 1], device=device)
+    backend.select_rows(keep)
+    backend.start(torch.ones(4, dtype=torch.bool, device=device), torch.full((4,), kept, device=device),
+                  torch.full((4,), 9, device=device), answer[keep])
+    while (decoded := backend.step(rng)) is None:
+        pass
+    finished, suffix = decoded
+    assert finished.all() and (suffix.length == 9 - kept).all()
+    sequences = torch.cat([ids[keep.cpu()], answer[keep][:, :kept].cpu(), suffix.tokens[:, : 9 - kept].cpu()], dim=1)
+    fresh = recompute(model, sequences, mask[keep.cpu()], alpha, None)
+    for name in ("log_p", "log_z", "entropy"):
+        error = (getattr(suffix, name)[:, : 9 - kept].cpu() - getattr(fresh, name)[:, kept:9]).abs().max()
+        assert error <= PER_POSITION, name
+    backend.close()

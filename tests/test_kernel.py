@@ -6,6 +6,7 @@ import torch
 from ecmh import kernel, sampler
 from ecmh.cuts import EntropyCut, RestartCut, UniformCut, resolve_cut
 from ecmh.scoring import PowerProposal
+from ecmh.terminal import Terminal
 
 
 def test_splice_keeps_prefix_and_takes_suffix():
@@ -78,7 +79,7 @@ def test_an_mh_step_makes_no_host_sync(monkeypatch):
     new_state, info = kernel.step(rng, state, kernel.Proposals(finished, nobody, cut_at, suffix), alpha=2.0,
                                   cut_distribution=cut)
     schedule, done = sampler.advance(rng, schedule, new_state, finished, block_size=4, mcmc_steps=2,
-                                     eos_token_ids=torch.tensor([2]))
+                                     terminal=Terminal((2,), None, width, "cpu"))
     monkeypatch.undo()
     assert torch.equal(new_state.proposals, finished.long())
     assert torch.equal(new_state.tokens[~finished], state.tokens[~finished])  # rows still decoding are untouched

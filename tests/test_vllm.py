@@ -29,6 +29,7 @@ from ecmh import compat  # noqa: E402
 from ecmh.backends.vllm import VLLMBackend  # noqa: E402
 from reference import recompute  # noqa: E402
 from ecmh.scoring import PowerProposal  # noqa: E402
+from ecmh.terminal import Terminal  # noqa: E402
 
 ENGINE = dict(skip_tokenizer_init=True, dtype="float32", enforce_eager=True, kv_cache_memory_bytes=128 << 20,
               block_size=32, max_model_len=256, seed=0)
@@ -142,7 +143,7 @@ def test_per_position_numbers_match_a_transformers_forward(llm, hf_model, top_k,
     backend = VLLMBackend(llm)
     prompts = [[0, 1, 3, 1, 1], [3, 0]]
     ids, mask = torch.tensor([prompts[0], [PAD] * 3 + prompts[1]]), torch.tensor([[1] * 5, [0] * 3 + [1] * 2])
-    backend.prepare(ids, mask, max_new_tokens=24, proposal=proposal, eos_token_ids=(EOS,))
+    backend.prepare(ids, mask, proposal=proposal, terminal=Terminal((EOS,), None, 24, "cpu"))
     backend.start(torch.tensor([True, True]), torch.tensor([0, 0]), torch.tensor([24, 24]), torch.zeros(2, 24).long())
     finished, suffix = backend.step(torch.Generator().manual_seed(0))
     assert finished.all()
@@ -233,6 +234,10 @@ def test_same_seed_same_output_and_other_seed_differs(llm):
                               alpha=2.0, mcmc_steps=3, max_new_tokens=12, block_size=4, num_return_sequences=3,
                               seed=7, return_dict_in_generate=True)
     assert torch.equal(as_tensor.sequences, first.sequences)
+
+
+def test_select_rows_copies_a_row_with_its_prefix(llm, hf_model):
+    invariants.check_repeated_rows(VLLMBackend(llm), hf_model)
 
 
 def test_the_same_seed_draws_what_it_drew_before_the_reshaping(tmp_path):

@@ -1,4 +1,4 @@
-"""The contract between the sampler and a model runtime (a backend), and the factory that picks one.
+"""The contract between the sampler and a model runtime (a backend); `factory.for_model` picks one.
 
 `ecmh.generate` drives a backend through one generation:
 
@@ -20,7 +20,7 @@ logits of the step that drew it, `log p(token)`, `log Z` and the entropy `H` of 
 `ecmh.scoring.PowerProposal` defines them (`log_probs`, `normaliser_and_entropy`): one formula for every backend.
 
 A new backend (llama.cpp, SGLang, ...) is one module with a class that satisfies `Backend`, plus
-one line in `for_model`.
+one line in `factory.for_model`.
 """
 
 from typing import Optional, Protocol, runtime_checkable
@@ -29,7 +29,7 @@ import torch
 
 from ..kernel import Suffix
 from ..scoring import PowerProposal
-from ..stopping import StopStrings
+from ..terminal import Terminal
 
 NAN_LOGITS = "The model produced NaN logits; check its weights and dtype (try float32)."
 
@@ -53,16 +53,16 @@ class Backend(Protocol):
     vocab_size: int
     tokenizer: object
 
-    def prepare(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int,
-                proposal: PowerProposal, eos_token_ids: tuple, stop_strings: Optional[StopStrings]) -> torch.Tensor:
-        """Take the left-padded prompts `[R, P]` for one generation; returns the positions run through
-        the model per row so far (the prompt's tokens if it was encoded now, else 0)."""
+    def prepare(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, proposal: PowerProposal,
+                terminal: Terminal) -> torch.Tensor:
+        """Take the left-padded prompts `[R, P]` for one generation, whose answers end by `terminal`'s rule
+        (at most `terminal.max_new_tokens` tokens); returns the positions run through the model per row so
+        far (the prompt's tokens if it was encoded now, else 0)."""
 
     def start(self, starting: torch.Tensor, start: torch.Tensor, cap: torch.Tensor, answer: torch.Tensor) -> None:
         """Rows where `starting` (`[R]` bool) is True begin a proposal at answer position `start` that runs
-        until EOS, the first token that completes a stop string in the answer's text (`stop_strings.ends`,
-        the kept prefix included), or answer length `cap`, keeping `answer[r, :start[r]]` (`[R, T]`,
-        the sampler's tokens)."""
+        until the first token that ends the answer (`prepare`'s `terminal`, the kept prefix included) or
+        answer length `cap`, keeping `answer[r, :start[r]]` (`[R, T]`, the sampler's tokens)."""
 
     def step(self, rng: torch.Generator) -> Optional[tuple[torch.Tensor, Suffix]]:
         """Decode; when some proposals have finished, return `(finished [R] bool, the proposals of all rows)`,
@@ -72,21 +72,9 @@ class Backend(Protocol):
         """The finished proposals of rows where `accepted` is True are now their answers from `start` on."""
 
     def select_rows(self, keep: torch.Tensor) -> None:
-        """Keep only these rows (a 1-D index tensor), in this order."""
+        """Keep only these rows (a 1-D index tensor), in this order. An index may repeat: the row is then
+        copied into several rows, each with its own copy of everything the backend holds for it (its
+        cache included), which go on independently."""
 
     def close(self) -> None:
         """Release what the generation held (hooks, caches); the backend may be prepared again."""
-
-
-def for_model(model) -> Backend:
-    """The backend that runs `model`: a `vllm.LLM` (from `ecmh.load_vllm`), a transformers causal LM,
-    or a ready `Backend` (returned as it is)."""
-    if isinstance(model, Backend):
-        return model
-    from . import vllm
-
-    if vllm.is_vllm_engine(model):
-        return vllm.VLLMBackend(model)
-    from .transformers import TransformersBackend
-
-    return TransformersBackend(model)

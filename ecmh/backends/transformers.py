@@ -20,9 +20,9 @@ from typing import Optional
 import torch
 
 from .. import compat
-from ..kernel import Suffix
+from ..kernel import Suffix, where_rows
 from ..scoring import PowerProposal
-from ..stopping import StopStrings
+from ..terminal import Terminal
 from .base import NAN_LOGITS
 
 
@@ -72,16 +72,14 @@ class TransformersBackend:
         )
         return out.logits[:, -1], self._head_input[:, -1]
 
-    def prepare(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int,
-                proposal: PowerProposal, eos_token_ids: tuple, stop_strings: Optional[StopStrings] = None) -> torch.Tensor:
+    def prepare(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, proposal: PowerProposal,
+                terminal: Terminal) -> torch.Tensor:
         """Encode the left-padded prompts once, padding left out; returns the positions forwarded per row."""
         rows, width = input_ids.shape
-        self.proposal = proposal
-        self.eos_token_ids = torch.tensor(eos_token_ids, dtype=torch.long, device=self.device)
-        self.stop_strings = stop_strings
-        if stop_strings is not None:  # each row's last answer tokens, for `stop_strings.ends`
-            self.tail, self.tail_valid = stop_strings.window(torch.zeros(rows, 1, dtype=torch.long, device=self.device),
-                                                             torch.zeros(rows, dtype=torch.long, device=self.device))
+        max_new_tokens = terminal.max_new_tokens
+        self.proposal, self.terminal = proposal, terminal
+        self.window = terminal.window(torch.zeros(rows, 1, dtype=torch.long, device=self.device),
+                                      torch.zeros(rows, dtype=torch.long, device=self.device))
         self.cache = compat.new_kv_cache(self.model)
         self._hook = self.head.register_forward_hook(self._capture_head_input)
         self.prompt_ids, self.prompt_mask = input_ids, attention_mask.long()
@@ -140,10 +138,7 @@ class TransformersBackend:
                                            forwarded=torch.where(starting, 0, self.buffer.forwarded))
         if self.reencode_prefix:
             self.kept_tokens = torch.where(starting[:, None], answer, self.kept_tokens)
-        if self.stop_strings is not None:
-            tail, valid = self.stop_strings.window(answer, start)
-            self.tail = torch.where(starting[:, None], tail, self.tail)
-            self.tail_valid = torch.where(starting[:, None], valid, self.tail_valid)
+        self.window = where_rows(starting, self.terminal.window(answer, start), self.window)
         self.starting = self.starting | starting
         self._may_be_starting = True  # lets `step` skip looking for starting rows after steps that started none
 
@@ -184,11 +179,8 @@ class TransformersBackend:
         self._may_be_starting = False
         draw = self.proposal(self.logits, rng)
         self.buffer = self.buffer.append(draw)
-        finished = torch.isin(draw.token, self.eos_token_ids) | (self.start_at + self.buffer.length >= self.cap)
-        if self.stop_strings is not None:
-            self.tail = torch.cat([self.tail[:, 1:], draw.token[:, None]], dim=1)
-            self.tail_valid = torch.cat([self.tail_valid[:, 1:], torch.ones_like(self.tail_valid[:, :1])], dim=1)
-            finished = finished | self.stop_strings.ends(self.tail, self.tail_valid)
+        self.window, ended = self.terminal.step(self.window, draw.token)
+        finished = ended | (self.start_at + self.buffer.length >= self.cap)
         position = self.prompt_length + self.start_at + self.buffer.length - 1
         self.logits, hidden = self._forward(draw.token[:, None], self._attention_mask(), position[:, None], self.cache)
         self.column_hidden[:, self.width] = hidden
@@ -234,6 +226,5 @@ class TransformersBackend:
             setattr(self, name, getattr(self, name)[keep])
         if self.reencode_prefix:
             self.kept_tokens = self.kept_tokens[keep]
-        if self.stop_strings is not None:
-            self.tail, self.tail_valid = self.tail[keep], self.tail_valid[keep]
+        self.window = type(self.window)(*(x[keep] for x in self.window))
         self.buffer = Suffix(*(x[keep] for x in self.buffer))

@@ -6,11 +6,11 @@ caching on so the engine reuses the KV blocks it already holds for them, and the
 `y'_{>=m}` comes back finished (at EOS or the block's cap): all rows of a step finish together.
 The per-token numbers come from the engine's logits processor (`processor.py`, `channel.py`).
 
-Stop strings: vLLM's own `stop` sees only the text a request generates, not the kept prefix it was
-given as prompt, so it would miss an occurrence that straddles the cut. The backend therefore cuts
-each returned proposal at its first stop string with `StopStrings.first_end` over the whole answer
-(the same tables as every backend), and passes the strings to vLLM's `stop` only to end requests
-early (when the engine has its tokenizer). Where vLLM stops at a stop string that the tokens do
+Where an answer ends is `ecmh.terminal.Terminal`'s rule, as on every backend. EOS ids go to vLLM as
+stop tokens. vLLM's own `stop` sees only the text a request generates, not the kept prefix it was
+given as prompt, so it would miss a stop string that straddles the cut: the backend cuts each
+returned proposal at its first terminal event with `Terminal.first_end` over the whole answer, and
+passes the stop strings to vLLM's `stop` only to end requests early (when the engine has its tokenizer). Where vLLM stops at a stop string that the tokens do
 not hold (its detokenizer's text can differ from the tokens' bytes), the proposal is decoded on.
 """
 
@@ -20,7 +20,7 @@ import torch
 
 from ...kernel import Suffix
 from ...scoring import PowerProposal
-from ...stopping import StopStrings
+from ...terminal import Terminal
 from ..base import NAN_LOGITS
 from . import channel, engine
 
@@ -54,14 +54,12 @@ class VLLMBackend:
     def close(self) -> None:
         self.requests = []
 
-    def prepare(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int,
-                proposal: PowerProposal, eos_token_ids: tuple, stop_strings: Optional[StopStrings] = None) -> torch.Tensor:
+    def prepare(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, proposal: PowerProposal,
+                terminal: Terminal) -> torch.Tensor:
         """Keep the prompts without their padding; the engine encodes them with the first proposals (0 forwarded)."""
-        rows = input_ids.shape[0]
-        self.proposal = proposal
-        self.eos_token_ids = [int(t) for t in eos_token_ids]
-        self.stop_strings = stop_strings
-        self._engine_stops = stop_strings is not None and self.tokenizer is not None  # needs the engine's detokenizer
+        rows, max_new_tokens = input_ids.shape[0], terminal.max_new_tokens
+        self.proposal, self.terminal = proposal, terminal
+        self._engine_stops = terminal.stop_strings is not None and self.tokenizer is not None  # needs its detokenizer
         self.prompts = [row[keep].tolist() for row, keep in zip(input_ids.cpu(), attention_mask.bool().cpu())]
         self.requests: list[Optional[list[int]]] = [None] * rows  # per row: the prompt of its starting proposal
         self.buffer = Suffix.empty(rows, max_new_tokens, self.device)
@@ -83,8 +81,8 @@ class VLLMBackend:
         p = self.proposal
         params = SamplingParams(
             n=1, temperature=0.0, max_tokens=int(self.cap[row] - self.start_at[row]) - len(decoded), ignore_eos=True,
-            stop_token_ids=self.eos_token_ids, logprobs=channel.LOGPROBS, skip_special_tokens=False,
-            stop=list(self.stop_strings.stop_strings) if engine_stops else None, detokenize=engine_stops,
+            stop_token_ids=list(self.terminal.eos_token_ids), logprobs=channel.LOGPROBS, skip_special_tokens=False,
+            stop=list(self.terminal.stop_strings.stop_strings) if engine_stops else None, detokenize=engine_stops,
             extra_args={channel.EXTRA_ARGS_KEY: channel.request_spec(p.alpha, p.top_k, p.top_p, seed)},
         )
         return TokensPrompt(prompt_token_ids=self.requests[row] + decoded), params
@@ -109,7 +107,7 @@ class VLLMBackend:
                 ids += completion.token_ids
                 numbers += [channel.decode(t, lp) for t, lp in zip(completion.token_ids, completion.logprobs)]
                 forwarded[row] += len(prompt["prompt_token_ids"]) - (output.num_cached_tokens or 0) + len(completion.token_ids)
-                if self.stop_strings is not None and not self._cut_at_stop_string(row, ids, numbers):
+                if self.terminal.stop_strings is not None and not self._cut_at_terminal_event(row, ids, numbers):
                     if isinstance(completion.stop_reason, str) and len(ids) < self.cap[row] - self.start_at[row]:
                         # vLLM's detokenizer saw a stop string the tokens do not hold (after a kept prefix that ends
                         # inside a character it can emit prompt text again): decode on, without vLLM's `stop`
@@ -127,10 +125,10 @@ class VLLMBackend:
         self.requests = [None] * len(self.requests)
         return finished, self.buffer
 
-    def _cut_at_stop_string(self, row: int, ids: list[int], numbers: list) -> bool:
-        """Cut the proposal after the token that completes its answer's first stop string; False if none does."""
+    def _cut_at_terminal_event(self, row: int, ids: list[int], numbers: list) -> bool:
+        """Cut the proposal after the token that ends its answer (`Terminal.first_end`); False if none does."""
         kept = self.requests[row][len(self.prompts[row]):]
-        end = self.stop_strings.first_end(kept + ids, start=len(kept))
+        end = self.terminal.first_end(kept + ids, start=len(kept))
         if end is None:
             return False
         del ids[end - len(kept) + 1 :], numbers[end - len(kept) + 1 :]

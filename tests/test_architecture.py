@@ -1,0 +1,69 @@
+"""The shape of the package: no import cycle anywhere in `ecmh/` (lazy imports inside functions included).
+
+The graph is read from the source (every `import` and `from ... import` statement, resolved to modules
+of the package), not from what happens to be imported at run time."""
+
+import ast
+from pathlib import Path
+
+import ecmh
+
+PACKAGE = Path(ecmh.__file__).parent
+
+
+def module_files() -> dict[str, Path]:
+    modules = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = ["ecmh", *path.relative_to(PACKAGE).with_suffix("").parts]
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return modules
+
+
+def imports(name: str, path: Path, modules: dict) -> set[str]:
+    """The package's modules that `name` imports."""
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            target = ".".join(base + ([node.module] if node.module else []))
+            names = [f"{target}.{alias.name}" for alias in node.names]
+            found |= {n for n in names if n in modules}
+            if any(n not in modules for n in names):  # a name defined in the module `target` itself
+                found.add(target)
+    return (found & modules.keys()) - {name}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    state, found = {}, []
+
+    def visit(node, path):
+        state[node] = "open"
+        for child in sorted(graph[node]):
+            if state.get(child) == "open":
+                found.append(path[path.index(child):] + [child])
+            elif child not in state:
+                visit(child, path + [child])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = module_files()
+    return {name: imports(name, path, modules) for name, path in modules.items()}
+
+
+def test_no_module_of_the_package_imports_itself_back():
+    assert cycles(import_graph()) == []
+
+
+def test_the_cycle_check_finds_a_cycle():
+    graph = import_graph()
+    graph["ecmh.backends.base"].add("ecmh.backends.factory")  # the contract importing its factory back
+    assert ["ecmh.backends.base", "ecmh.backends.factory", "ecmh.backends.base"] in cycles(graph)
