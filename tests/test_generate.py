@@ -6,7 +6,7 @@ import transformers
 from packaging import version
 
 import ecmh
-from benchmarks.speed import ForwardCounter
+from benchmarks.speed import ForwardCounter, ReencodingBackend
 from ecmh.backends.transformers import TransformersBackend
 
 from conftest import EOS, PAD, tiny_model
@@ -129,7 +129,7 @@ def test_step_callback_sees_every_finished_proposal(model):
 
 def test_reencode_baseline_gives_the_same_samples_at_a_higher_forward_count(model):
     cached = _run(model)
-    reencoded = _run(TransformersBackend(model, reencode_prefix=True))
+    reencoded = _run(ReencodingBackend(model))
     assert torch.equal(cached.sequences, reencoded.sequences)
     assert torch.allclose(cached.stats.log_p, reencoded.stats.log_p, atol=1e-4)
     assert (reencoded.stats.tokens_forwarded > cached.stats.tokens_forwarded).all()

@@ -31,20 +31,15 @@ class TransformersBackend:
 
     Args:
         model: a transformers causal language model with full attention in every layer.
-        reencode_prefix: a baseline for the speed benchmark, not for sampling: run each new proposal's
-            prompt and kept prefix through the model again, as the reference implementations do, and
-            take the first token's logits from that (the same chain up to float rounding, slower).
 
     Example:
         >>> import ecmh
         >>> model, tokenizer = ecmh.load_model("smollm2-135m-instruct")  # doctest: +SKIP
-        >>> baseline = TransformersBackend(model, reencode_prefix=True)  # doctest: +SKIP
-        >>> ecmh.generate(baseline, tokenizer("2 + 2 =", return_tensors="pt").input_ids)  # doctest: +SKIP
+        >>> ecmh.generate(TransformersBackend(model), tokenizer("2 + 2 =", return_tensors="pt").input_ids)  # doctest: +SKIP
     """
 
-    def __init__(self, model, reencode_prefix: bool = False):
+    def __init__(self, model):
         self.model = model
-        self.reencode_prefix = reencode_prefix
         self.device = model.device
         self.context_length = getattr(model.config.get_text_config(), "max_position_embeddings", None)
         self.generation_config = model.generation_config
@@ -99,7 +94,6 @@ class TransformersBackend:
         self.column_hidden[:, width - 1] = hidden
         self.width = width  # columns in the cache
         self.answer_column = torch.zeros(rows, max_new_tokens, dtype=torch.long, device=self.device)
-        self.kept_tokens = torch.zeros_like(self.answer_column) if self.reencode_prefix else None
         self.buffer = Suffix.empty(rows, max_new_tokens, self.device)
         self.start_at, self.cap, self.first_column = (torch.zeros(rows, dtype=torch.long, device=self.device)
                                                       for _ in range(3))
@@ -136,8 +130,6 @@ class TransformersBackend:
         self.first_column = torch.where(starting, self.width, self.first_column)
         self.buffer = self.buffer._replace(length=torch.where(starting, 0, self.buffer.length),
                                            forwarded=torch.where(starting, 0, self.buffer.forwarded))
-        if self.reencode_prefix:
-            self.kept_tokens = torch.where(starting[:, None], answer, self.kept_tokens)
         self.window = where_rows(starting, self.terminal.window(answer, start), self.window)
         self.starting = self.starting | starting
         self._may_be_starting = True  # lets `step` skip looking for starting rows after steps that started none
@@ -148,18 +140,6 @@ class TransformersBackend:
         previous = self.answer_column[rows].gather(1, (start - 1).clamp_min(0)[:, None]).squeeze(1)
         column = torch.where(start > 0, previous, self.prompt_mask.shape[1] - 1)
         return self.head(self.column_hidden[rows, column])
-
-    def _reencoded_logits(self, rows: torch.Tensor) -> torch.Tensor:
-        """The baseline: prompt + kept prefix of each starting row, through the model from scratch."""
-        start = self.start_at[rows]
-        sequence = torch.cat([self.prompt_ids[rows], self.kept_tokens[rows]], dim=1)
-        kept = torch.arange(self.kept_tokens.shape[1], device=self.device)[None, :] < start[:, None]
-        valid = torch.cat([self.prompt_mask[rows].bool(), kept], dim=1)
-        order = torch.sort(valid.long(), dim=1, stable=True).indices  # valid tokens to the right, in order
-        width = self.prompt_ids.shape[1] + int(start.max())
-        ids, mask = sequence.gather(1, order)[:, -width:], valid.gather(1, order)[:, -width:].long()
-        self.buffer.forwarded[rows] += width
-        return self._forward(ids, mask, (mask.cumsum(1) - 1).clamp_min(0), compat.new_kv_cache(self.model))[0]
 
     def _attention_mask(self) -> torch.Tensor:
         """Per row: prompt, the columns of answer positions before the cut, the proposal's own columns."""
@@ -173,7 +153,7 @@ class TransformersBackend:
     def step(self, rng: torch.Generator) -> Optional[tuple[torch.Tensor, Suffix]]:
         rows = self.starting.nonzero().squeeze(1) if self._may_be_starting else ()
         if len(rows):
-            first = self._reencoded_logits(rows) if self.reencode_prefix else self._first_token_logits(rows)
+            first = self._first_token_logits(rows)
             self.logits = self.logits.index_put((rows,), first.to(self.logits.dtype))
             self.starting = torch.zeros_like(self.starting)
         self._may_be_starting = False
@@ -224,7 +204,5 @@ class TransformersBackend:
         for name in ("prompt_ids", "prompt_mask", "prompt_length", "column_hidden", "answer_column", "start_at", "cap",
                      "first_column", "starting", "logits"):
             setattr(self, name, getattr(self, name)[keep])
-        if self.reencode_prefix:
-            self.kept_tokens = self.kept_tokens[keep]
         self.window = type(self.window)(*(x[keep] for x in self.window))
         self.buffer = Suffix(*(x[keep] for x in self.buffer))
