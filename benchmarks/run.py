@@ -16,6 +16,7 @@ from typing import Optional, Sequence
 from tqdm.auto import tqdm
 
 from ecmh.backends.vllm import is_vllm_engine
+from ecmh.checks import check_int
 from ecmh.stopping import text_before_stop_string
 
 from . import methods
@@ -62,8 +63,7 @@ def run(
     """Run the benchmark and return the results folder (see the module docstring)."""
     import ecmh
 
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"`--batch-size` must be an integer >= 1, got {batch_size!r}.")
+    check_int("--batch-size", batch_size, 1)
     task = get_task(task_name, data=data)
     out = Path(out) if out is not None else Path("ecmh-results") / model_slug(model_name)
     if select not in methods.SELECTORS:

@@ -4,7 +4,8 @@ from . import diagnostics, metrics
 from .backends.vllm import load_vllm
 from .cuts import CutDistribution, EntropyCut, RestartCut, UniformCut
 from .config import SamplerConfig
-from .generation import ECMHOutput, Stats, Trace, generate
+from .generation import generate
+from .outputs import ECMHOutput, Stats, Trace
 from .history import History, HistoryRecorder
 from .kernel import Info, State
 from .models import load_model

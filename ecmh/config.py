@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass
 from typing import Optional, Union
 
+from .checks import check_int
 from .cuts import CutDistribution, resolve_cut
 
 BLOCKS_PER_ANSWER = 16  # the papers' block size: B = T / 16
@@ -46,12 +47,9 @@ class SamplerConfig:
     def __post_init__(self):
         if not _is_number(self.alpha) or not math.isfinite(self.alpha) or self.alpha < 1:
             raise ValueError(f"`alpha` must be a finite number >= 1 (the power of p^alpha), got {self.alpha!r}.")
-        if isinstance(self.mcmc_steps, bool) or not isinstance(self.mcmc_steps, int) or self.mcmc_steps < 0:
-            raise ValueError(f"`mcmc_steps` must be an integer >= 0, got {self.mcmc_steps!r}.")
-        if self.block_size is not None and (
-            isinstance(self.block_size, bool) or not isinstance(self.block_size, int) or self.block_size < 1
-        ):
-            raise ValueError(f"`block_size` must be an integer >= 1 or None (max_new_tokens // 16), got {self.block_size!r}.")
+        check_int("mcmc_steps", self.mcmc_steps, 0)
+        if self.block_size is not None:
+            check_int("block_size", self.block_size, 1, "or None (max_new_tokens // 16)")
         self.cut_distribution  # checks `cut` and `cut_power`
 
     @property

@@ -12,6 +12,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
+from .checks import check_int
 from .history import History
 
 
@@ -36,8 +37,7 @@ class DecisionPointAudit(NamedTuple):
 
 def decision_point_audit(history: History, top: int = 1) -> DecisionPointAudit:
     """The share of MH cuts on the answer's `top` largest entropy jumps, against uniform cuts' share."""
-    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
-        raise ValueError(f"`top` must be a positive integer, got {top!r}.")
+    check_int("top", top, 1)
     mh = history.is_mh & (history.previous_length > 0)
     n = history.previous_length[mh].float()
     return DecisionPointAudit(

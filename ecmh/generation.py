@@ -1,15 +1,15 @@
 """`ecmh.generate`: sample from `p^alpha` with Entropy-Cut Metropolis-Hastings, called like `model.generate`."""
 
 import warnings
-from dataclasses import dataclass
-from typing import NamedTuple, Optional, Union
+from typing import Optional, Union
 
 import torch
 
 from . import backends, kernel, sampler, settings
 from .config import DEFAULTS, SamplerConfig
-from .history import History, HistoryRecorder
+from .history import HistoryRecorder
 from .cuts import CutDistribution
+from .outputs import ECMHOutput, Stats, Trace
 from .scoring import PowerProposal
 from .stopping import StopStrings
 from .terminal import Terminal
@@ -28,35 +28,6 @@ _PREPARED_BY_TRANSFORMERS = (
     "output_attentions",
     "output_hidden_states",
 )
-
-
-class Stats(NamedTuple):
-    """Per returned row."""
-
-    acceptance_rate: torch.Tensor  # accepted / proposals (NaN with mcmc_steps=0)
-    proposals: torch.Tensor
-    accepted: torch.Tensor
-    tokens_decoded: torch.Tensor  # every token sampled, rejected proposals included
-    tokens_forwarded: torch.Tensor  # every position run through the model, prefill and padding included
-    log_p: torch.Tensor  # base-model log-likelihood of the returned continuation
-
-
-class Trace(NamedTuple):
-    """Per returned row and continuation position `t < length`, the numbers the sampler stored for it
-    (float32, taken from the logits of the decoding step that drew the token; 0 past `length`)."""
-
-    log_p: torch.Tensor  # [R, L] log p(y_t | prompt, y_<t)
-    log_z: torch.Tensor  # [R, L] log sum_v p(v | prompt, y_<t)^alpha
-    entropy: torch.Tensor  # [R, L] entropy of p(. | prompt, y_<t)
-    length: torch.Tensor  # [R] continuation length (up to and including EOS or the token ending a stop string)
-
-
-@dataclass
-class ECMHOutput:
-    sequences: torch.Tensor  # prompt + continuation, `pad_token_id` after the end
-    stats: Stats
-    trace: Trace
-    history: Optional[History] = None  # with `record_history=True`
 
 
 def _as_batch(input_ids, attention_mask):

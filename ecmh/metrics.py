@@ -12,7 +12,7 @@ from typing import NamedTuple, Sequence
 import torch
 
 from .cuts import entropy_jumps as _jumps
-from .generation import Trace
+from .outputs import Trace
 
 
 def _valid(trace: Trace) -> torch.Tensor:

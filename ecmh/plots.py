@@ -4,7 +4,7 @@ axes if None) and returns the axes."""
 import torch
 
 from .diagnostics import acceptance_by_block
-from .generation import ECMHOutput
+from .outputs import ECMHOutput
 from .history import History
 
 

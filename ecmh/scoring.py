@@ -13,6 +13,8 @@ from typing import NamedTuple, Optional
 
 import torch
 
+from .checks import check_int
+
 
 class TokenDraw(NamedTuple):
     """One sampled token per row, with what the sampler stores for its position."""
@@ -40,8 +42,8 @@ class PowerProposal:
     """
 
     def __init__(self, alpha: float, top_k: Optional[int] = None, top_p: Optional[float] = None):
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-            raise ValueError(f"`top_k` must be a positive integer or None (no truncation), got {top_k!r}.")
+        if top_k is not None:
+            check_int("top_k", top_k, 1, "or None (no truncation)")
         if top_p is not None and not (0.0 < float(top_p) <= 1.0):
             raise ValueError(f"`top_p` must be in (0, 1] or None (no truncation), got {top_p!r}.")
         self.alpha = float(alpha)

@@ -6,7 +6,8 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 
 from . import metrics
-from .generation import ECMHOutput
+from .checks import is_int
+from .outputs import ECMHOutput
 
 SELECTORS = ("log_p", "hes", "cme", "majority")
 
@@ -37,8 +38,7 @@ def select(
         >>> best = out.sequences[ecmh.select(out, 4, by="hes")]  # doctest: +SKIP
     """
     rows = output.sequences.shape[0]
-    if isinstance(num_return_sequences, bool) or not isinstance(num_return_sequences, int) or num_return_sequences < 1 \
-            or rows % num_return_sequences:
+    if not is_int(num_return_sequences) or num_return_sequences < 1 or rows % num_return_sequences:
         raise ValueError(f"`num_return_sequences` must divide the {rows} rows, got {num_return_sequences!r}.")
     if callable(by):
         score = by(output)

@@ -14,6 +14,7 @@ from typing import Optional
 from transformers import GenerationConfig
 
 from . import compat
+from .checks import check_int, is_int
 from .stopping import as_stop_strings
 
 # Generation options that would change the target distribution or the search: refused, not ignored.
@@ -44,7 +45,7 @@ class Settings:
 
 
 def check_seed(seed) -> None:
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+    if seed is not None and not is_int(seed):
         raise TypeError(f"`seed` must be an int or None, got {type(seed).__name__}.")
 
 
@@ -89,8 +90,7 @@ def resolve(model_config: Optional[GenerationConfig], generation_config, kwargs:
             max_new_tokens = model_config.max_length - prompt_width
         else:
             max_new_tokens = _DEFAULT_NEW_TOKENS
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise ValueError(f"`max_new_tokens` must be an integer >= 1, got {max_new_tokens!r}.")
+    check_int("max_new_tokens", max_new_tokens, 1)
 
     if "eos_token_id" in explicit and explicit["eos_token_id"] is None:
         eos = None  # an explicit None: never stop early
@@ -101,9 +101,7 @@ def resolve(model_config: Optional[GenerationConfig], generation_config, kwargs:
     if pad is None:
         pad = eos_ids[0] if eos_ids else 0
 
-    num_return_sequences = config.num_return_sequences or 1
-    if not isinstance(num_return_sequences, int) or num_return_sequences < 1:
-        raise ValueError(f"`num_return_sequences` must be an integer >= 1, got {num_return_sequences!r}.")
+    num_return_sequences = check_int("num_return_sequences", config.num_return_sequences or 1, 1)
     return Settings(
         max_new_tokens=max_new_tokens,
         eos_token_ids=tuple(int(t) for t in eos_ids),

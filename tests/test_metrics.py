@@ -8,7 +8,7 @@ import torch
 import ecmh
 from conftest import EOS, PAD, tiny_model
 from ecmh import diagnostics, metrics
-from ecmh.generation import Trace
+from ecmh.outputs import Trace
 
 
 def trace_of(entropies, log_ps=None):
