@@ -1,7 +1,7 @@
 """`ecmh.generate`: sample from `p^alpha` with Entropy-Cut Metropolis-Hastings, called like `model.generate`."""
 
 import warnings
-from typing import Optional, Union
+from typing import NamedTuple, Optional, Union
 
 import torch
 
@@ -10,7 +10,6 @@ from .config import DEFAULTS, SamplerConfig
 from .history import HistoryRecorder
 from .cuts import CutDistribution
 from .outputs import ECMHOutput, Stats, Trace
-from .scoring import PowerProposal
 from .stopping import StopStrings
 from .terminal import Terminal
 
@@ -128,6 +127,30 @@ def generate(
         >>> ids = tokenizer("2 + 2 =", return_tensors="pt").input_ids  # doctest: +SKIP
         >>> out = ecmh.generate(model, ids, max_new_tokens=16, mcmc_steps=2, seed=0)  # doctest: +SKIP
     """
+    options = SamplerConfig(alpha, mcmc_steps, block_size, cut, cut_power)
+    call = _inputs(model, input_ids, generation_config, options, seed, on_step, record_history, kwargs)
+    return _output(call, _run(call))
+
+
+class _Call(NamedTuple):
+    """One call of `generate`, its inputs checked and resolved."""
+
+    backend: backends.Backend
+    input_ids: torch.Tensor  # [R, P] left-padded, one row per chain, on the backend's device
+    attention_mask: torch.Tensor
+    config: settings.Settings
+    algorithm: kernel.Algorithm
+    terminal: Terminal
+    block_size: int
+    mcmc_steps: int
+    rng: torch.Generator
+    on_step: Optional[sampler.StepCallback]
+    recorder: Optional[HistoryRecorder]
+
+
+def _inputs(model, input_ids, generation_config, options: SamplerConfig, seed, on_step, record_history: bool,
+            kwargs: dict) -> _Call:
+    """Check and resolve everything before any decoding: a bad argument fails here, with the fix."""
     attention_mask = kwargs.pop("attention_mask", None)
     tokenizer = kwargs.pop("tokenizer", None)
     if input_ids is None:
@@ -136,7 +159,6 @@ def generate(
     prepared = "stopping_criteria" in kwargs  # called by transformers' generate, inputs already expanded
     for name in _PREPARED_BY_TRANSFORMERS:
         kwargs.pop(name, None)
-    options = SamplerConfig(alpha, mcmc_steps, block_size, cut, cut_power)
     settings.check_seed(seed)
     as_lists = isinstance(input_ids, (list, tuple))
     input_ids, attention_mask = _as_batch(input_ids, attention_mask)
@@ -146,11 +168,12 @@ def generate(
     elif attention_mask is None and input_ids.shape[0] > 1 and (input_ids[:, 0] == config.pad_token_id).any():
         warnings.warn(
             f"`input_ids` rows start with the pad token ({config.pad_token_id}) but no `attention_mask` was given, "
-            "so the padding is read as prompt: pass the tokenizer's `attention_mask` too.", stacklevel=2)
+            "so the padding is read as prompt: pass the tokenizer's `attention_mask` too.", stacklevel=3)
     stop_strings = _stop_strings(config.stop_strings, tokenizer or backend.tokenizer, backend)
     block_size = options.block_size_for(config.max_new_tokens)
-    proposal = PowerProposal(options.alpha, config.top_k, config.top_p)
     attention_mask = _check_prompt(input_ids, attention_mask, backend.context_length, config.max_new_tokens)
+    if record_history and not config.return_dict_in_generate:
+        raise ValueError("`record_history=True` returns the history in the output object: pass `return_dict_in_generate=True` too.")
 
     device = backend.device
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
@@ -162,28 +185,26 @@ def generate(
         rng.seed()
     else:
         rng.manual_seed(seed)
-
-    terminal = Terminal(config.eos_token_ids, stop_strings, config.max_new_tokens, device)
-    if record_history and not config.return_dict_in_generate:
-        raise ValueError("`record_history=True` returns the history in the output object: pass `return_dict_in_generate=True` too.")
     recorder = HistoryRecorder() if record_history else None
     if recorder is not None:
         on_step = recorder if on_step is None else _both(on_step, recorder)
+    algorithm = kernel.build(options.alpha, options.cut_distribution, config.top_k, config.top_p,
+                             diagnostics=record_history or isinstance(on_step, HistoryRecorder))
+    terminal = Terminal(config.eos_token_ids, stop_strings, config.max_new_tokens, device)
+    return _Call(backend, input_ids, attention_mask, config, algorithm, terminal, block_size, options.mcmc_steps, rng,
+                 on_step, recorder)
+
+
+def _run(call: _Call) -> kernel.State:
+    """Every row's schedule on the backend; the backend is closed whatever happens."""
     try:
         with torch.inference_mode():
-            forwarded = backend.prepare(input_ids, attention_mask, proposal=proposal, terminal=terminal)
-            state = kernel.init(input_ids.shape[0], config.max_new_tokens, forwarded)
-            state = sampler.run(
-                rng, state, backend, options.cut_distribution, alpha=float(options.alpha),
-                block_size=block_size, mcmc_steps=options.mcmc_steps, terminal=terminal,
-                on_step=on_step,
-            )
+            forwarded = call.backend.prepare(call.input_ids, call.attention_mask, proposal=call.algorithm.proposal,
+                                             terminal=call.terminal)
+            return sampler.run(call.rng, call.algorithm, call.backend, forwarded, block_size=call.block_size,
+                               mcmc_steps=call.mcmc_steps, terminal=call.terminal, on_step=call.on_step)
     finally:
-        backend.close()
-    output = _output(input_ids, state, config)
-    if recorder is not None:
-        output.history = recorder.history()
-    return output
+        call.backend.close()
 
 
 def _both(first: sampler.StepCallback, second: sampler.StepCallback) -> sampler.StepCallback:
@@ -203,7 +224,9 @@ def _stop_strings(strings: tuple, tokenizer, backend) -> Optional[StopStrings]:
     return StopStrings.from_tokenizer(strings, tokenizer, backend.vocab_size).to(backend.device)
 
 
-def _output(input_ids: torch.Tensor, state: kernel.State, config: settings.Settings):
+def _output(call: _Call, state: kernel.State):
+    """The sequences, or the `ECMHOutput` with stats, trace and history."""
+    input_ids, config = call.input_ids, call.config
     width = int(state.length.max())
     position = torch.arange(width, device=input_ids.device)[None, :]
     continuation = torch.where(position < state.length[:, None], state.tokens[:, :width], config.pad_token_id)
@@ -221,4 +244,4 @@ def _output(input_ids: torch.Tensor, state: kernel.State, config: settings.Setti
         tokens_forwarded=state.tokens_forwarded,
         log_p=trace.log_p.sum(1),
     )
-    return ECMHOutput(sequences, stats, trace)
+    return ECMHOutput(sequences, stats, trace, call.recorder.history() if call.recorder is not None else None)

@@ -59,11 +59,14 @@ class HistoryRecorder:
     def history(self) -> History:
         if not self._infos:
             raise ValueError("No proposal has settled yet: run `ecmh.generate(..., on_step=recorder)` first.")
+        if self._infos[0].diagnostics is None:
+            raise ValueError("These steps carry no diagnostics: record them with `ecmh.generate(..., record_history=True)` "
+                             "or `on_step=HistoryRecorder()`, which ask the sampler for them.")
         columns = {name: [] for name in History._fields}
         for step, info in enumerate(self._infos):
             terms = info.ratio_terms
-            values = dict(info._asdict(), step=torch.full_like(info.cut, step), target=terms.target,
-                          proposal=terms.proposal, cut_term=terms.cut)
+            values = dict(info._asdict(), **info.diagnostics._asdict(), step=torch.full_like(info.cut, step),
+                          target=terms.target, proposal=terms.proposal, cut_term=terms.cut)
             for name in History._fields:
                 columns[name].append(values[name][info.finished])
         return History(*(torch.cat(columns[name]) for name in History._fields))

@@ -1,6 +1,8 @@
 """The ECMH transition kernel: pure tensor code, no model, no host synchronisation.
 
-As blackjax shapes a kernel: `init(...) -> State` and `step(rng, state, proposals) -> (State, Info)`.
+As blackjax shapes a kernel: `build(alpha, cut_distribution, ...)` closes over the parameters once and
+returns an `Algorithm` with `init(...) -> State` and `step(rng, state, proposals) -> (State, Info)`, and
+the proposal its backend draws from (`alpha` is given once, for the proposal and the ratio alike).
 A `State` holds each row's (prompt x chain) current answer with the numbers the MH ratio needs
 per position; a backend (`ecmh.backends`) decodes `Suffix`es, rows finishing at different times.
 With the tempered proposal every token's `alpha * log p - log q` equals `log Z_t`, so the
@@ -12,11 +14,13 @@ with both sums over each sequence's whole suffix (README, 'How ECMH works'). An 
 block) goes through the same code with its decision overridden: it is kept whatever the ratio.
 """
 
-from typing import NamedTuple, Optional
+import functools
+from typing import Callable, NamedTuple, Optional
 
 import torch
 
 from .cuts import CutDistribution, entropy_jumps
+from .scoring import PowerProposal
 
 
 class State(NamedTuple):
@@ -67,6 +71,17 @@ class Proposals(NamedTuple):
     suffix: Suffix  # what was decoded from `start` on
 
 
+class Diagnostics(NamedTuple):
+    """History-only numbers of a step (`build(..., diagnostics=True)`: `record_history` asks for them)."""
+
+    cut_log_prob: torch.Tensor  # [R] float32: MH steps: log w_y(cut), the cut's log-probability under the state before
+    cut_jump: torch.Tensor  # [R] float32: MH steps: the entropy jump H_m - H_{m-1} there (H_{-1} = 0)
+    cut_jump_rank: torch.Tensor  # [R] long: MH steps: positions of the state before with a larger jump (0: the top)
+    previous_length: torch.Tensor  # [R] long: the row's answer's length before the step
+    log_p: torch.Tensor  # [R] float32: the row's answer's log p after the step
+    length: torch.Tensor  # [R] long: ... and its length
+
+
 class Info(NamedTuple):
     """What happened to the rows whose proposal finished decoding at this step."""
 
@@ -75,15 +90,10 @@ class Info(NamedTuple):
     cut: torch.Tensor  # [R] long: where the proposal started (for an extension, the answer's length)
     accepted: torch.Tensor  # [R] bool: the MH proposal was accepted (extensions count as accepted)
     log_ratio: torch.Tensor  # [R] float32: log acceptance ratio (before min(0, .))
-    proposal_length: torch.Tensor  # [R] long
     ratio_terms: "LogRatio"  # log_ratio term by term
     log_uniform: torch.Tensor  # [R] float32: log u of the decision, accepted iff log u < log_ratio
-    cut_log_prob: torch.Tensor  # [R] float32: MH steps: log w_y(cut), the cut's log-probability under the state before
-    cut_jump: torch.Tensor  # [R] float32: MH steps: the entropy jump H_m - H_{m-1} there (H_{-1} = 0)
-    cut_jump_rank: torch.Tensor  # [R] long: MH steps: positions of the state before with a larger jump (0: the top)
-    previous_length: torch.Tensor  # [R] long: the row's answer's length before the step
-    log_p: torch.Tensor  # [R] float32: the row's answer's log p after the step
-    length: torch.Tensor  # [R] long: ... and its length
+    proposal_length: torch.Tensor  # [R] long
+    diagnostics: Optional[Diagnostics] = None  # history-only numbers, when the algorithm was built to keep them
     row: Optional[torch.Tensor] = None  # [R] long: each entry's row in the caller's batch (set by the sampler)
     block: Optional[torch.Tensor] = None  # [R] long: each row's 0-based block (set by the sampler)
 
@@ -198,10 +208,12 @@ def _cut_jump_and_rank(state: State, cut: torch.Tensor) -> tuple[torch.Tensor, t
 
 def step(
     rng: torch.Generator, state: State, proposals: Proposals, *, alpha: float, cut_distribution: CutDistribution,
+    diagnostics: bool = False,
 ) -> tuple[State, Info]:
     """Settle the proposals that finished: extensions are kept, MH proposals accepted or rejected.
 
     Rows outside `proposals.finished` are left as they are. Tensor code only: no host synchronisation.
+    `diagnostics`: also compute the history-only numbers (`Info.diagnostics`).
     """
     finished, extension, start, suffix = proposals
     proposed = candidate(state, suffix, start, cut_distribution)
@@ -215,10 +227,38 @@ def step(
         tokens_forwarded=proposed.tokens_forwarded,
     )
     new_state = where_rows(finished, settled, state)
-    info = Info(finished, extension, start, accepted, terms.total(), suffix.length, terms, log_uniform,
-                _at_cut(state.cut_log_prob, start), *_cut_jump_and_rank(state, start), state.length,
-                answer_log_p(new_state), new_state.length)
+    info = Info(finished=finished, extension=extension, cut=start, accepted=accepted, log_ratio=terms.total(),
+                ratio_terms=terms, log_uniform=log_uniform, proposal_length=suffix.length)
+    if diagnostics:
+        cut_jump, cut_jump_rank = _cut_jump_and_rank(state, start)
+        info = info._replace(diagnostics=Diagnostics(
+            cut_log_prob=_at_cut(state.cut_log_prob, start), cut_jump=cut_jump, cut_jump_rank=cut_jump_rank,
+            previous_length=state.length, log_p=answer_log_p(new_state), length=new_state.length))
     return new_state, info
+
+
+class Algorithm(NamedTuple):
+    """ECMH's kernel with its parameters closed over (`build`)."""
+
+    proposal: PowerProposal  # what a backend draws each token from: p^alpha / Z (truncated by top_k / top_p)
+    init: Callable[..., State]  # init(num_rows, max_new_tokens, tokens_forwarded) -> State
+    step: Callable[..., tuple[State, Info]]  # step(rng, state, proposals) -> (State, Info)
+
+
+def build(alpha: float, cut_distribution: CutDistribution, top_k: Optional[int] = None, top_p: Optional[float] = None,
+          *, diagnostics: bool = False) -> Algorithm:
+    """The MH kernel for the target `p^alpha` (`p` truncated by `top_k` / `top_p`) with cuts from `cut_distribution`.
+
+    Example:
+        >>> from ecmh.cuts import EntropyCut
+        >>> algorithm = build(4.0, EntropyCut())
+        >>> state = algorithm.init(2, 8, torch.zeros(2, dtype=torch.long))
+        >>> algorithm.proposal.alpha, state.tokens.shape
+        (4.0, torch.Size([2, 8]))
+    """
+    proposal = PowerProposal(alpha, top_k, top_p)
+    return Algorithm(proposal, init, functools.partial(step, alpha=proposal.alpha, cut_distribution=cut_distribution,
+                                                       diagnostics=diagnostics))
 
 
 def answer_log_p(state: State) -> torch.Tensor:

@@ -14,7 +14,6 @@ import torch
 
 from . import kernel
 from .backends.base import Backend
-from .cuts import CutDistribution
 from .terminal import Terminal
 
 StepCallback = Callable[[kernel.Info], None]
@@ -47,21 +46,22 @@ def advance(
 
 def run(
     rng: torch.Generator,
-    state: kernel.State,
+    algorithm: kernel.Algorithm,
     backend: Backend,
-    cut_distribution: CutDistribution,
+    forwarded: torch.Tensor,
     *,
-    alpha: float,
     block_size: int,
     mcmc_steps: int,
     terminal: Terminal,
     on_step: Optional[StepCallback] = None,
 ) -> kernel.State:
-    """Run every row's schedule from an empty answer; returns the final state of every row.
+    """Run every row's schedule from an empty answer (`forwarded`: what each row's prompt cost); returns the final
+    state of every row.
 
     `on_step(info)` is called whenever proposals finish; `info` covers the rows still running, and
     `info.row` says which row of the batch each entry is.
     """
+    state = algorithm.init(forwarded.shape[0], terminal.max_new_tokens, forwarded)
     batch_row = torch.arange(state.length.shape[0], device=state.length.device)  # running row -> batch row
     zeros = torch.zeros_like(batch_row)
     schedule = Schedule(zeros, zeros, zeros, torch.full_like(batch_row, min(block_size, state.tokens.shape[1])))
@@ -73,7 +73,7 @@ def run(
             continue
         finished, suffix = decoded
         proposals = kernel.Proposals(finished, schedule.mh_index == 0, schedule.start, suffix)
-        state, info = kernel.step(rng, state, proposals, alpha=alpha, cut_distribution=cut_distribution)
+        state, info = algorithm.step(rng, state, proposals)
         backend.commit(finished & info.accepted, schedule.start)
         if on_step is not None:
             on_step(info._replace(row=batch_row, block=schedule.block))
