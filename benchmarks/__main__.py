@@ -16,7 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .methods import METHODS, SamplerSettings
+from .methods import SamplerSettings
+from .registry import METHODS, SELECTORS
 from .tasks import TASK_NAMES
 
 DEFAULTS = SamplerSettings()
@@ -63,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="end each answer at the first occurrence of TEXT, exactly (repeatable); default with "
                           "--no-chat: the task's own (HumanEval: its five), else none")
     run.add_argument("--no-stop-strings", action="store_true", help="end answers at EOS or the length limit only")
-    run.add_argument("--select", default="log_p", choices=("log_p", "hes", "majority"),
+    run.add_argument("--select", default="log_p", choices=SELECTORS,
                      help="best-of-N: the draw kept (every selector's pick is graded and recorded; default: %(default)s)")
     run.add_argument("--shard", type=_shard, default=None, help="i/n: this engine takes every n-th problem from i")
     run.add_argument("--dtype", default=None, help="weights dtype, e.g. bfloat16 or float32 (default: the backend's)")

@@ -32,9 +32,7 @@ import ecmh
 from ecmh.config import DEFAULTS, SamplerConfig
 from ecmh.select import scores as selection_scores
 
-MH_CUTS = {"uniform_mh": "uniform", "ecmh": "entropy", "restart_mh": "restart"}
-BEST_OF_N = {"bon_std": "standard", "bon_low_temp": "low_temp"}
-METHODS = ("standard", "low_temp", *MH_CUTS, *BEST_OF_N)
+from .registry import BEST_OF_N, METHODS, MH_CUTS, SELECTORS
 
 
 @dataclass(frozen=True)
@@ -79,8 +77,6 @@ class Answer(NamedTuple):
     log_p: float  # base-model log-likelihood of the answer
     candidates: list = []  # best-of-N: every draw (`Draw`), for `choose`
 
-
-SELECTORS = ("log_p", "hes", "majority")
 
 
 def choose(candidates: Sequence[Draw], selector: str, answers: Optional[Sequence[Optional[str]]] = None) -> int:

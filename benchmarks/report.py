@@ -10,31 +10,26 @@ and writes next to the data (or to `out`):
   - `accuracy_vs_tokens.png` and `acceptance_by_block.png`.
 Unreadable lines (a killed run's partial last line) are skipped with a warning on stderr, and a
 sample seen twice (same model, task, method, seed, problem_id) keeps its first copy, files read
-in path order.
+in path order. The statistics live in `stats.py`, the figures in `figures.py`; this module
+reads, summarises and writes the tables.
 """
 
 import dataclasses
 import json
-import math
 import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
 
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
-
-from .results_file import SAMPLE_KEY, read_rows, row_key  # noqa: E402
+from .figures import (ACCEPTANCE_PLOT, ACCURACY_PLOT, has_acceptance, panels, plot_acceptance_by_block,
+                      plot_accuracy_vs_tokens)
+from .registry import method_rank
+from .results_file import SAMPLE_KEY, read_rows, row_key
+from .stats import (CLUSTERED_CI, WILSON_CI, accuracy_interval, clustered_mcnemar, mean_or_none, pass_at_k,
+                         pass_at_k_levels, sd_or_none)
 
 REFERENCE_METHOD = "ecmh"
-METHOD_ORDER = ["standard", "low_temp", "bon_std", "bon_low_temp", "uniform_mh", "restart_mh", "ecmh"]
 REQUIRED_KEYS = (*SAMPLE_KEY, "correct")
-CONFIDENCE = 0.95
-Z = statistics.NormalDist().inv_cdf(0.5 + CONFIDENCE / 2)
-CLUSTERED_CI = "cluster-robust"
-WILSON_CI = "Wilson"
-ACCURACY_PLOT = "accuracy_vs_tokens.png"
-ACCEPTANCE_PLOT = "acceptance_by_block.png"
 
 
 # ---------------------------------------------------------------- reading
@@ -78,117 +73,6 @@ def load_rows(directory: str | Path) -> list[dict]:
     if not rows:
         raise ValueError(f"no graded samples in the {len(paths)} *.jsonl file(s) under {directory}")
     return rows
-
-
-# ---------------------------------------------------------------- statistics
-
-
-def pass_at_k(samples: int, correct: int, k: int) -> float:
-    """Unbiased pass@k of one problem (Chen et al. 2021): 1 - C(n - c, k) / C(n, k)."""
-    if not 0 < k <= samples:
-        raise ValueError(f"pass@{k} needs 1 <= k <= n = {samples}")
-    return 1.0 - math.comb(samples - correct, k) / math.comb(samples, k)
-
-
-def pass_at_k_levels(samples_per_problem: list[int]) -> list[int]:
-    """k = 1, 2, 4, ... up to the number of samples every problem has."""
-    fewest = min(samples_per_problem)
-    return [2**i for i in range(fewest.bit_length())]
-
-
-def wilson_interval(correct: int, samples: int) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion."""
-    share, z2 = correct / samples, Z * Z
-    centre = (share + z2 / (2 * samples)) / (1 + z2 / samples)
-    half = Z / (1 + z2 / samples) * math.sqrt(share * (1 - share) / samples + z2 / (4 * samples**2))
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def student_t_two_sided_probability(t: float, dof: int) -> float:
-    """P(|T| < t) for Student's t with an integer number of degrees of freedom (A&S 26.7.3-4)."""
-    theta = math.atan(t / math.sqrt(dof))
-    sine, cosine2 = math.sin(theta), math.cos(theta) ** 2
-    if dof % 2 == 0:
-        term = total = 1.0
-        for j in range(1, dof // 2):
-            term *= (2 * j - 1) / (2 * j) * cosine2
-            total += term
-        return sine * total
-    if dof == 1:
-        return 2 * theta / math.pi
-    term = total = math.cos(theta)
-    for j in range(1, (dof - 1) // 2):
-        term *= (2 * j) / (2 * j + 1) * cosine2
-        total += term
-    return 2 / math.pi * (theta + sine * total)
-
-
-def student_t_quantile(confidence: float, dof: int) -> float:
-    """The t with P(|T| < t) = confidence, by bisection."""
-    low, high = 0.0, 1.0
-    while student_t_two_sided_probability(high, dof) < confidence:
-        low, high = high, 2 * high
-    for _ in range(100):
-        middle = (low + high) / 2
-        if student_t_two_sided_probability(middle, dof) < confidence:
-            low = middle
-        else:
-            high = middle
-    return (low + high) / 2
-
-
-def clustered_interval(counts: list[tuple[int, int]]) -> tuple[float, float]:
-    """95% interval for sum(correct) / sum(samples) over problems given as (samples, correct).
-
-    Cluster-robust (CR1) standard error of the ratio over the G problems,
-    sqrt(G / (G - 1) * sum_i (c_i - p * n_i)^2) / N, with a t quantile on G - 1 degrees of
-    freedom; with equal samples per problem this is the standard error of the per-problem means.
-    """
-    total_samples = sum(n for n, _ in counts)
-    share = sum(c for _, c in counts) / total_samples
-    problems = len(counts)
-    spread = sum((c - share * n) ** 2 for n, c in counts)
-    error = math.sqrt(problems / (problems - 1) * spread) / total_samples
-    half = student_t_quantile(CONFIDENCE, problems - 1) * error
-    return max(0.0, share - half), min(1.0, share + half)
-
-
-def accuracy_interval(counts: list[tuple[int, int]]) -> tuple[float, float, str]:
-    """95% interval for accuracy and its method: clustered by problem, or Wilson when that is not possible.
-
-    Wilson (samples treated as independent) when every problem has one sample, or there is one problem.
-    """
-    if len(counts) > 1 and any(n > 1 for n, _ in counts):
-        return (*clustered_interval(counts), CLUSTERED_CI)
-    return (*wilson_interval(sum(c for _, c in counts), sum(n for n, _ in counts)), WILSON_CI)
-
-
-def clustered_mcnemar(discordant: list[tuple[int, int]]) -> tuple[float, float]:
-    """Clustered McNemar test (Durkalski et al. 2003) from per-cluster discordant counts.
-
-    `discordant` holds, per cluster k, (b_k, c_k): pairs where only the first, only the second
-    method is correct. Statistic (B - C)^2 / sum_k (b_k - c_k)^2 with B = sum b_k, C = sum c_k,
-    chi-square with 1 degree of freedom; it is the ordinary McNemar (B - C)^2 / (B + C) when every
-    cluster holds one pair. Returns (statistic, p-value); no difference at all gives (0, 1).
-    """
-    difference = sum(b - c for b, c in discordant)
-    variance = sum((b - c) ** 2 for b, c in discordant)
-    if difference == 0:
-        return 0.0, 1.0
-    statistic = difference**2 / variance
-    return statistic, math.erfc(math.sqrt(statistic / 2))
-
-
-def mean_or_none(values) -> float | None:
-    """Mean of the values that are not None, or None when there are none."""
-    present = [v for v in values if v is not None]
-    return statistics.fmean(present) if present else None
-
-
-def sd_or_none(values) -> float | None:
-    """Sample standard deviation of the values that are not None (None for fewer than two)."""
-    present = [v for v in values if v is not None]
-    return statistics.stdev(present) if len(present) > 1 else None
 
 
 # ---------------------------------------------------------------- summary
@@ -247,11 +131,6 @@ class Summary:
 
     def comparison(self, model: str, task: str, method: str) -> McNemarComparison:
         return next(c for c in self.comparisons if (c.model, c.task, c.method) == (model, task, method))
-
-
-def method_rank(method: str) -> tuple[int, str]:
-    """Sort key: the known methods in METHOD_ORDER, then any other alphabetically."""
-    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
 
 
 def mean_acceptance_by_block(rows: list[dict]) -> list[float | None]:
@@ -383,11 +262,6 @@ def number(value: float | None, digits: int) -> str:
     return "–" if value is None else f"{value:,.{digits}f}"
 
 
-def panels(summary: Summary) -> list[tuple[str, str]]:
-    """The (model, task) pairs in report order."""
-    return list(dict.fromkeys((s.model, s.task) for s in summary.methods))
-
-
 def method_table(methods: list[MethodSummary]) -> list[str]:
     levels = sorted({k for s in methods for k in s.pass_at_k})
     header = ["method", "problems", "seeds", "accuracy % [95% CI]", *(f"pass@{k} %" for k in levels),
@@ -471,79 +345,6 @@ def markdown(summary: Summary, command: str, rows: int) -> str:
     else:
         lines += ["No MH method here, so no acceptance plot.", ""]
     return "\n".join(lines)
-
-
-# ---------------------------------------------------------------- plots
-
-
-def method_colours(summary: Summary) -> dict[str, str]:
-    methods = sorted({s.method for s in summary.methods}, key=method_rank)
-    return {method: f"C{i % 10}" for i, method in enumerate(methods)}
-
-
-def panel_grid(count: int):
-    """A figure with `count` subplots, at most three a row, and the unused axes hidden."""
-    columns = min(count, 3)
-    rows = math.ceil(count / columns)
-    figure = Figure(figsize=(5 * columns, 4 * rows))  # no pyplot: the caller's backend stays as it is
-    axes = figure.subplots(rows, columns, squeeze=False)
-    for axis in axes.flat[count:]:
-        axis.set_visible(False)
-    return figure, list(axes.flat)
-
-
-def legend_below(figure, axes, columns: int = 4) -> None:
-    """One legend for every panel, under them all, so that it hides no point; then lay the figure out."""
-    entries = {}
-    for axis in axes:
-        for handle, label in zip(*axis.get_legend_handles_labels()):
-            entries.setdefault(label, handle)
-    legend_inches = 0.3 * math.ceil(len(entries) / columns) + 0.2 if entries else 0.0
-    height = figure.get_figheight() + legend_inches
-    figure.set_figheight(height)
-    if entries:
-        figure.legend(list(entries.values()), list(entries), loc="lower center", ncol=min(len(entries), columns),
-                      fontsize="small", frameon=False)
-    figure.tight_layout(rect=(0, legend_inches / height, 1, 1))
-
-
-def plot_accuracy_vs_tokens(summary: Summary, path: Path) -> None:
-    """Accuracy (95% CI) against mean decoded tokens per problem (± their standard deviation over samples):
-    a point per method, a panel per model x task, so methods compare at matched compute."""
-    colours = method_colours(summary)
-    figure, axes = panel_grid(len(panels(summary)))
-    for axis, (model, task) in zip(axes, panels(summary)):
-        for s in summary.methods:
-            if (s.model, s.task) != (model, task) or s.tokens_per_problem is None:
-                continue
-            # with unequal samples per problem (a partial run) the interval's centre is not the sample mean
-            error = [[100 * max(0.0, s.accuracy - s.ci_low)], [100 * max(0.0, s.ci_high - s.accuracy)]]
-            axis.errorbar(s.tokens_per_problem, 100 * s.accuracy, yerr=error, xerr=s.tokens_sd, fmt="o", capsize=3,
-                          color=colours[s.method], label=s.method)
-        axis.set(title=f"{model} / {task}", xlabel="decoded tokens per problem", ylabel="accuracy %", ylim=(-2, 102))
-    legend_below(figure, axes)
-    figure.savefig(path, dpi=120)
-
-
-def has_acceptance(summary: Summary) -> bool:
-    return any(s.acceptance_by_block for s in summary.methods)
-
-
-def plot_acceptance_by_block(summary: Summary, path: Path) -> None:
-    """MH acceptance rate by block index: a line per method with acceptance data, a panel per model x task."""
-    colours = method_colours(summary)
-    figure, axes = panel_grid(len(panels(summary)))
-    for axis, (model, task) in zip(axes, panels(summary)):
-        lines = [s for s in summary.methods if (s.model, s.task) == (model, task) and s.acceptance_by_block]
-        for s in lines:
-            rates = [math.nan if r is None else r for r in s.acceptance_by_block]
-            axis.plot(range(len(rates)), rates, marker=".", color=colours[s.method], label=s.method)
-        axis.set(title=f"{model} / {task}", xlabel="block", ylabel="acceptance rate", ylim=(0, 1))
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if not lines:
-            axis.text(0.5, 0.5, "no MH method", ha="center", va="center", transform=axis.transAxes)
-    legend_below(figure, axes)
-    figure.savefig(path, dpi=120)
 
 
 # ---------------------------------------------------------------- entry point

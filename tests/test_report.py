@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import report
+from benchmarks import report, stats
 
 FAKE_RESULTS = Path(__file__).parent / "data" / "fake_results"
 T_975_3_DOF = 3.182446305284263  # two-sided 95% Student t quantile, 3 degrees of freedom
@@ -126,35 +126,35 @@ def test_empty_folder_is_a_clear_error(tmp_path):
 
 
 def test_pass_at_k_matches_the_closed_form():
-    assert report.pass_at_k(5, 2, 2) == pytest.approx(1 - 3 / 10)  # 1 - C(3,2) / C(5,2)
+    assert stats.pass_at_k(5, 2, 2) == pytest.approx(1 - 3 / 10)  # 1 - C(3,2) / C(5,2)
     for n in range(1, 9):
         for c in range(n + 1):
-            assert report.pass_at_k(n, c, 1) == pytest.approx(c / n)
+            assert stats.pass_at_k(n, c, 1) == pytest.approx(c / n)
             for k in range(1, n + 1):
                 # Chen et al.'s numerically stable form: 1 - prod_{i = n-c+1}^{n} (1 - k / i)
                 stable = 1 - math.prod(1 - k / i for i in range(n - c + 1, n + 1)) if n - c >= k else 1.0
-                assert report.pass_at_k(n, c, k) == pytest.approx(stable)
-    assert report.pass_at_k_levels([4, 5, 8]) == [1, 2, 4]
-    assert report.pass_at_k_levels([3]) == [1, 2]
+                assert stats.pass_at_k(n, c, k) == pytest.approx(stable)
+    assert stats.pass_at_k_levels([4, 5, 8]) == [1, 2, 4]
+    assert stats.pass_at_k_levels([3]) == [1, 2]
 
 
 def test_clustered_mcnemar_hand_example():
     # clusters (b, c): (2,0) (1,1) (0,1) (3,0): B = 6, C = 2, sum (b - c)² = 4 + 0 + 1 + 9 = 14
-    statistic, p_value = report.clustered_mcnemar([(2, 0), (1, 1), (0, 1), (3, 0)])
+    statistic, p_value = stats.clustered_mcnemar([(2, 0), (1, 1), (0, 1), (3, 0)])
     assert statistic == pytest.approx(16 / 14)
     assert p_value == pytest.approx(math.erfc(math.sqrt(8 / 14)))
     # one pair per cluster: the ordinary McNemar (B - C)² / (B + C)
-    assert report.clustered_mcnemar([(1, 0)] * 5 + [(0, 1)] * 2)[0] == pytest.approx(9 / 7)
-    assert report.clustered_mcnemar([]) == (0.0, 1.0)
+    assert stats.clustered_mcnemar([(1, 0)] * 5 + [(0, 1)] * 2)[0] == pytest.approx(9 / 7)
+    assert stats.clustered_mcnemar([]) == (0.0, 1.0)
 
 
 def test_interval_helpers():
     for dof, quantile in [(1, 12.706205), (2, 4.302653), (3, T_975_3_DOF), (10, 2.228139), (30, 2.042272)]:
-        assert report.student_t_quantile(0.95, dof) == pytest.approx(quantile, rel=1e-6)
-    z2 = report.Z**2
-    assert report.wilson_interval(0, 10) == pytest.approx((0.0, z2 / (10 + z2)))  # 0 of n: [0, z² / (n + z²)]
+        assert stats.student_t_quantile(0.95, dof) == pytest.approx(quantile, rel=1e-6)
+    z2 = stats.Z**2
+    assert stats.wilson_interval(0, 10) == pytest.approx((0.0, z2 / (10 + z2)))  # 0 of n: [0, z² / (n + z²)]
     # one sample per problem: Wilson over the samples
-    assert report.accuracy_interval([(1, 0)] * 10)[2] == report.WILSON_CI
+    assert stats.accuracy_interval([(1, 0)] * 10)[2] == stats.WILSON_CI
 
 
 def test_token_ratio_of_each_pair_and_accuracy_by_extraction_kind():

@@ -1,0 +1,118 @@
+"""The statistics of the benchmark report: pass@k, accuracy intervals (Wilson, cluster-robust by problem) and
+the clustered McNemar test, in the standard library alone."""
+
+import math
+import statistics
+
+CONFIDENCE = 0.95
+Z = statistics.NormalDist().inv_cdf(0.5 + CONFIDENCE / 2)
+CLUSTERED_CI = "cluster-robust"
+WILSON_CI = "Wilson"
+
+
+def pass_at_k(samples: int, correct: int, k: int) -> float:
+    """Unbiased pass@k of one problem (Chen et al. 2021): 1 - C(n - c, k) / C(n, k)."""
+    if not 0 < k <= samples:
+        raise ValueError(f"pass@{k} needs 1 <= k <= n = {samples}")
+    return 1.0 - math.comb(samples - correct, k) / math.comb(samples, k)
+
+
+def pass_at_k_levels(samples_per_problem: list[int]) -> list[int]:
+    """k = 1, 2, 4, ... up to the number of samples every problem has."""
+    fewest = min(samples_per_problem)
+    return [2**i for i in range(fewest.bit_length())]
+
+
+def wilson_interval(correct: int, samples: int) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion."""
+    share, z2 = correct / samples, Z * Z
+    centre = (share + z2 / (2 * samples)) / (1 + z2 / samples)
+    half = Z / (1 + z2 / samples) * math.sqrt(share * (1 - share) / samples + z2 / (4 * samples**2))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def student_t_two_sided_probability(t: float, dof: int) -> float:
+    """P(|T| < t) for Student's t with an integer number of degrees of freedom (A&S 26.7.3-4)."""
+    theta = math.atan(t / math.sqrt(dof))
+    sine, cosine2 = math.sin(theta), math.cos(theta) ** 2
+    if dof % 2 == 0:
+        term = total = 1.0
+        for j in range(1, dof // 2):
+            term *= (2 * j - 1) / (2 * j) * cosine2
+            total += term
+        return sine * total
+    if dof == 1:
+        return 2 * theta / math.pi
+    term = total = math.cos(theta)
+    for j in range(1, (dof - 1) // 2):
+        term *= (2 * j) / (2 * j + 1) * cosine2
+        total += term
+    return 2 / math.pi * (theta + sine * total)
+
+
+def student_t_quantile(confidence: float, dof: int) -> float:
+    """The t with P(|T| < t) = confidence, by bisection."""
+    low, high = 0.0, 1.0
+    while student_t_two_sided_probability(high, dof) < confidence:
+        low, high = high, 2 * high
+    for _ in range(100):
+        middle = (low + high) / 2
+        if student_t_two_sided_probability(middle, dof) < confidence:
+            low = middle
+        else:
+            high = middle
+    return (low + high) / 2
+
+
+def clustered_interval(counts: list[tuple[int, int]]) -> tuple[float, float]:
+    """95% interval for sum(correct) / sum(samples) over problems given as (samples, correct).
+
+    Cluster-robust (CR1) standard error of the ratio over the G problems,
+    sqrt(G / (G - 1) * sum_i (c_i - p * n_i)^2) / N, with a t quantile on G - 1 degrees of
+    freedom; with equal samples per problem this is the standard error of the per-problem means.
+    """
+    total_samples = sum(n for n, _ in counts)
+    share = sum(c for _, c in counts) / total_samples
+    problems = len(counts)
+    spread = sum((c - share * n) ** 2 for n, c in counts)
+    error = math.sqrt(problems / (problems - 1) * spread) / total_samples
+    half = student_t_quantile(CONFIDENCE, problems - 1) * error
+    return max(0.0, share - half), min(1.0, share + half)
+
+
+def accuracy_interval(counts: list[tuple[int, int]]) -> tuple[float, float, str]:
+    """95% interval for accuracy and its method: clustered by problem, or Wilson when that is not possible.
+
+    Wilson (samples treated as independent) when every problem has one sample, or there is one problem.
+    """
+    if len(counts) > 1 and any(n > 1 for n, _ in counts):
+        return (*clustered_interval(counts), CLUSTERED_CI)
+    return (*wilson_interval(sum(c for _, c in counts), sum(n for n, _ in counts)), WILSON_CI)
+
+
+def clustered_mcnemar(discordant: list[tuple[int, int]]) -> tuple[float, float]:
+    """Clustered McNemar test (Durkalski et al. 2003) from per-cluster discordant counts.
+
+    `discordant` holds, per cluster k, (b_k, c_k): pairs where only the first, only the second
+    method is correct. Statistic (B - C)^2 / sum_k (b_k - c_k)^2 with B = sum b_k, C = sum c_k,
+    chi-square with 1 degree of freedom; it is the ordinary McNemar (B - C)^2 / (B + C) when every
+    cluster holds one pair. Returns (statistic, p-value); no difference at all gives (0, 1).
+    """
+    difference = sum(b - c for b, c in discordant)
+    variance = sum((b - c) ** 2 for b, c in discordant)
+    if difference == 0:
+        return 0.0, 1.0
+    statistic = difference**2 / variance
+    return statistic, math.erfc(math.sqrt(statistic / 2))
+
+
+def mean_or_none(values) -> float | None:
+    """Mean of the values that are not None, or None when there are none."""
+    present = [v for v in values if v is not None]
+    return statistics.fmean(present) if present else None
+
+
+def sd_or_none(values) -> float | None:
+    """Sample standard deviation of the values that are not None (None for fewer than two)."""
+    present = [v for v in values if v is not None]
+    return statistics.stdev(present) if len(present) > 1 else None
