@@ -16,11 +16,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from .methods import SamplerSettings
+from .methods import RunSettings
 from .registry import METHODS, SELECTORS
 from .tasks import TASK_NAMES
 
-DEFAULTS = SamplerSettings()
+DEFAULTS = RunSettings()
 
 
 def _shard(text: str) -> tuple:
@@ -123,7 +123,7 @@ def main(argv=None) -> int:
     stop_strings = () if args.no_stop_strings else tuple(args.stop_strings or ())
     if args.stop_strings is None and not args.no_stop_strings and args.no_chat:
         stop_strings = TASKS[args.task].stop_strings
-    settings = SamplerSettings(alpha=args.alpha, mcmc_steps=args.mcmc_steps, block_size=args.block_size,
+    settings = RunSettings(alpha=args.alpha, mcmc_steps=args.mcmc_steps, block_size=args.block_size,
                                max_new_tokens=args.max_new_tokens, cut_power=args.cut_power, stop_strings=stop_strings)
     try:
         model, tokenizer = _load(args)

@@ -29,14 +29,14 @@ from typing import NamedTuple, Optional, Sequence
 import torch
 
 import ecmh
-from ecmh.config import DEFAULTS, SamplerConfig
+from ecmh.settings import DEFAULTS, SamplerConfig
 from ecmh.select import scores as selection_scores
 
 from .registry import BEST_OF_N, METHODS, MH_CUTS, SELECTORS
 
 
 @dataclass(frozen=True)
-class SamplerSettings:
+class RunSettings:
     """The sampling settings shared by every method of a run: ecmh's defaults and the papers' length."""
 
     alpha: float = DEFAULTS.alpha
@@ -98,7 +98,7 @@ def sample(
     model,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
-    settings: SamplerSettings,
+    settings: RunSettings,
     seed: int,
     budgets: Optional[Sequence[int]] = None,
     tokenizer=None,
@@ -130,11 +130,11 @@ def sample(
     ]
 
 
-def _stop_strings(settings: SamplerSettings, tokenizer) -> dict:
+def _stop_strings(settings: RunSettings, tokenizer) -> dict:
     return dict(stop_strings=list(settings.stop_strings), tokenizer=tokenizer) if settings.stop_strings else {}
 
 
-def _draw(kind: str, model, input_ids, attention_mask, settings: SamplerSettings, seed: int, tokenizer):
+def _draw(kind: str, model, input_ids, attention_mask, settings: RunSettings, seed: int, tokenizer):
     return ecmh.generate(
         model, input_ids, attention_mask=attention_mask, alpha=1.0 if kind == "standard" else settings.alpha,
         mcmc_steps=0, max_new_tokens=settings.max_new_tokens, seed=seed, return_dict_in_generate=True,

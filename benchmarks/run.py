@@ -53,7 +53,7 @@ def run(
     out: Optional[Path] = None,
     limit: Optional[int] = None,
     data: Optional[str] = None,
-    settings: methods.SamplerSettings = methods.SamplerSettings(),
+    settings: methods.RunSettings = methods.RunSettings(),
     batch_size: int = 8,
     chat: bool = True,
     shard: Optional[tuple] = None,

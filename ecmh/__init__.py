@@ -3,7 +3,7 @@
 from . import diagnostics, metrics
 from .backends.vllm import load_vllm
 from .cuts import CutDistribution, EntropyCut, RestartCut, UniformCut
-from .config import SamplerConfig
+from .settings import SamplerConfig
 from .generation import generate
 from .outputs import ECMHOutput, Stats, Trace
 from .history import History, HistoryRecorder

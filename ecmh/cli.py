@@ -6,7 +6,7 @@ import sys
 import time
 
 from . import __version__
-from .config import DEFAULTS, SamplerConfig
+from .settings import DEFAULTS, SamplerConfig
 from .cuts import CUT_NAMES
 from .models import DEFAULT_MODEL, check_device
 from .prompts import encode_prompts

@@ -6,7 +6,7 @@ from typing import NamedTuple, Optional, Union
 import torch
 
 from . import backends, kernel, sampler, settings
-from .config import DEFAULTS, SamplerConfig
+from .settings import DEFAULTS, SamplerConfig
 from .history import HistoryRecorder
 from .cuts import CutDistribution
 from .outputs import ECMHOutput, Stats, Trace
@@ -138,7 +138,7 @@ class _Call(NamedTuple):
     backend: backends.Backend
     input_ids: torch.Tensor  # [R, P] left-padded, one row per chain, on the backend's device
     attention_mask: torch.Tensor
-    config: settings.Settings
+    generation: settings.GenerationSettings
     algorithm: kernel.Algorithm
     terminal: Terminal
     block_size: int
@@ -162,24 +162,24 @@ def _inputs(model, input_ids, generation_config, options: SamplerConfig, seed, o
     settings.check_seed(seed)
     as_lists = isinstance(input_ids, (list, tuple))
     input_ids, attention_mask = _as_batch(input_ids, attention_mask)
-    config = settings.resolve(backend.generation_config, generation_config, kwargs, input_ids.shape[1], prepared)
+    generation = settings.resolve(backend.defaults, generation_config, kwargs, input_ids.shape[1], prepared)
     if as_lists:
-        input_ids = input_ids.masked_fill(attention_mask == 0, config.pad_token_id)
-    elif attention_mask is None and input_ids.shape[0] > 1 and (input_ids[:, 0] == config.pad_token_id).any():
+        input_ids = input_ids.masked_fill(attention_mask == 0, generation.pad_token_id)
+    elif attention_mask is None and input_ids.shape[0] > 1 and (input_ids[:, 0] == generation.pad_token_id).any():
         warnings.warn(
-            f"`input_ids` rows start with the pad token ({config.pad_token_id}) but no `attention_mask` was given, "
+            f"`input_ids` rows start with the pad token ({generation.pad_token_id}) but no `attention_mask` was given, "
             "so the padding is read as prompt: pass the tokenizer's `attention_mask` too.", stacklevel=3)
-    stop_strings = _stop_strings(config.stop_strings, tokenizer or backend.tokenizer, backend)
-    block_size = options.block_size_for(config.max_new_tokens)
-    attention_mask = _check_prompt(input_ids, attention_mask, backend.context_length, config.max_new_tokens)
-    if record_history and not config.return_dict_in_generate:
+    stop_strings = _stop_strings(generation.stop_strings, tokenizer or backend.tokenizer, backend)
+    block_size = options.block_size_for(generation.max_new_tokens)
+    attention_mask = _check_prompt(input_ids, attention_mask, backend.context_length, generation.max_new_tokens)
+    if record_history and not generation.return_dict_in_generate:
         raise ValueError("`record_history=True` returns the history in the output object: pass `return_dict_in_generate=True` too.")
 
     device = backend.device
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
-    if not prepared and config.num_return_sequences > 1:
-        input_ids = input_ids.repeat_interleave(config.num_return_sequences, dim=0)
-        attention_mask = attention_mask.repeat_interleave(config.num_return_sequences, dim=0)
+    if not prepared and generation.num_return_sequences > 1:
+        input_ids = input_ids.repeat_interleave(generation.num_return_sequences, dim=0)
+        attention_mask = attention_mask.repeat_interleave(generation.num_return_sequences, dim=0)
     rng = torch.Generator(device=device)
     if seed is None:
         rng.seed()
@@ -188,10 +188,10 @@ def _inputs(model, input_ids, generation_config, options: SamplerConfig, seed, o
     recorder = HistoryRecorder() if record_history else None
     if recorder is not None:
         on_step = recorder if on_step is None else _both(on_step, recorder)
-    algorithm = kernel.build(options.alpha, options.cut_distribution, config.top_k, config.top_p,
+    algorithm = kernel.build(options.alpha, options.cut_distribution, generation.top_k, generation.top_p,
                              diagnostics=record_history or isinstance(on_step, HistoryRecorder))
-    terminal = Terminal(config.eos_token_ids, stop_strings, config.max_new_tokens, device)
-    return _Call(backend, input_ids, attention_mask, config, algorithm, terminal, block_size, options.mcmc_steps, rng,
+    terminal = Terminal(generation.eos_token_ids, stop_strings, generation.max_new_tokens, device)
+    return _Call(backend, input_ids, attention_mask, generation, algorithm, terminal, block_size, options.mcmc_steps, rng,
                  on_step, recorder)
 
 
@@ -226,12 +226,12 @@ def _stop_strings(strings: tuple, tokenizer, backend) -> Optional[StopStrings]:
 
 def _output(call: _Call, state: kernel.State):
     """The sequences, or the `ECMHOutput` with stats, trace and history."""
-    input_ids, config = call.input_ids, call.config
+    input_ids, generation = call.input_ids, call.generation
     width = int(state.length.max())
     position = torch.arange(width, device=input_ids.device)[None, :]
-    continuation = torch.where(position < state.length[:, None], state.tokens[:, :width], config.pad_token_id)
+    continuation = torch.where(position < state.length[:, None], state.tokens[:, :width], generation.pad_token_id)
     sequences = torch.cat([input_ids, continuation], dim=1)
-    if not config.return_dict_in_generate:
+    if not generation.return_dict_in_generate:
         return sequences
     valid = position < state.length[:, None]
     trace = Trace(*(torch.where(valid, x[:, :width], torch.zeros_like(x[:, :width]))

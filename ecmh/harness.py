@@ -32,7 +32,7 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 
 import ecmh
-from ecmh.config import DEFAULTS, SamplerConfig
+from ecmh.settings import DEFAULTS, SamplerConfig
 from ecmh.stopping import text_before_stop_string
 
 _SAMPLER_KEYS = ("alpha", "mcmc_steps", "block_size", "cut", "cut_power")

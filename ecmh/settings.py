@@ -1,4 +1,7 @@
-"""Resolve `ecmh.generate`'s arguments (and transformers' generation config) into checked settings.
+"""Every setting of a generation, in one place: ECMH's own options and their defaults (`SamplerConfig`,
+`DEFAULTS`: `ecmh.generate`, the command line and the benchmarks all take their defaults from there),
+what the model fills in (`ModelDefaults`), and the generation options resolved from the caller's
+arguments and transformers' conventions (`GenerationSettings`).
 
 The same rules serve a direct call and a call through `model.generate(custom_generate=...)`,
 where transformers hands over a config with its own defaults already filled in (`top_k=50`,
@@ -8,14 +11,75 @@ model's or transformers' defaults say.
 """
 
 import copy
-from dataclasses import dataclass
-from typing import Optional
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Union
 
 from transformers import GenerationConfig
 
 from . import compat
 from .checks import check_int, is_int
+from .cuts import CutDistribution, resolve_cut
 from .stopping import as_stop_strings
+
+BLOCKS_PER_ANSWER = 16  # the papers' block size: B = T / 16
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """The options of one ECMH run.
+
+    Args:
+        alpha: the power of the target `p^alpha` (`>= 1`); proposals are drawn at temperature `1/alpha`.
+        mcmc_steps: MH steps after each block (0: plain low-temperature sampling).
+        block_size: tokens added per block; None means `max(1, max_new_tokens // 16)`.
+        cut: "entropy", "uniform", "restart", or an object with `log_weights(entropy, length)`.
+        cut_power: the exponent of the entropy-jump weights (`cut="entropy"`).
+
+    Example:
+        >>> SamplerConfig(alpha=4.0, mcmc_steps=2).block_size_for(max_new_tokens=128)
+        8
+        >>> SamplerConfig(alpha=0.5)
+        Traceback (most recent call last):
+        ...
+        ValueError: `alpha` must be a finite number >= 1 (the power of p^alpha), got 0.5.
+    """
+
+    alpha: float = 4.0
+    mcmc_steps: int = 10
+    block_size: Optional[int] = None
+    cut: Union[str, CutDistribution] = "entropy"
+    cut_power: float = 4.0
+
+    def __post_init__(self):
+        if not _is_number(self.alpha) or not math.isfinite(self.alpha) or self.alpha < 1:
+            raise ValueError(f"`alpha` must be a finite number >= 1 (the power of p^alpha), got {self.alpha!r}.")
+        check_int("mcmc_steps", self.mcmc_steps, 0)
+        if self.block_size is not None:
+            check_int("block_size", self.block_size, 1, "or None (max_new_tokens // 16)")
+        self.cut_distribution  # checks `cut` and `cut_power`
+
+    @property
+    def cut_distribution(self) -> CutDistribution:
+        return resolve_cut(self.cut, self.cut_power)
+
+    def block_size_for(self, max_new_tokens: int) -> int:
+        """Tokens per block for answers of up to `max_new_tokens` tokens."""
+        if self.block_size is None:
+            return max(1, max_new_tokens // BLOCKS_PER_ANSWER)
+        if self.block_size > max_new_tokens:
+            raise ValueError(
+                f"`block_size` must be an integer in [1, max_new_tokens={max_new_tokens}], got {self.block_size!r} "
+                "(None means max_new_tokens // 16)."
+            )
+        return self.block_size
+
+
+DEFAULTS = SamplerConfig()
+
 
 # Generation options that would change the target distribution or the search: refused, not ignored.
 _UNSUPPORTED = {
@@ -30,10 +94,35 @@ _UNSUPPORTED = {
     "bad_words_ids": "it would change the target distribution p^alpha",
 }
 _DEFAULT_NEW_TOKENS = 20  # transformers' default when nothing sets a length
+_FILLED_IN = (*_UNSUPPORTED, "top_k", "top_p", "max_length")  # options whose filled-in value counts as unset
 
 
 @dataclass(frozen=True)
-class Settings:
+class ModelDefaults:
+    """What a model's own generation settings (its `generation_config.json`) fill in where the caller sets
+    nothing, as plain fields; every backend gives these (`Backend.defaults`)."""
+
+    eos_token_ids: tuple = ()
+    pad_token_id: Optional[int] = None
+    max_new_tokens: Optional[int] = None
+    max_length: Optional[int] = None
+    filled_in: dict = field(default_factory=dict)  # the model's own values of other options (top_k, temperature, ...)
+
+    @classmethod
+    def read(cls, value: Callable[[str], Any]) -> "ModelDefaults":
+        """From `value(name)`: the model's setting of a generation option, None where it has none."""
+        eos = value("eos_token_id")
+        return cls(
+            eos_token_ids=tuple(eos) if isinstance(eos, (list, tuple)) else (() if eos is None else (eos,)),
+            pad_token_id=value("pad_token_id"), max_new_tokens=value("max_new_tokens"), max_length=value("max_length"),
+            filled_in={name: value(name) for name in _FILLED_IN if value(name) is not None},
+        )
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """The generation options of one call, resolved and checked (`resolve`)."""
+
     max_new_tokens: int
     eos_token_ids: tuple
     pad_token_id: int
@@ -49,14 +138,12 @@ def check_seed(seed) -> None:
         raise TypeError(f"`seed` must be an int or None, got {type(seed).__name__}.")
 
 
-def resolve(model_config: Optional[GenerationConfig], generation_config, kwargs: dict, prompt_width: int,
-            prepared: bool) -> Settings:
-    """Settings from the model's generation config, the caller's generation config and keyword arguments.
+def resolve(model: ModelDefaults, generation_config, kwargs: dict, prompt_width: int, prepared: bool) -> GenerationSettings:
+    """Settings from the model's defaults, the caller's generation config and keyword arguments.
 
     `prepared` is True when transformers' `generate` already merged defaults into `generation_config`
     (and consumed the keyword arguments); then `kwargs` must be empty.
     """
-    model_config = model_config or GenerationConfig()
     defaults = compat.generation_defaults()
     config = generation_config if prepared else copy.deepcopy(generation_config or GenerationConfig())
     explicit = dict(kwargs)
@@ -67,7 +154,7 @@ def resolve(model_config: Optional[GenerationConfig], generation_config, kwargs:
             raise TypeError(f"ecmh.generate() got unexpected keyword argument(s): {', '.join(sorted(unknown))}.")
 
     def filled_in(name):
-        value = getattr(model_config, name, None)
+        value = model.filled_in.get(name)
         return value if value is not None else defaults.get(name)
 
     def set_by_caller(name):
@@ -84,25 +171,27 @@ def resolve(model_config: Optional[GenerationConfig], generation_config, kwargs:
         max_length = config.max_length if prepared else set_by_caller("max_length")
         if max_length is not None:
             max_new_tokens = max_length - prompt_width
-        elif model_config.max_new_tokens is not None:
-            max_new_tokens = model_config.max_new_tokens
-        elif model_config.max_length is not None:
-            max_new_tokens = model_config.max_length - prompt_width
+        elif model.max_new_tokens is not None:
+            max_new_tokens = model.max_new_tokens
+        elif model.max_length is not None:
+            max_new_tokens = model.max_length - prompt_width
         else:
             max_new_tokens = _DEFAULT_NEW_TOKENS
     check_int("max_new_tokens", max_new_tokens, 1)
 
     if "eos_token_id" in explicit and explicit["eos_token_id"] is None:
-        eos = None  # an explicit None: never stop early
+        eos_ids = ()  # an explicit None: never stop early
+    elif config.eos_token_id is not None:
+        eos = config.eos_token_id
+        eos_ids = tuple(eos) if isinstance(eos, (list, tuple)) else (eos,)
     else:
-        eos = config.eos_token_id if config.eos_token_id is not None else model_config.eos_token_id
-    eos_ids = tuple(eos) if isinstance(eos, (list, tuple)) else (() if eos is None else (eos,))
-    pad = config.pad_token_id if config.pad_token_id is not None else model_config.pad_token_id
+        eos_ids = model.eos_token_ids
+    pad = config.pad_token_id if config.pad_token_id is not None else model.pad_token_id
     if pad is None:
         pad = eos_ids[0] if eos_ids else 0
 
     num_return_sequences = check_int("num_return_sequences", config.num_return_sequences or 1, 1)
-    return Settings(
+    return GenerationSettings(
         max_new_tokens=max_new_tokens,
         eos_token_ids=tuple(int(t) for t in eos_ids),
         pad_token_id=int(pad),

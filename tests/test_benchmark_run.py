@@ -144,7 +144,7 @@ def test_best_of_n_stops_at_the_draw_closest_to_its_budget(monkeypatch, budget, 
     monkeypatch.setattr(methods, "_draw", draws)
     monkeypatch.setattr(methods, "_answers", answers)
     ids = torch.zeros(1, 2, dtype=torch.long)
-    settings = methods.SamplerSettings(max_new_tokens=4)
+    settings = methods.RunSettings(max_new_tokens=4)
     [answer] = methods._best_of_n("standard", None, ids, torch.ones_like(ids), settings, 0, [budget], None)
     assert answer.tokens_decoded == spent
 

@@ -29,6 +29,7 @@ import torch
 
 from ..kernel import Suffix
 from ..scoring import PowerProposal
+from ..settings import ModelDefaults
 from ..terminal import Terminal
 
 NAN_LOGITS = "The model produced NaN logits; check its weights and dtype (try float32)."
@@ -41,15 +42,15 @@ class Backend(Protocol):
     Attributes:
         device: where the sampler keeps its state (and where `prepare`'s inputs are moved).
         context_length: the model's context in positions (None: unknown, not checked).
-        generation_config: the model's `transformers.GenerationConfig`; its EOS, pad and length
-            fields fill in what the caller leaves unset.
+        defaults: what the model's own generation settings fill in where the caller sets nothing
+            (`ecmh.settings.ModelDefaults`: EOS ids, pad id, default length, plain fields).
         vocab_size: the width of the model's logits.
         tokenizer: the engine's own tokenizer, for `stop_strings` (None: the caller passes one).
     """
 
     device: torch.device
     context_length: Optional[int]
-    generation_config: object
+    defaults: ModelDefaults
     vocab_size: int
     tokenizer: object
 

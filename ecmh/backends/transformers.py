@@ -22,6 +22,7 @@ import torch
 from .. import compat
 from ..kernel import Suffix, where_rows
 from ..scoring import PowerProposal
+from ..settings import ModelDefaults
 from ..terminal import Terminal
 from .base import NAN_LOGITS
 
@@ -42,7 +43,7 @@ class TransformersBackend:
         self.model = model
         self.device = model.device
         self.context_length = getattr(model.config.get_text_config(), "max_position_embeddings", None)
-        self.generation_config = model.generation_config
+        self.defaults = ModelDefaults.read(lambda name: getattr(model.generation_config, name, None))
         self.head = model.get_output_embeddings()
         if self.head is None:
             raise ValueError(f"{type(model).__name__} has no output embedding: ecmh needs a causal LM head.")

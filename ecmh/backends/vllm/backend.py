@@ -20,6 +20,7 @@ import torch
 
 from ...kernel import Suffix
 from ...scoring import PowerProposal
+from ...settings import ModelDefaults
 from ...terminal import Terminal
 from ..base import NAN_LOGITS
 from . import channel, engine
@@ -35,19 +36,16 @@ class VLLMBackend:
     def __init__(self, llm):
         if not engine.is_ready(llm):
             raise ValueError(engine.NOT_LOADED)
-        from transformers import GenerationConfig
-
         self.llm = llm
         model_config = llm.llm_engine.model_config
         if model_config.get_vocab_size() < channel.LOGPROBS:
             raise ValueError(f"ecmh's vLLM backend needs a vocabulary of at least {channel.LOGPROBS} tokens.")
         self.device = torch.device("cpu")  # where ecmh's own state lives; the engine keeps its tensors
         self.context_length = model_config.max_model_len
-        generation = GenerationConfig(**model_config.try_get_generation_config())
-        for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
-            if getattr(generation, name, None) is None:
-                setattr(generation, name, getattr(model_config.hf_text_config, name, None))
-        self.generation_config = generation
+        generation = model_config.try_get_generation_config()  # the model's generation_config.json, a dict
+        self.defaults = ModelDefaults.read(
+            lambda name: generation.get(name) if generation.get(name) is not None
+            else getattr(model_config.hf_text_config, name, None) if name in ("eos_token_id", "pad_token_id") else None)
         self.vocab_size = model_config.get_vocab_size()
         self.tokenizer = None if model_config.skip_tokenizer_init else llm.get_tokenizer()
 
