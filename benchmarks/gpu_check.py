@@ -10,11 +10,12 @@ quality measure. `--tiny` uses a small config on the CPU (what CI runs, so the s
 
 import argparse
 import tempfile
-import time
 
 import torch
 
 import ecmh
+
+from .speed import timed
 
 ALPHA, MCMC_STEPS = 4.0, 2
 # Qwen2.5-0.5B and Qwen2.5-7B, as their config.json files give them; "tiny" for CI (head_dim 32 for vLLM's CPU build)
@@ -44,19 +45,6 @@ def build(name: str, dtype: torch.dtype, device: str):
 def prompts(rows: int, vocab_size: int) -> list[list[int]]:
     generator = torch.Generator().manual_seed(rows)
     return torch.randint(1, vocab_size, (rows, PROMPT_TOKENS), generator=generator).tolist()
-
-
-def synchronise() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-def timed(fn):
-    synchronise()
-    start = time.perf_counter()
-    result = fn()
-    synchronise()
-    return result, time.perf_counter() - start
 
 
 def ecmh_seconds_per_token(model, ids, max_new_tokens: int, block_size: int) -> float:
