@@ -62,6 +62,12 @@ def accepts_logits_to_keep(model) -> bool:
     return "logits_to_keep" in inspect.signature(model.forward).parameters
 
 
+def cache_keyword(model) -> str:
+    """The keyword that hands a KV cache to the model's forward: `cache` from transformers 5.24 on (which deprecates
+    `past_key_values`, to be removed in 5.40), `past_key_values` before."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 def token_bytes(tokenizer, vocab_size: int = 0) -> list[bytes]:
     """Each token id's text as it appears inside decoded text, as bytes (byte-exact for byte-level vocabularies),
     by transformers' own vocabulary cleaning for `stop_strings`; ids the tokenizer lacks, up to `vocab_size`, get b""."""

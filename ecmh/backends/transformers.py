@@ -50,6 +50,7 @@ class TransformersBackend:
         self.vocab_size = self.head.weight.shape[0]
         self.tokenizer = None
         self._extra_forward_kwargs = {"logits_to_keep": 1} if compat.accepts_logits_to_keep(model) else {}
+        self._cache_keyword = compat.cache_keyword(model)
         self._hook = None
 
     def _capture_head_input(self, module, args, output):
@@ -64,7 +65,7 @@ class TransformersBackend:
     def _forward(self, input_ids, attention_mask, position_ids, cache):
         out = self.model(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-            past_key_values=cache, use_cache=True, **self._extra_forward_kwargs,
+            use_cache=True, **{self._cache_keyword: cache}, **self._extra_forward_kwargs,
         )
         return out.logits[:, -1], self._head_input[:, -1]
 
