@@ -25,7 +25,7 @@ from .figures import (ACCEPTANCE_PLOT, ACCURACY_PLOT, has_acceptance, panels, pl
                       plot_accuracy_vs_tokens)
 from .registry import method_rank
 from .results_file import SAMPLE_KEY, read_rows, row_key
-from .stats import (CLUSTERED_CI, WILSON_CI, accuracy_interval, clustered_mcnemar, mean_or_none, pass_at_k,
+from .stats import (CLUSTERED_CI, accuracy_interval, clustered_mcnemar, mean_or_none, pass_at_k,
                          pass_at_k_levels, sd_or_none)
 
 REFERENCE_METHOD = "ecmh"
