@@ -1,11 +1,11 @@
-"""ecmh: sample from the power distribution p(y)^alpha with Entropy-Cut Metropolis-Hastings."""
+"""ecmh: sample from the power distribution p(y)^alpha with Entropy-Cut Metropolis-Hastings or Sequential Monte Carlo."""
 
 from . import diagnostics, metrics
 from .backends.vllm import load_vllm
 from .cuts import CutDistribution, EntropyCut, RestartCut, UniformCut
-from .settings import SamplerConfig
+from .settings import SamplerConfig, SMCConfig
 from .generation import generate
-from .outputs import ECMHOutput, Stats, Trace
+from .outputs import ECMHOutput, ParticleSet, Stats, Trace
 from .history import History, HistoryRecorder
 from .kernel import Info, State
 from .models import load_model
@@ -13,7 +13,7 @@ from .prompts import encode_prompts
 from .select import select
 
 __all__ = [
-    "generate", "load_model", "load_vllm", "encode_prompts", "SamplerConfig", "ECMHOutput", "Stats", "Trace", "State", "Info",
+    "generate", "load_model", "load_vllm", "encode_prompts", "SamplerConfig", "SMCConfig", "ECMHOutput", "ParticleSet", "Stats", "Trace", "State", "Info",
     "CutDistribution", "EntropyCut", "UniformCut", "RestartCut", "History", "HistoryRecorder", "select", "metrics",
     "diagnostics",
 ]

@@ -1,15 +1,18 @@
-"""`ecmh.generate`: sample from `p^alpha` with Entropy-Cut Metropolis-Hastings, called like `model.generate`."""
+"""`ecmh.generate`: sample from `p^alpha` with Entropy-Cut Metropolis-Hastings (or Sequential Monte Carlo),
+called like `model.generate`."""
 
+import dataclasses
+import math
 import warnings
 from typing import NamedTuple, Optional, Union
 
 import torch
 
-from . import backends, kernel, sampler, settings
-from .settings import DEFAULTS, SamplerConfig
+from . import backends, kernel, sampler, settings, smc
+from .settings import DEFAULTS, SamplerConfig, SMCConfig
 from .history import HistoryRecorder
 from .cuts import CutDistribution
-from .outputs import ECMHOutput, Stats, Trace
+from .outputs import ECMHOutput, ParticleSet, Stats, Trace
 from .stopping import StopStrings
 from .terminal import Terminal
 
@@ -87,9 +90,16 @@ def generate(
     seed: Optional[int] = None,
     on_step: Optional[sampler.StepCallback] = None,
     record_history: bool = False,
+    algorithm: str = "mh",
+    particles: Optional[int] = None,
+    ess_threshold: Optional[float] = None,
+    resampling: Optional[str] = None,
+    resample_every: Optional[int] = None,
+    bridge_tokens: Optional[int] = None,
     **kwargs,
 ) -> Union[torch.Tensor, ECMHOutput]:
-    """Sample continuations from `p(y | prompt)^alpha` with Entropy-Cut Metropolis-Hastings.
+    """Sample continuations from `p(y | prompt)^alpha` with Entropy-Cut Metropolis-Hastings, or with Sequential
+    Monte Carlo (`algorithm="smc"`).
 
     Called like `model.generate`, or through it: `model.generate(ids, custom_generate=ecmh.generate, ...)`.
 
@@ -111,6 +121,13 @@ def generate(
             and `row`: the index in the returned batch of each entry, as rows whose schedule is over leave).
         record_history: return every settled proposal as `out.history` (`ecmh.History`, tensors; needs
             `return_dict_in_generate=True`).
+        algorithm: "mh" (ECMH, exact in the limit of MH steps) or "smc" (Sequential Monte Carlo: `particles`
+            per prompt in one batch, about plain decoding's latency, consistent as the particles grow; `ecmh.smc`).
+            `mcmc_steps`, `block_size`, `cut`, `cut_power`, `on_step` and `record_history` are MH's.
+        particles, ess_threshold, resampling, resample_every, bridge_tokens: SMC's options
+            (`ecmh.settings.SMCConfig`; None: its default). With SMC, `num_return_sequences` answers per
+            prompt are drawn by the final weights from one particle system, and `return_dict_in_generate=True`
+            also returns every particle with its weight (`out.particles`, `ecmh.ParticleSet`).
         **kwargs: as for `model.generate`: `attention_mask`, `max_new_tokens`, `eos_token_id`
             (None: never stop early), `stop_strings` with `tokenizer` (a continuation ends at the first token
             that completes one in its text, exactly as at EOS: `ecmh.stopping`), `pad_token_id`,
@@ -128,7 +145,13 @@ def generate(
         >>> out = ecmh.generate(model, ids, max_new_tokens=16, mcmc_steps=2, seed=0)  # doctest: +SKIP
     """
     options = SamplerConfig(alpha, mcmc_steps, block_size, cut, cut_power)
-    call = _inputs(model, input_ids, generation_config, options, seed, on_step, record_history, kwargs)
+    smc_options = SMCConfig.from_options(algorithm, dict(
+        particles=particles, ess_threshold=ess_threshold, resampling=resampling, resample_every=resample_every,
+        bridge_tokens=bridge_tokens))
+    if smc_options is not None and (on_step is not None or record_history):
+        raise ValueError("`on_step` and `record_history` follow MH proposals; with `algorithm=\"smc\"` read "
+                         "`out.particles` (`return_dict_in_generate=True`) instead.")
+    call = _inputs(model, input_ids, generation_config, options, smc_options, seed, on_step, record_history, kwargs)
     return _output(call, _run(call))
 
 
@@ -139,7 +162,7 @@ class _Call(NamedTuple):
     input_ids: torch.Tensor  # [R, P] left-padded, one row per chain, on the backend's device
     attention_mask: torch.Tensor
     generation: settings.GenerationSettings
-    algorithm: kernel.Algorithm
+    algorithm: Union[kernel.Algorithm, smc.Algorithm]
     terminal: Terminal
     block_size: int
     mcmc_steps: int
@@ -148,8 +171,8 @@ class _Call(NamedTuple):
     recorder: Optional[HistoryRecorder]
 
 
-def _inputs(model, input_ids, generation_config, options: SamplerConfig, seed, on_step, record_history: bool,
-            kwargs: dict) -> _Call:
+def _inputs(model, input_ids, generation_config, options: SamplerConfig, smc_options: Optional[SMCConfig], seed,
+            on_step, record_history: bool, kwargs: dict) -> _Call:
     """Check and resolve everything before any decoding: a bad argument fails here, with the fix."""
     attention_mask = kwargs.pop("attention_mask", None)
     tokenizer = kwargs.pop("tokenizer", None)
@@ -177,7 +200,7 @@ def _inputs(model, input_ids, generation_config, options: SamplerConfig, seed, o
 
     device = backend.device
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
-    if not prepared and generation.num_return_sequences > 1:
+    if not prepared and generation.num_return_sequences > 1 and smc_options is None:
         input_ids = input_ids.repeat_interleave(generation.num_return_sequences, dim=0)
         attention_mask = attention_mask.repeat_interleave(generation.num_return_sequences, dim=0)
     rng = torch.Generator(device=device)
@@ -188,19 +211,28 @@ def _inputs(model, input_ids, generation_config, options: SamplerConfig, seed, o
     recorder = HistoryRecorder() if record_history else None
     if recorder is not None:
         on_step = recorder if on_step is None else _both(on_step, recorder)
-    algorithm = kernel.build(options.alpha, options.cut_distribution, generation.top_k, generation.top_p,
-                             diagnostics=record_history or isinstance(on_step, HistoryRecorder))
+    if smc_options is None:
+        algorithm = kernel.build(options.alpha, options.cut_distribution, generation.top_k, generation.top_p,
+                                 diagnostics=record_history or isinstance(on_step, HistoryRecorder))
+    else:
+        algorithm = smc.build(options.alpha, smc_options.particles, ess_threshold=smc_options.ess_threshold,
+                              resampling_scheme=smc_options.resampling, resample_every=smc_options.resample_every,
+                              bridge_tokens=smc_options.bridge_tokens, top_k=generation.top_k, top_p=generation.top_p)
+        if prepared:
+            generation = dataclasses.replace(generation, num_return_sequences=1)  # rows already repeated
     terminal = Terminal(generation.eos_token_ids, stop_strings, generation.max_new_tokens, device)
     return _Call(backend, input_ids, attention_mask, generation, algorithm, terminal, block_size, options.mcmc_steps, rng,
                  on_step, recorder)
 
 
-def _run(call: _Call) -> kernel.State:
+def _run(call: _Call) -> Union[kernel.State, smc.Run]:
     """Every row's schedule on the backend; the backend is closed whatever happens."""
     try:
         with torch.inference_mode():
             forwarded = call.backend.prepare(call.input_ids, call.attention_mask, proposal=call.algorithm.proposal,
                                              terminal=call.terminal)
+            if isinstance(call.algorithm, smc.Algorithm):
+                return smc.run(call.rng, call.algorithm, call.backend, forwarded, terminal=call.terminal)
             return sampler.run(call.rng, call.algorithm, call.backend, forwarded, block_size=call.block_size,
                                mcmc_steps=call.mcmc_steps, terminal=call.terminal, on_step=call.on_step)
     finally:
@@ -224,18 +256,24 @@ def _stop_strings(strings: tuple, tokenizer, backend) -> Optional[StopStrings]:
     return StopStrings.from_tokenizer(strings, tokenizer, backend.vocab_size).to(backend.device)
 
 
-def _output(call: _Call, state: kernel.State):
-    """The sequences, or the `ECMHOutput` with stats, trace and history."""
-    input_ids, generation = call.input_ids, call.generation
+def _continuations(state, input_ids: torch.Tensor, pad_token_id: int) -> tuple[torch.Tensor, Trace]:
+    """Prompt + continuation of every row of `state` (an MH or SMC state), and the per-position numbers."""
     width = int(state.length.max())
-    position = torch.arange(width, device=input_ids.device)[None, :]
-    continuation = torch.where(position < state.length[:, None], state.tokens[:, :width], generation.pad_token_id)
-    sequences = torch.cat([input_ids, continuation], dim=1)
-    if not generation.return_dict_in_generate:
-        return sequences
-    valid = position < state.length[:, None]
+    valid = torch.arange(width, device=input_ids.device)[None, :] < state.length[:, None]
+    continuation = torch.where(valid, state.tokens[:, :width], pad_token_id)
     trace = Trace(*(torch.where(valid, x[:, :width], torch.zeros_like(x[:, :width]))
                     for x in (state.log_p, state.log_z, state.entropy)), state.length)
+    return torch.cat([input_ids, continuation], dim=1), trace
+
+
+def _output(call: _Call, result):
+    """The sequences, or the `ECMHOutput` with stats, trace and history (MH) or particles (SMC)."""
+    if isinstance(result, smc.Run):
+        return _smc_output(call, result)
+    state, generation = result, call.generation
+    sequences, trace = _continuations(state, call.input_ids, generation.pad_token_id)
+    if not generation.return_dict_in_generate:
+        return sequences
     stats = Stats(
         acceptance_rate=state.accepted.float() / state.proposals.float(),
         proposals=state.proposals,
@@ -243,5 +281,35 @@ def _output(call: _Call, state: kernel.State):
         tokens_decoded=state.tokens_decoded,
         tokens_forwarded=state.tokens_forwarded,
         log_p=trace.log_p.sum(1),
+        sequential_passes=state.tokens_decoded + 1,  # each token after the one before; the prompt in one pass
     )
     return ECMHOutput(sequences, stats, trace, call.recorder.history() if call.recorder is not None else None)
+
+
+def _smc_output(call: _Call, result: smc.Run):
+    """`num_return_sequences` particles per prompt drawn by the final weights, and with `return_dict_in_generate`
+    every particle."""
+    state, tally = result.state, result.tally
+    n, draws = call.algorithm.particles, call.generation.num_return_sequences
+    log_weights = smc.by_group(state.log_weight, n)
+    weights = torch.softmax(log_weights.double(), dim=1)
+    chosen = torch.multinomial(weights.float(), draws, replacement=True, generator=call.rng)
+    group = torch.arange(weights.shape[0], device=chosen.device)[:, None]
+    rows = (group * n + chosen).flatten()
+    prompts = call.input_ids.repeat_interleave(n, dim=0)
+    sequences, trace = _continuations(state, prompts, call.generation.pad_token_id)
+    if not call.generation.return_dict_in_generate:
+        return sequences[rows]
+    per_answer = group.expand(-1, draws).flatten()
+    zero = torch.zeros_like(rows)
+    stats = Stats(
+        acceptance_rate=torch.full(rows.shape, float("nan"), device=rows.device), proposals=zero, accepted=zero,
+        tokens_decoded=tally.tokens_decoded[per_answer], tokens_forwarded=tally.tokens_forwarded[per_answer],
+        log_p=trace.log_p.sum(1)[rows], sequential_passes=tally.steps[per_answer] + 1,
+    )
+    particles = ParticleSet(
+        sequences=sequences, log_weights=log_weights, weights=weights.float(),
+        log_evidence=torch.logsumexp(log_weights, dim=1) - math.log(n), ess=result.ess, resamples=tally.resamples,
+        chosen=chosen, trace=trace,
+    )
+    return ECMHOutput(sequences[rows], stats, Trace(*(x[rows] for x in trace)), particles=particles)

@@ -18,6 +18,7 @@ class Stats(NamedTuple):
     tokens_decoded: torch.Tensor  # every token sampled, rejected proposals included
     tokens_forwarded: torch.Tensor  # every position run through the model, prefill and padding included
     log_p: torch.Tensor  # base-model log-likelihood of the returned continuation
+    sequential_passes: torch.Tensor  # forward passes the answer waited for one after another (the prompt's included)
 
 
 class Trace(NamedTuple):
@@ -30,9 +31,23 @@ class Trace(NamedTuple):
     length: torch.Tensor  # [R] continuation length (up to and including EOS or the token ending a stop string)
 
 
+class ParticleSet(NamedTuple):
+    """Every particle of a Sequential Monte Carlo run (`algorithm="smc"`), per prompt `g` rows `g * N .. g * N + N - 1`."""
+
+    sequences: torch.Tensor  # [G * N, P + L] prompt + continuation, `pad_token_id` after the end
+    log_weights: torch.Tensor  # [G, N] final log-weights (unnormalised)
+    weights: torch.Tensor  # [G, N] the same, normalised per prompt
+    log_evidence: torch.Tensor  # [G] log of the estimate of Z = sum_y p(y | prompt)^alpha (the estimate is unbiased)
+    ess: torch.Tensor  # [G, checks] effective sample size at each check, before resampling (NaN once all finished)
+    resamples: torch.Tensor  # [G] resampling events
+    chosen: torch.Tensor  # [G, num_return_sequences] the particle each returned row is (drawn by `weights`)
+    trace: Trace  # per particle
+
+
 @dataclass
 class ECMHOutput:
     sequences: torch.Tensor  # prompt + continuation, `pad_token_id` after the end
     stats: Stats
     trace: Trace
     history: Optional[History] = None  # with `record_history=True`
+    particles: Optional[ParticleSet] = None  # with `algorithm="smc"`

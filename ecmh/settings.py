@@ -20,6 +20,7 @@ from transformers import GenerationConfig
 from . import compat
 from .checks import check_int, is_int
 from .cuts import CutDistribution, resolve_cut
+from .resampling import check_scheme
 from .stopping import as_stop_strings
 
 BLOCKS_PER_ANSWER = 16  # the papers' block size: B = T / 16
@@ -79,6 +80,61 @@ class SamplerConfig:
 
 
 DEFAULTS = SamplerConfig()
+
+ALGORITHMS = ("mh", "smc")
+
+
+@dataclass(frozen=True)
+class SMCConfig:
+    """The options of one Sequential Monte Carlo run (`ecmh.generate(..., algorithm="smc")`, `ecmh.smc`).
+
+    Args:
+        particles: particles per prompt, advanced together in one batch.
+        ess_threshold: resample a prompt's particles when their effective sample size falls below
+            `ess_threshold * particles` (0: never; 1: at every check where the weights differ).
+        resampling: "systematic", "residual" or "multinomial" (`ecmh.resampling`).
+        resample_every: tokens between two checks of the effective sample size (1: after every token;
+            on vLLM each check ends the engine's requests, so larger intervals are cheaper there).
+        bridge_tokens: raise the exponent of the intermediate targets from 1 to alpha over this many
+            tokens (Power-SMC's exponent bridging; 0: target `p^alpha` from the first token). The final
+            target is `p^alpha` either way.
+
+    Example:
+        >>> SMCConfig(particles=8).resample_every
+        16
+        >>> SMCConfig(particles=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: `particles` must be an integer >= 1, got 0.
+    """
+
+    particles: int = 16
+    ess_threshold: float = 0.5
+    resampling: str = "systematic"
+    resample_every: int = 16
+    bridge_tokens: int = 0
+
+    def __post_init__(self):
+        check_int("particles", self.particles, 1)
+        if not _is_number(self.ess_threshold) or not 0 <= self.ess_threshold <= 1:
+            raise ValueError(f"`ess_threshold` must be a number in [0, 1] (a fraction of the particles), "
+                             f"got {self.ess_threshold!r}.")
+        check_scheme(self.resampling)
+        check_int("resample_every", self.resample_every, 1)
+        check_int("bridge_tokens", self.bridge_tokens, 0, "(0: no exponent bridging)")
+
+    @classmethod
+    def from_options(cls, algorithm: str, options: dict) -> Optional["SMCConfig"]:
+        """The SMC options of a call (`options`: each given value, None where not given), or None for MH."""
+        if algorithm not in ALGORITHMS:
+            raise ValueError(f"`algorithm` must be one of {', '.join(map(repr, ALGORITHMS))}, got {algorithm!r}.")
+        given = {name: value for name, value in options.items() if value is not None}
+        if algorithm == "mh":
+            if given:
+                raise ValueError(f"{', '.join(f'`{name}`' for name in given)} set(s) Sequential Monte Carlo: "
+                                 "pass `algorithm=\"smc\"` too, or leave it out for MH.")
+            return None
+        return cls(**given)
 
 
 # Generation options that would change the target distribution or the search: refused, not ignored.
