@@ -56,13 +56,14 @@ OPTIONS = {
 }
 
 
-def run_systems(c, systems: int, particles: int, draws: int = 1, **options):
-    """`systems` independent particle systems per prompt of `PROMPTS`, all in one batch."""
+def run_systems(c, systems: int, particles: int, draws: int = 1, engine=None, **options):
+    """`systems` independent particle systems per prompt of `PROMPTS`, all in one batch, on `engine` (default: the
+    transformers model)."""
     width = max(map(len, PROMPTS))
     rows = [p for p in PROMPTS for _ in range(systems)]
     ids = torch.tensor([[PAD] * (width - len(p)) + p for p in rows])
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in rows])
-    out = ecmh.generate(c.model, ids, attention_mask=mask, alpha=c.alpha, max_new_tokens=c.length, seed=0,
+    out = ecmh.generate(c.model if engine is None else engine, ids, attention_mask=mask, alpha=c.alpha, max_new_tokens=c.length, seed=0,
                         eos_token_id=c.eos, pad_token_id=PAD, return_dict_in_generate=True, algorithm="smc",
                         particles=particles, num_return_sequences=draws, **c.stop, **options)
     index = {seq: i for i, seq in enumerate(c.seqs)}
@@ -71,22 +72,23 @@ def run_systems(c, systems: int, particles: int, draws: int = 1, **options):
     return out, answers(out.particles.sequences, out.particles.trace.length), answers(out.sequences, out.trace.length)
 
 
-def unbiasedness_z(name: str, **options) -> float:
-    """The largest |z| of the unnormalised estimates of p(y)^alpha (answers with MIN_MASS) and of Z, over the prompts."""
-    c = case(name)
-    out, particle_answer, _ = run_systems(c, SYSTEMS, PARTICLES, **options)
+def unbiasedness_z(name: str, c=None, engine=None, systems: int = SYSTEMS, **options) -> float:
+    """The largest |z| of the unnormalised estimates of p(y)^alpha (answers with MIN_MASS) and of Z, over the prompts
+    (`c`: the case of model `name`, default `case(name)`)."""
+    c = case(name) if c is None else c
+    out, particle_answer, _ = run_systems(c, systems, PARTICLES, engine=engine, **options)
     weights = out.particles.log_weights.double().exp()  # [3 * SYSTEMS, N]
     estimates = torch.zeros(weights.shape[0], len(c.seqs), dtype=torch.float64)
     estimates.scatter_add_(1, particle_answer.view(weights.shape), weights / PARTICLES)
     worst = 0.0
     for prompt, target in enumerate(c.target):
-        mine = estimates[prompt * SYSTEMS : (prompt + 1) * SYSTEMS]
+        mine = estimates[prompt * systems : (prompt + 1) * systems]
         unnormalised = torch.exp(c.alpha * exact_log_p(c, prompt))
         z_total = unnormalised.sum()
         kept = target >= MIN_MASS
         columns = torch.cat([mine[:, kept], mine.sum(1, keepdim=True)], dim=1)
         truth = torch.cat([unnormalised[kept], z_total[None]])
-        z = (columns.mean(0) - truth) / (columns.std(0) / math.sqrt(SYSTEMS))
+        z = (columns.mean(0) - truth) / (columns.std(0) / math.sqrt(systems))
         worst = max(worst, z.abs().max().item())
     print(f"{name} {options}: largest |z| {worst:.2f}")
     return worst

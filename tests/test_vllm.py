@@ -23,6 +23,7 @@ import ecmh  # noqa: E402
 import pinned  # noqa: E402
 import test_exactness as exactness  # noqa: E402
 import test_invariants as invariants  # noqa: E402
+import test_smc  # noqa: E402
 from conftest import EOS, PAD, tiny_model  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from ecmh import compat  # noqa: E402
@@ -129,6 +130,30 @@ def test_every_row_matches_a_fresh_forward_pass(sweep_case):
     def check(batch):
         prompts, options = batch
         invariants.check_against_a_fresh_pass(case.model, prompts, engine=engine, **options)
+
+    check()
+
+
+# SMC on the engine: the unbiasedness test of tests/test_smc.py with fewer systems per prompt (each check of
+# the effective sample size ends the engine's requests), one resampling option set per model, and its invariants.
+SMC_SYSTEMS = 150
+
+
+def test_smc_weighted_particles_are_unbiased_for_p_alpha(sweep_case):
+    name, case, engine = sweep_case
+    options = test_smc.OPTIONS[name]
+    assert test_smc.unbiasedness_z(f"vllm {name}", case, engine, SMC_SYSTEMS, **options) <= test_smc.Z_MAX
+
+
+def test_smc_rows_match_a_fresh_forward_pass(sweep_case):
+    _, case, engine = sweep_case
+
+    @settings(max_examples=INVARIANT_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(invariants.batches(case.model.config.vocab_size))
+    def check(batch):
+        prompts, options = batch
+        invariants.check_against_a_fresh_pass(case.model, prompts, engine=engine, algorithm="smc", particles=3,
+                                              resample_every=2, ess_threshold=1.0, **options)
 
     check()
 
