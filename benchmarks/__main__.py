@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from .methods import RunSettings
-from .registry import METHODS, SELECTORS
+from .registry import METHODS, SELECTORS, SMC_PARTICLES
 from .tasks import TASK_NAMES
 
 DEFAULTS = RunSettings()
@@ -58,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--block-size", type=int, default=DEFAULTS.block_size, help="default: max-new-tokens // 16")
     run.add_argument("--max-new-tokens", type=int, default=DEFAULTS.max_new_tokens)
     run.add_argument("--cut-power", type=float, default=DEFAULTS.cut_power)
+    run.add_argument("--particles", type=int, default=None,
+                     help=f"SMC methods' particles per prompt (default: {SMC_PARTICLES}, the entropy-cut paper's)")
     run.add_argument("--batch-size", type=int, default=8, help="problems per sampler call")
     run.add_argument("--no-chat", action="store_true", help="do not apply the model's chat template")
     run.add_argument("--stop-string", action="append", dest="stop_strings", metavar="TEXT",
@@ -123,9 +125,10 @@ def main(argv=None) -> int:
     stop_strings = () if args.no_stop_strings else tuple(args.stop_strings or ())
     if args.stop_strings is None and not args.no_stop_strings and args.no_chat:
         stop_strings = TASKS[args.task].stop_strings
-    settings = RunSettings(alpha=args.alpha, mcmc_steps=args.mcmc_steps, block_size=args.block_size,
-                               max_new_tokens=args.max_new_tokens, cut_power=args.cut_power, stop_strings=stop_strings)
     try:
+        settings = RunSettings(alpha=args.alpha, mcmc_steps=args.mcmc_steps, block_size=args.block_size,
+                               max_new_tokens=args.max_new_tokens, cut_power=args.cut_power, stop_strings=stop_strings,
+                               particles=args.particles)
         model, tokenizer = _load(args)
         out = run(args.task, args.method.split(","), model, tokenizer, model_name=args.model, seeds=args.seeds,
                   out=args.out, limit=args.limit, data=args.data, settings=settings, batch_size=args.batch_size,

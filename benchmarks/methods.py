@@ -9,9 +9,13 @@
 | `restart_mh`   | `p^alpha` by block-wise MH whose every proposal restarts the answer               |
 | `bon_std`      | best of N temperature-1 draws, N such that the draws spend ECMH's decoded tokens  |
 | `bon_low_temp` | the same with draws at temperature 1/alpha                                        |
+| `smc`          | `p^alpha` by Sequential Monte Carlo, 64 particles (the entropy-cut paper's baseline) |
+| `power_smc`    | the same with Power-SMC's settings: exponent bridging, the ESS checked every 64 tokens |
 
 All of them run through `ecmh.generate` (`standard` and `low_temp` are its `mcmc_steps=0` case,
-which samples the tempered proposal exactly), so every method is seeded and counted alike.
+which samples the tempered proposal exactly), so every method is seeded and counted alike: decoded tokens
+(rejected proposals and discarded particles included), forwarded positions and sequential forward passes
+(the decoding steps an answer waits for one after another: what latency on a GPU follows).
 Best-of-N returns every draw (`Answer.candidates`); `choose` picks one with an `ecmh.select`
 selector: the highest mean base-model log-likelihood per token (`log_p`), the lowest High-Entropy
 Sum (`hes`), or the most common extracted answer (`majority`). Its budget
@@ -29,10 +33,11 @@ from typing import NamedTuple, Optional, Sequence
 import torch
 
 import ecmh
-from ecmh.settings import DEFAULTS, SamplerConfig
+from ecmh.checks import check_int
+from ecmh.settings import DEFAULTS, SamplerConfig, SMCConfig
 from ecmh.select import scores as selection_scores
 
-from .registry import BEST_OF_N, METHODS, MH_CUTS, SELECTORS
+from .registry import BEST_OF_N, METHODS, MH_CUTS, SELECTORS, SMC_METHODS, SMC_PARTICLES
 
 
 @dataclass(frozen=True)
@@ -45,25 +50,51 @@ class RunSettings:
     max_new_tokens: int = 3072
     cut_power: float = DEFAULTS.cut_power
     stop_strings: tuple = ()  # end answers there, exactly (needs the tokenizer: `sample(..., tokenizer=)`)
+    particles: Optional[int] = None  # SMC methods' particles per prompt (None: registry.SMC_PARTICLES)
 
-    def config(self) -> dict:
-        """What a results row records of these settings (stop strings only where there are some, so rows
-        made before they existed still resume)."""
+    def __post_init__(self):  # every setting checked before any model loads
+        check_int("max_new_tokens", self.max_new_tokens, 1)
+        SamplerConfig(self.alpha, self.mcmc_steps, self.block_size, cut_power=self.cut_power).block_size_for(
+            self.max_new_tokens)
+        for method in SMC_METHODS:
+            SMCConfig(**self.smc_options(method))
+
+    def config(self, method: Optional[str] = None) -> dict:
+        """What a results row of `method` records of these settings (stop strings only where there are some, and
+        SMC's options only for SMC methods, so rows made before they existed still resume)."""
         config = {**self.__dict__, "block_size": self.resolved_block_size}
+        del config["particles"]
         if not self.stop_strings:
             del config["stop_strings"]
         else:
             config["stop_strings"] = list(self.stop_strings)
+        if method in SMC_METHODS:
+            config["smc"] = self.smc_options(method)
         return config
+
+    def smc_options(self, method: str) -> dict:
+        """`ecmh.generate`'s SMC options for an SMC method at these settings."""
+        options = dict(SMC_METHODS[method])
+        bridge_fraction = options.pop("bridge_fraction")
+        return dict(particles=SMC_PARTICLES if self.particles is None else self.particles, bridge_tokens=round(bridge_fraction * self.max_new_tokens),
+                    **options)
 
     @property
     def resolved_block_size(self) -> int:
         return SamplerConfig(block_size=self.block_size).block_size_for(self.max_new_tokens)
 
 
+class Cost(NamedTuple):
+    """What one answer (or draw) cost."""
+
+    tokens_decoded: int  # every token sampled for it
+    tokens_forwarded: int  # every position run through the model for it, the prompt's included
+    sequential_passes: int  # forward passes it waited for one after another
+
+
 class Draw(NamedTuple):
     tokens: list  # the continuation, up to and including its EOS or the token that completes a stop string
-    tokens_decoded: int  # every token sampled for it
+    cost: Cost
     log_p: float  # base-model log-likelihood
     mean_log_p: float  # ... per token
     hes: float  # High-Entropy Sum (ecmh.metrics.high_entropy_sum)
@@ -71,7 +102,7 @@ class Draw(NamedTuple):
 
 class Answer(NamedTuple):
     tokens: list  # the continuation, up to and including its EOS or the token that completes a stop string
-    tokens_decoded: int  # every token the method sampled for this answer
+    cost: Cost  # everything the method spent for this answer
     acceptance_rate: Optional[float]  # MH methods only
     acceptance_by_block: list  # MH methods: accepted / proposed per block (None where none proposed)
     log_p: float  # base-model log-likelihood of the answer
@@ -113,7 +144,13 @@ def sample(
         raise ValueError(f"Unknown method {method!r}: use one of {', '.join(METHODS)}.")
     if method in ("standard", "low_temp"):
         out = _draw(method, model, input_ids, attention_mask, settings, seed, tokenizer)
-        return [Answer(d.tokens, d.tokens_decoded, None, [], d.log_p) for d in _answers(out, input_ids)]
+        return [Answer(d.tokens, d.cost, None, [], d.log_p) for d in _answers(out, input_ids)]
+    if method in SMC_METHODS:
+        out = ecmh.generate(
+            model, input_ids, attention_mask=attention_mask, alpha=settings.alpha, algorithm="smc",
+            max_new_tokens=settings.max_new_tokens, seed=seed, return_dict_in_generate=True,
+            **settings.smc_options(method), **_stop_strings(settings, tokenizer))
+        return [Answer(d.tokens, d.cost, None, [], d.log_p) for d in _answers(out, input_ids)]
     out = ecmh.generate(
         model, input_ids, attention_mask=attention_mask, alpha=settings.alpha, mcmc_steps=settings.mcmc_steps,
         block_size=settings.resolved_block_size, max_new_tokens=settings.max_new_tokens, cut=MH_CUTS[method],
@@ -124,7 +161,7 @@ def sample(
     by_block = ecmh.diagnostics.acceptance_by_block(out.history, input_ids.shape[0], blocks).tolist()
     rates = out.stats.acceptance_rate.tolist()
     return [
-        Answer(d.tokens, d.tokens_decoded, None if math.isnan(rate) else rate,
+        Answer(d.tokens, d.cost, None if math.isnan(rate) else rate,
                [None if math.isnan(value) else value for value in row], d.log_p)
         for d, rate, row in zip(_answers(out, input_ids), rates, by_block)
     ]
@@ -145,15 +182,18 @@ def _draw(kind: str, model, input_ids, attention_mask, settings: RunSettings, se
 def _answers(out: ecmh.ECMHOutput, input_ids: torch.Tensor):
     """A `Draw` per row of an ECMH output."""
     continuations = out.sequences[:, input_ids.shape[1]:].tolist()
-    columns = (out.trace.length, out.stats.tokens_decoded, out.stats.log_p, ecmh.metrics.mean_log_likelihood(out.trace),
+    stats = out.stats
+    costs = zip(stats.tokens_decoded.tolist(), stats.tokens_forwarded.tolist(), stats.sequential_passes.tolist())
+    columns = (out.trace.length, stats.log_p, ecmh.metrics.mean_log_likelihood(out.trace),
                ecmh.metrics.high_entropy_sum(out.trace))
-    for tokens, length, *numbers in zip(continuations, *(c.tolist() for c in columns)):
-        yield Draw(tokens[:length], *numbers)
+    for tokens, cost, (length, *numbers) in zip(continuations, costs, zip(*(c.tolist() for c in columns))):
+        yield Draw(tokens[:length], Cost(*cost), *numbers)
 
 
 def _best_of_n(kind, model, input_ids, attention_mask, settings, seed, budgets, tokenizer) -> list[Answer]:
     rows = input_ids.shape[0]
     spent, closed = [0] * rows, [False] * rows
+    forwarded, passes = [0] * rows, [0] * rows
     drawn: list[list[Draw]] = [[] for _ in range(rows)]
     mean_length = [float(settings.max_new_tokens)] * rows  # first round: one draw per row, no waste
     round_index = 0
@@ -162,20 +202,24 @@ def _best_of_n(kind, model, input_ids, attention_mask, settings, seed, budgets, 
         source = torch.tensor([r for r, count in enumerate(counts) for _ in range(count)], device=input_ids.device)
         out = _draw(kind, model, input_ids[source], attention_mask[source], settings,
                     stable_seed(seed, round_index), tokenizer)
+        longest = [0] * rows  # a round's draws of one row run in parallel: it waits for the longest
         for r, draw in zip(source.tolist(), _answers(out, input_ids[source])):
+            forwarded[r] += draw.cost.tokens_forwarded
+            longest[r] = max(longest[r], draw.cost.sequential_passes)
             if closed[r]:
                 continue  # drawn in parallel after the row's last draw: discarded unread
-            over, under = spent[r] + draw.tokens_decoded - budgets[r], budgets[r] - spent[r]
+            over, under = spent[r] + draw.cost.tokens_decoded - budgets[r], budgets[r] - spent[r]
             if drawn[r] and over > under:  # stopping before this draw is closer to the budget
                 closed[r] = True
                 continue
-            spent[r] += draw.tokens_decoded
+            spent[r] += draw.cost.tokens_decoded
             drawn[r].append(draw)
             closed[r] = spent[r] >= budgets[r]
+        passes = [p + n for p, n in zip(passes, longest)]
         mean_length = [max(1.0, spent[r] / len(drawn[r])) for r in range(rows)]
         round_index += 1
     answers = []
     for r, candidates in enumerate(drawn):
         best = candidates[choose(candidates, "log_p")]
-        answers.append(Answer(best.tokens, spent[r], None, [], best.log_p, candidates))
+        answers.append(Answer(best.tokens, Cost(spent[r], forwarded[r], passes[r]), None, [], best.log_p, candidates))
     return answers

@@ -97,6 +97,7 @@ class MethodSummary:
     tokens_sd: float | None  # standard deviation of the decoded tokens over samples
     at_token_limit: float | None
     seconds_per_problem: float | None
+    passes_per_problem: float | None  # sequential forward passes per answer (rows made before it was recorded: None)
     acceptance_rate: float | None
     acceptance_by_block: list[float | None]
     configs: list[dict]
@@ -176,6 +177,7 @@ def summarise_method(rows: list[dict]) -> MethodSummary:
         tokens_sd=sd_or_none(row.get("tokens_decoded") for row in rows),
         at_token_limit=mean_or_none(map(at_token_limit, rows)),
         seconds_per_problem=mean_or_none(row.get("seconds") for row in rows),
+        passes_per_problem=mean_or_none(row.get("sequential_passes") for row in rows),
         acceptance_rate=mean_or_none(row.get("acceptance_rate") for row in rows),
         acceptance_by_block=mean_acceptance_by_block(rows),
         configs=configs,
@@ -278,6 +280,27 @@ def method_table(methods: list[MethodSummary]) -> list[str]:
     return lines
 
 
+COST_REFERENCE = "low_temp"
+
+
+def cost_table(methods: list[MethodSummary]) -> list[str]:
+    """Each method's mean decoded tokens, sequential passes and seconds per answer as ratios to `low_temp`'s."""
+    reference = next((s for s in methods if s.method == COST_REFERENCE), None)
+    if reference is None:
+        return []
+
+    def ratio(value, base):
+        return number(value / base if value is not None and base else None, 2)
+
+    lines = ["", f"Cost per answer as a ratio to `{COST_REFERENCE}` (latency on a GPU follows the sequential passes):",
+             "", "| method | decoded tokens | sequential passes | seconds |", "| --- | --- | --- | --- |"]
+    for s in methods:
+        lines.append(f"| {s.method} | {ratio(s.tokens_per_problem, reference.tokens_per_problem)} "
+                     f"| {ratio(s.passes_per_problem, reference.passes_per_problem)} "
+                     f"| {ratio(s.seconds_per_problem, reference.seconds_per_problem)} |")
+    return lines
+
+
 def settings_lines(methods: list[MethodSummary]) -> list[str]:
     """One line for all methods when they share their settings, else one line per method."""
     described = [("; ".join(f"`{json.dumps(c, sort_keys=True)}`" for c in s.configs), s.method) for s in methods]
@@ -326,7 +349,7 @@ def markdown(summary: Summary, command: str, rows: int) -> str:
     ]
     for model, task in panels(summary):
         methods = [s for s in summary.methods if (s.model, s.task) == (model, task)]
-        lines += ["", f"## {model} / {task}", "", *method_table(methods),
+        lines += ["", f"## {model} / {task}", "", *method_table(methods), *cost_table(methods),
                   *breakdown_table(methods, "by_extraction", "Accuracy by how the answer was extracted"),
                   *breakdown_table(methods, "by_selector", "Best-of-N accuracy by the selector that picks the draw"), "",
                   "Settings:", "", *settings_lines(methods)]

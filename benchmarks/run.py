@@ -68,9 +68,9 @@ def run(
     out = Path(out) if out is not None else Path("ecmh-results") / model_slug(model_name)
     if select not in methods.SELECTORS:
         raise ValueError(f"Unknown --select {select!r}: use one of {', '.join(methods.SELECTORS)}.")
-    config = {**settings.config(), "chat": chat, **({"select": select} if select != "log_p" else {})}
+    extra = {"chat": chat, **({"select": select} if select != "log_p" else {})}
     order = order_methods(method_names)
-    files = {m: ResultsFile(out, task.name, m, config, shard) for m in order}
+    files = {m: ResultsFile(out, task.name, m, {**settings.config(m), **extra}, shard) for m in order}
     ecmh_budget = files["ecmh"].done if "ecmh" in files else {}
     version = library_version()
     backend = "vllm" if is_vllm_engine(model) else "transformers"
@@ -110,7 +110,8 @@ def run(
                     "model": model_name, "task": task.name, "method": method, "seed": seed, "problem_id": problem["id"],
                     "prompt": problem["prompt"], "completion": completion, "answer": problem.get("answer"),
                     **task.verdict(problem, completion),
-                    "tokens_decoded": answer.tokens_decoded, "seconds": seconds,
+                    "tokens_decoded": answer.cost.tokens_decoded, "tokens_forwarded": answer.cost.tokens_forwarded,
+                    "sequential_passes": answer.cost.sequential_passes, "seconds": seconds,
                     "acceptance_rate": answer.acceptance_rate, "acceptance_by_block": answer.acceptance_by_block,
                     "log_p": log_p, "completion_tokens": len(tokens), "ecmh_version": version, "backend": backend, **selectors,
                 })

@@ -43,6 +43,11 @@ def test_two_problems_of_every_task_with_every_method(tiny_chat_model_dir, tmp_p
         assert 1 <= row["completion_tokens"] <= 8 and row["config"]["block_size"] == 4
         mh = row["method"] in ("ecmh", "uniform_mh", "restart_mh")
         assert (row["acceptance_rate"] is not None) == mh and len(row["acceptance_by_block"]) == (2 if mh else 0)
+        assert row["tokens_forwarded"] > row["tokens_decoded"] >= row["completion_tokens"]  # the prompt, once
+        if row["method"] in ("smc", "power_smc"):  # 64 particles decode in lockstep: about one answer's passes
+            assert row["config"]["smc"]["particles"] == 64 and row["sequential_passes"] <= 8 + 1
+        elif not row["method"].startswith("bon_"):  # one token after another, plus the prompt's pass
+            assert row["sequential_passes"] == row["tokens_decoded"] + 1
         if row["method"].startswith("bon_"):  # at least one draw, about the same problem's ECMH budget
             assert 0 < row["tokens_decoded"] < 2 * by_key[("ecmh", row["problem_id"])]["tokens_decoded"] + 8
             assert row["selected_by"] == "log_p" and set(row["by_selector"]) == {"log_p", "hes", "majority"}
@@ -132,6 +137,7 @@ def test_best_of_n_stops_at_the_draw_closest_to_its_budget(monkeypatch, budget, 
     from benchmarks import methods
 
     lengths = iter([4, 4, 4, 10, 10, 10, 10, 10])  # the decoded tokens of successive draws of the one prompt
+    made = []
 
     def draws(kind, model, input_ids, attention_mask, settings, seed, tokenizer):
         return input_ids.shape[0]
@@ -139,14 +145,17 @@ def test_best_of_n_stops_at_the_draw_closest_to_its_budget(monkeypatch, budget, 
     def answers(count, input_ids):
         for _ in range(count):
             length = next(lengths)
-            yield methods.Draw([1] * length, length, -float(length), -1.0, 0.0)
+            made.append(length)
+            yield methods.Draw([1] * length, methods.Cost(length, length + 2, length + 1), -float(length), -1.0, 0.0)
 
     monkeypatch.setattr(methods, "_draw", draws)
     monkeypatch.setattr(methods, "_answers", answers)
     ids = torch.zeros(1, 2, dtype=torch.long)
     settings = methods.RunSettings(max_new_tokens=4)
     [answer] = methods._best_of_n("standard", None, ids, torch.ones_like(ids), settings, 0, [budget], None)
-    assert answer.tokens_decoded == spent
+    assert answer.cost.tokens_decoded == spent
+    assert answer.cost.tokens_forwarded == sum(n + 2 for n in made)  # discarded draws' work included
+    assert max(made) + 1 <= answer.cost.sequential_passes <= sum(n + 1 for n in made)
 
 
 def test_completion_style_humaneval_ends_answers_at_its_stop_strings(tiny_chat_model_dir, tmp_path):
@@ -173,10 +182,24 @@ def test_chat_answers_and_no_stop_strings_keep_the_settings_rows_had_before(tiny
 def test_each_selector_picks_its_draw():
     from benchmarks import methods
 
-    draws = [methods.Draw([1], 1, -1.0, -1.0, 2.0), methods.Draw([2], 1, -0.5, -0.5, 3.0),
-             methods.Draw([3], 1, -2.0, -2.0, 0.5)]
+    cost = methods.Cost(1, 1, 2)
+    draws = [methods.Draw([1], cost, -1.0, -1.0, 2.0), methods.Draw([2], cost, -0.5, -0.5, 3.0),
+             methods.Draw([3], cost, -2.0, -2.0, 0.5)]
     assert methods.choose(draws, "log_p") == 1
     assert methods.choose(draws, "hes") == 2
     assert methods.choose(draws, "majority", ["7", "8", "7"]) == 0  # the common answer, its likelier draw
     with pytest.raises(ValueError, match="selector"):
         methods.choose(draws, "cme")
+
+
+def test_smc_methods_take_their_particles_and_the_report_prints_costs_against_low_temp(tiny_chat_model_dir, tmp_path):
+    assert _run(tiny_chat_model_dir, tmp_path, "--task", "gsm8k", "--method", "low_temp,smc,power_smc", "--limit", "2",
+                "--particles", "3") == 0
+    rows = _rows(tmp_path)
+    smc_rows = [row for row in rows if row["method"] != "low_temp"]
+    assert len(smc_rows) == 4 and all(row["config"]["smc"]["particles"] == 3 for row in smc_rows)
+    assert {row["config"]["smc"]["bridge_tokens"] for row in smc_rows} == {0, 2}  # power_smc: 400/2048 of 8 tokens
+    assert main(["report", str(tmp_path)]) == 0
+    report = (tmp_path / "summary.md").read_text()
+    assert "| method | decoded tokens | sequential passes | seconds |" in report and "| low_temp | 1.00 | 1.00 | 1.00 |" in report
+    assert _run(tiny_chat_model_dir, tmp_path / "bad", "--task", "gsm8k", "--method", "smc", "--particles", "0", "--limit", "1") == 2
