@@ -10,7 +10,11 @@ For each batch size (rows = prompts x chains) it measures, interleaved and as th
   - KV-reuse speed-up: wall time of the same sampler, same seed, with the kept prefix re-encoded
     for every proposal (as the reference code does) / ECMH's wall time;
   - decoded tokens per second, and peak memory (CUDA allocator peak, or process peak RSS on CPU);
-  - with `--profile`, the share of ECMH's time spent inside the model's forward.
+  - with `--profile`, the share of ECMH's time spent inside the model's forward;
+  - latency: for plain decoding (`ecmh.generate` with `mcmc_steps=0`), ECMH, uniform-cut MH and SMC
+    (`--particles` per prompt) at the same rows, per answer: sequential forward passes (the decoding steps an
+    answer waits for one after another, which is what latency on a GPU follows), decoded tokens and seconds,
+    each as a ratio to plain decoding, and seconds per decoded token as a ratio.
 With `--backend vllm` (vLLM installed, see docs/vllm.md) the same sampler runs on `ecmh.load_vllm`'s
 engine and the baseline is the engine's own sampling at temperature 1/alpha; there is no re-encoding
 baseline, forward profile or peak memory (the engine runs in its own processes), forward
@@ -207,6 +211,54 @@ def measure_vllm(llm, rows: int, args) -> dict:
                                       batch.input_ids.numel()), "peak_memory_mb": float("nan")}
 
 
+LATENCY_METHODS = ("plain", "ecmh", "uniform_mh", "smc")
+
+
+def latency_options(method: str, args) -> dict:
+    """`ecmh.generate`'s options for one method of the latency table."""
+    if method == "plain":
+        return dict(mcmc_steps=0)
+    if method == "smc":
+        return dict(algorithm="smc", particles=args.particles, resample_every=args.resample_every)
+    return dict(mcmc_steps=args.mcmc_steps, block_size=args.block_size, cut="entropy" if method == "ecmh" else "uniform")
+
+
+def measure_latency(model, tokenizer, rows: int, args) -> dict:
+    """Per method: sequential passes, decoded tokens and seconds per answer (medians of `--repeats` runs, interleaved)."""
+    batch = encode_prompts(tokenizer, prompts(rows))
+    runs = {method: [] for method in LATENCY_METHODS}
+    for repeat in range(args.repeats):
+        for method in LATENCY_METHODS:
+            out, seconds = timed(lambda: ecmh.generate(
+                model, batch.input_ids, attention_mask=batch.attention_mask, alpha=args.alpha, seed=repeat,
+                max_new_tokens=args.max_new_tokens, return_dict_in_generate=True, **latency_options(method, args)))
+            stats = out.stats
+            runs[method].append((stats.sequential_passes.float().mean().item(),
+                                 stats.tokens_decoded.float().mean().item(), seconds / rows))
+    per_answer = {method: dict(zip(("sequential_passes", "decoded_tokens", "seconds"),
+                                   (statistics.median(values) for values in zip(*measured))))
+                  for method, measured in runs.items()}
+    plain = per_answer["plain"]
+    for numbers in per_answer.values():
+        numbers["s_per_token_vs_plain"] = ((numbers["seconds"] / numbers["decoded_tokens"])
+                                           / (plain["seconds"] / plain["decoded_tokens"]))
+        for name in ("sequential_passes", "decoded_tokens", "seconds"):
+            numbers[f"{name}_vs_plain"] = numbers[name] / plain[name]
+    return {"rows": rows, "per_answer": per_answer}
+
+
+def print_latency(results: list[dict]) -> None:
+    print(f"\nper answer, as a ratio to plain decoding at the same rows "
+          f"(passes: sequential forward passes; s/token: seconds per decoded token)")
+    print(f"{'rows':>5} {'method':>11} {'passes':>8} {'x plain':>8} {'tokens':>8} {'x plain':>8} {'s':>8} "
+          f"{'x plain':>8} {'s/token x':>10}")
+    for result in results:
+        for method, n in result["per_answer"].items():
+            print(f"{result['rows']:>5} {method:>11} {n['sequential_passes']:>8.1f} {n['sequential_passes_vs_plain']:>8.2f} "
+                  f"{n['decoded_tokens']:>8.1f} {n['decoded_tokens_vs_plain']:>8.2f} {n['seconds']:>8.3f} "
+                  f"{n['seconds_vs_plain']:>8.2f} {n['s_per_token_vs_plain']:>10.2f}", flush=True)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m-instruct")
@@ -218,6 +270,8 @@ def main(argv=None):
     parser.add_argument("--block-size", type=int, default=32)
     parser.add_argument("--mcmc-steps", type=int, default=4)
     parser.add_argument("--alpha", type=float, default=4.0)
+    parser.add_argument("--particles", type=int, default=16, help="SMC's particles per prompt (latency table)")
+    parser.add_argument("--resample-every", type=int, default=16, help="SMC's tokens between ESS checks")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="report the share of time inside model.forward")
     parser.add_argument("--skip-reencode", action="store_true", help="skip the re-encoding baseline (slow)")
@@ -234,10 +288,12 @@ def main(argv=None):
         llm = ecmh.load_vllm(args.model, **options)
         device = "vllm"
         run = functools.partial(measure_vllm, llm)
+        latency = functools.partial(measure_latency, llm, llm.get_tokenizer())
     else:
         model, tokenizer = ecmh.load_model(args.model, dtype=args.dtype)
         device = str(model.device)
         run = functools.partial(measure, model, tokenizer)
+        latency = functools.partial(measure_latency, model, tokenizer)
     results = []
     header = f"{'rows':>5} {'fwd/useful':>10} {'cost/gen':>9} {'reuse x':>8} {'tok/s':>8} {'accept':>7} {'peak MB':>8}"
     print(header + ("  fwd share" if args.profile else ""))
@@ -248,9 +304,11 @@ def main(argv=None):
                 f"{r.get('kv_reuse_speedup', float('nan')):>8.2f} "
                 f"{r['decoded_tokens_per_s']:>8.1f} {r['acceptance_rate']:>7.2f} {r['peak_memory_mb']:>8.0f}")
         print(line + (f"  {r['forward_share']:>9.2f}" if args.profile else ""), flush=True)
+    latencies = [latency(int(rows), args) for rows in args.rows.split(",")]
+    print_latency(latencies)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"settings": vars(args), "device": device,
-                                          "torch_threads": torch.get_num_threads(), "results": results}, indent=2))
+    Path(args.out).write_text(json.dumps({"settings": vars(args), "device": device, "torch_threads": torch.get_num_threads(),
+                                          "results": results, "latency": latencies}, indent=2))
     print(f"wrote {args.out}")
 
 

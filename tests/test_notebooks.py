@@ -16,10 +16,10 @@ LOCAL_PATH = re.compile(r"(/work/|/root/|/home/|/tmp/|/Users/|[A-Z]:\\\\Users)")
 SECRET = re.compile(r"(hf_[A-Za-z0-9]{30,}|sk-[A-Za-z0-9]{20,}|api[_-]?key|password|HF_TOKEN=)", re.IGNORECASE)
 
 
-def test_there_are_five_notebooks_each_linked_from_the_readme():
+def test_there_are_six_notebooks_each_linked_from_the_readme():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert [path.stem for path in NOTEBOOKS] == [
-        "01_quickstart", "02_exactness", "03_decision_points", "04_mixing", "05_benchmark_report"]
+        "01_quickstart", "02_exactness", "03_decision_points", "04_mixing", "05_benchmark_report", "06_smc_vs_mh"]
     for path in NOTEBOOKS:
         assert f"notebooks/{path.name}" in readme
 
