@@ -6,7 +6,7 @@ import sys
 import time
 
 from . import __version__
-from .settings import DEFAULTS, SamplerConfig
+from .settings import ALGORITHMS, DEFAULTS, SamplerConfig, SMCConfig
 from .cuts import CUT_NAMES
 from .models import DEFAULT_MODEL, check_device
 from .prompts import encode_prompts
@@ -25,6 +25,12 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--max-new-tokens", type=int, default=128, help="length cap (default: %(default)s)")
     gen.add_argument("--cut", choices=CUT_NAMES, default=DEFAULTS.cut, help="cut distribution (default: %(default)s)")
     gen.add_argument("--cut-power", type=float, default=DEFAULTS.cut_power, help="entropy-jump exponent (default: %(default)s)")
+    gen.add_argument("--algorithm", choices=ALGORITHMS, default="mh",
+                     help="mh (ECMH) or smc (Sequential Monte Carlo, about plain decoding's latency) (default: %(default)s)")
+    gen.add_argument("--particles", type=int, default=None, help=f"SMC: particles (default: {SMCConfig.particles})")
+    gen.add_argument("--resample-every", type=int, default=None,
+                     help=f"SMC: tokens between ESS checks (default: {SMCConfig.resample_every})")
+    gen.add_argument("--bridge-tokens", type=int, default=None, help="SMC: exponent bridging over this many tokens (default: 0)")
     gen.add_argument("--seed", type=int, default=None, help="makes the answer reproducible")
     gen.add_argument("--dtype", default=None, help="weights dtype, e.g. bfloat16 (default: the checkpoint's)")
     gen.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
@@ -44,6 +50,8 @@ def generate_command(args) -> int:
     try:  # checked before the model loads
         options = SamplerConfig(args.alpha, args.mcmc_steps, args.block_size, args.cut, args.cut_power)
         block_size = options.block_size_for(args.max_new_tokens)
+        smc_options = {name: getattr(args, name) for name in ("particles", "resample_every", "bridge_tokens")}
+        smc = SMCConfig.from_options(args.algorithm, smc_options)
     except ValueError as error:
         return _error(str(error))
     if args.device is not None:
@@ -57,13 +65,16 @@ def generate_command(args) -> int:
         return _error(f"--model {args.model!r}: {' '.join(str(error).split())}")
     inputs = encode_prompts(tokenizer, [args.prompt], chat=not args.no_chat)
     blocks = -(-args.max_new_tokens // block_size)
-    progress = tqdm(total=blocks * (args.mcmc_steps + 1), desc="ECMH", unit="step", file=sys.stderr, leave=False)
+    progress = tqdm(total=blocks * (args.mcmc_steps + 1), desc="ECMH", unit="step", file=sys.stderr, leave=False,
+                    disable=smc is not None)
+    sampler = (dict(**vars(options), on_step=lambda info: progress.update(int(info.finished.sum()))) if smc is None
+               else dict(alpha=args.alpha, algorithm="smc", **{k: v for k, v in smc_options.items() if v is not None}))
     start = time.perf_counter()
     try:
         out = ecmh.generate(
-            model, inputs.input_ids, attention_mask=inputs.attention_mask, **vars(options),
+            model, inputs.input_ids, attention_mask=inputs.attention_mask, **sampler,
             max_new_tokens=args.max_new_tokens, seed=args.seed, return_dict_in_generate=True,
-            stop_strings=args.stop_strings, tokenizer=tokenizer, on_step=lambda info: progress.update(int(info.finished.sum())),
+            stop_strings=args.stop_strings, tokenizer=tokenizer,
         )
     except (ValueError, TypeError) as error:
         progress.close()
@@ -75,12 +86,16 @@ def generate_command(args) -> int:
     if args.json:
         record = {"model": args.model, "prompt": args.prompt, "prompt_tokens": inputs.input_ids.shape[1], "answer": answer}
         print(json.dumps({**record, "seconds": seconds, **stats}))
-    else:
+    elif smc is None:
         print(answer)
         print(
             f"[ecmh] acceptance {stats['acceptance_rate']:.2f} ({stats['accepted']}/{stats['proposals']}), "
             f"{stats['tokens_decoded']} tokens decoded, {seconds:.1f} s"
         )
+    else:
+        print(answer)
+        print(f"[ecmh] SMC with {smc.particles} particles, {out.particles.resamples[0].item()} resamplings, "
+              f"{stats['tokens_decoded']} tokens decoded in {stats['sequential_passes']} sequential passes, {seconds:.1f} s")
     return 0
 
 

@@ -35,3 +35,14 @@ def test_text_output_has_a_summary_line_and_bad_input_exits_2():
     assert result.stdout.strip().splitlines()[-1].startswith("[ecmh] acceptance")
     bad = _ecmh("generate", "Hi", "--alpha", "0.5", "--max-new-tokens", "4")
     assert bad.returncode == 2 and "alpha" in bad.stderr
+
+
+def test_smc_from_the_command_line():
+    result = _ecmh("generate", "Hi", "--max-new-tokens", "6", "--algorithm", "smc", "--particles", "4", "--seed", "1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1].startswith("[ecmh] SMC with 4 particles")
+    record = json.loads(_ecmh("generate", "Hi", "--max-new-tokens", "6", "--algorithm", "smc", "--particles", "4",
+                              "--seed", "1", "--json").stdout)
+    assert record["proposals"] == 0 and 1 <= record["sequential_passes"] <= 6 + 1
+    bad = _ecmh("generate", "Hi", "--particles", "4")  # an SMC option without --algorithm smc
+    assert bad.returncode == 2 and "algorithm" in bad.stderr
