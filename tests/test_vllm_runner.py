@@ -1,5 +1,5 @@
 """The benchmark programs on the vLLM backend, end to end, as a user runs them: `python -m benchmarks run --backend
-vllm` on a math task and on HumanEval (graded in the sandbox) with `low_temp`, `ecmh` and best-of-N, `report`, a
+vllm` on a math task and on HumanEval (graded in the sandbox) with `low_temp`, `ecmh`, best-of-N and SMC, `report`, a
 resume that does nothing, and `python -m benchmarks.speed --backend vllm`.
 
 Each command runs in its own process (each loads its own engine and ends it on exit), on a tiny random Llama with
@@ -21,8 +21,9 @@ from benchmarks.results_file import read_rows  # noqa: E402
 from conftest import tiny_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--max-new-tokens", "8", "--block-size", "4", "--mcmc-steps", "1", "--batch-size", "2", "--limit", "2"]
-METHODS = "low_temp,ecmh,bon_low_temp"
+TINY = ["--max-new-tokens", "8", "--block-size", "4", "--mcmc-steps", "1", "--batch-size", "2", "--limit", "2",
+        "--particles", "3"]
+METHODS = "low_temp,ecmh,bon_low_temp,smc"
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +58,7 @@ def test_the_runner_on_vllm_gives_the_rows_of_the_transformers_backend(vllm_chat
     command("run", *model, "--backend", "vllm", "--out", str(tmp_path / "vllm"))
     command("run", *model, "--out", str(tmp_path / "transformers"))
     on_vllm, on_transformers = rows(tmp_path / "vllm"), rows(tmp_path / "transformers")
-    assert len(on_vllm) == len(on_transformers) == 6
+    assert len(on_vllm) == len(on_transformers) == 2 * len(METHODS.split(","))
     assert {(r["method"], r["problem_id"]) for r in on_vllm} == {(r["method"], r["problem_id"]) for r in on_transformers}
     fields = {r["method"]: set(r) for r in on_transformers}
     assert all(set(r) == fields[r["method"]] for r in on_vllm)  # the same fields, method by method
@@ -78,8 +79,11 @@ def test_the_runner_on_vllm_gives_the_rows_of_the_transformers_backend(vllm_chat
 def test_the_speed_benchmark_on_vllm(vllm_chat_model_dir, tmp_path):
     out = tmp_path / "speed.json"
     done = command("--backend", "vllm", "--model", str(vllm_chat_model_dir), "--rows", "1,2", "--max-new-tokens", "8",
-                   "--block-size", "4", "--mcmc-steps", "1", "--repeats", "1", "--dtype", "float32", "--out", str(out),
+                   "--block-size", "4", "--mcmc-steps", "1", "--repeats", "1", "--dtype", "float32", "--particles", "4",
+                   "--out", str(out),
                    module="benchmarks.speed")
-    results = json.loads(out.read_text())["results"]
+    report = json.loads(out.read_text())
+    results = report["results"]
     assert [r["rows"] for r in results] == [1, 2] and all(r["cost_vs_generate"] > 0 for r in results)
+    assert [list(r["per_answer"]) for r in report["latency"]] == [["plain", "ecmh", "uniform_mh", "smc"]] * 2
     assert "wrote" in done.stdout
