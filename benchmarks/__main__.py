@@ -16,7 +16,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from ecmh.checks import check_int
+
 from .methods import RunSettings
+from .ray_sweep import SweepFailed
 from .registry import METHODS, SELECTORS, SMC_PARTICLES
 from .tasks import TASK_NAMES
 
@@ -75,6 +78,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--tensor-parallel-size", type=int, default=1, help="vLLM backend")
     run.add_argument("--pipeline-parallel-size", type=int, default=1, help="vLLM backend")
     run.add_argument("--distributed-executor-backend", default=None, help="vLLM backend: ray or mp")
+    run.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                     help="run the units on Ray actors: ADDRESS of a cluster (`ray start --head`; auto: a local one), "
+                          "or nothing to start Ray here or join RAY_ADDRESS (needs ecmh[ray])")
+    run.add_argument("--ray-actors", type=int, default=None, help="Ray actors (default: one per GPU, else per CPU)")
+    run.add_argument("--gpus-per-actor", type=float, default=None,
+                     help="GPUs per Ray actor (default on a cluster with GPUs: vLLM's tensor x pipeline parallel size, "
+                          "else 1; without GPUs: 0)")
     report = commands.add_parser("report", help="accuracy, pass@k, costs, McNemar tests and plots of a results folder")
     report.add_argument("directory")
     report.add_argument("--out", default=None, help="where to write the summary (default: the results folder)")
@@ -85,16 +95,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(args):
-    import ecmh
+def _model_spec(args):
+    from .run import ModelSpec
 
-    if args.backend == "vllm":
-        llm = ecmh.load_vllm(args.model, tensor_parallel_size=args.tensor_parallel_size,
-                             pipeline_parallel_size=args.pipeline_parallel_size,
-                             distributed_executor_backend=args.distributed_executor_backend,
-                             **({"dtype": args.dtype} if args.dtype else {}))
-        return llm, llm.get_tokenizer()
-    return ecmh.load_model(args.model, dtype=args.dtype, device=args.device)
+    vllm_options = (("tensor_parallel_size", args.tensor_parallel_size), ("pipeline_parallel_size", args.pipeline_parallel_size),
+                    ("distributed_executor_backend", args.distributed_executor_backend))
+    return ModelSpec(args.model, args.backend, args.dtype, args.device, vllm_options if args.backend == "vllm" else ())
 
 
 def main(argv=None) -> int:
@@ -129,12 +135,15 @@ def main(argv=None) -> int:
         settings = RunSettings(alpha=args.alpha, mcmc_steps=args.mcmc_steps, block_size=args.block_size,
                                max_new_tokens=args.max_new_tokens, cut_power=args.cut_power, stop_strings=stop_strings,
                                particles=args.particles)
-        model, tokenizer = _load(args)
+        spec, ray = _model_spec(args), _ray_sweep(args)
+        model, tokenizer = spec.load() if ray is None else (None, None)
         out = run(args.task, args.method.split(","), model, tokenizer, model_name=args.model, seeds=args.seeds,
                   out=args.out, limit=args.limit, data=args.data, settings=settings, batch_size=args.batch_size,
-                  chat=not args.no_chat, shard=args.shard, select=args.select)
+                  chat=not args.no_chat, shard=args.shard, select=args.select, ray=ray)
     except (ValueError, TypeError, FileNotFoundError) as error:
         return _error(" ".join(str(error).split()))
+    except SweepFailed as error:
+        return _error(str(error))
     print(out)
     return 0
 
@@ -147,6 +156,24 @@ def _not_a_results_folder(directory: str) -> str:
     if not path.is_dir():
         return f"{directory} is a file: give the results folder of a run (its --out), not one of its files."
     return ""
+
+
+def _ray_sweep(args):
+    """`--ray`'s options, checked before anything loads (None without `--ray`)."""
+    if args.ray is None:
+        return None
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise ValueError('--ray needs Ray: pip install "ecmh[ray]" (or pip install ray).')
+    from .ray_sweep import RaySweep
+
+    if args.ray_actors is not None:
+        check_int("--ray-actors", args.ray_actors, 1)
+    if args.gpus_per_actor is not None and args.gpus_per_actor < 0:
+        raise ValueError(f"--gpus-per-actor must be >= 0, got {args.gpus_per_actor}.")
+    return RaySweep(_model_spec(args), address=None if args.ray == "local" else args.ray, actors=args.ray_actors,
+                    gpus_per_actor=args.gpus_per_actor)
 
 
 def _error(message: str) -> int:

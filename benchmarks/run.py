@@ -1,17 +1,21 @@
 """`python -m benchmarks run`: sample and grade every problem of a task with each method, resumably.
 
-For each seed and method, problems go through the sampler `--batch-size` at a time; each answer
-is graded and appended to the results file as soon as its batch is done (`results_file.py`).
+A run is a list of units (`plan`): for each seed and method, the task's problems cut into batches of
+`--batch-size`, the same batches whenever the run is resumed, so a unit samples the same problems with the
+same seed however often it is interrupted. Each unit's answers are graded and appended to the results file as
+soon as the unit is done (`results_file.py`; a unit redone after an interruption writes only its missing rows).
 Methods run in the order given, except that best-of-N runs after `ecmh`: its budget per problem
 is the decoded tokens of the same problem and seed under ECMH. A sample's `seconds` is its
-batch's wall time divided by the batch size.
+unit's wall time divided by the unit's problems. Units run one after another on the loaded model, or on Ray
+actors (`--ray`, `ray_sweep.py`), the driver still the one writer.
 """
 
 import itertools
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 from tqdm.auto import tqdm
 
@@ -20,7 +24,7 @@ from ecmh.checks import check_int
 from ecmh.stopping import text_before_stop_string
 
 from . import methods
-from .results_file import ResultsFile
+from .results_file import ResultsFile, row_key
 from .tasks import get_task
 
 
@@ -42,6 +46,142 @@ def model_slug(model: str) -> str:
     return Path(str(model).rstrip("/")).name.replace("/", "--")
 
 
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to load the model: what a Ray actor needs to load its own copy."""
+
+    name: str
+    backend: str = "transformers"  # or "vllm"
+    dtype: Optional[str] = None
+    device: Optional[str] = None  # transformers backend
+    vllm_options: tuple = ()  # (name, value) pairs for `ecmh.load_vllm` (parallel sizes, executor backend)
+
+    def load(self):
+        """The model (or `vllm.LLM`) and its tokenizer."""
+        import ecmh
+
+        if self.backend == "vllm":
+            llm = ecmh.load_vllm(self.name, **dict(self.vllm_options), **({"dtype": self.dtype} if self.dtype else {}))
+            return llm, llm.get_tokenizer()
+        return ecmh.load_model(self.name, dtype=self.dtype, device=self.device)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """What every unit of a run shares."""
+
+    task_name: str
+    data: Optional[str]
+    model_name: str
+    settings: methods.RunSettings
+    chat: bool
+    select: str
+    version: str
+
+
+class Unit(NamedTuple):
+    """One sampler call: a batch of problems for one method and seed. Batches are cut from the whole problem
+    list, so a unit samples the same problems with the same seed however often the run is resumed."""
+
+    seed: int
+    method: str
+    problems: tuple  # problem dicts
+
+    def keys(self, sweep: Sweep, method: Optional[str] = None) -> list[tuple]:
+        return [(sweep.model_name, sweep.task_name, method or self.method, self.seed, p["id"]) for p in self.problems]
+
+
+def plan(task, order: Sequence[str], seeds: Sequence[int], limit: Optional[int], shard: Optional[tuple],
+         batch_size: int, done: set, sweep: Sweep) -> list[Unit]:
+    """Every unit with a sample not in `done` (row keys), in run order: seed by seed, method by method."""
+    units = []
+    for seed in seeds:
+        problems = list(itertools.islice(task.problems(seed=seed), limit))
+        if shard:
+            problems = problems[shard[0] :: shard[1]]
+        for method in order:
+            for batch in _chunks(problems, batch_size):
+                unit = Unit(seed, method, tuple(batch))
+                if not done.issuperset(unit.keys(sweep)):
+                    units.append(unit)
+    return units
+
+
+class UnitSampler:
+    """Samples and grades units on one loaded model (in the driver, or in a Ray actor)."""
+
+    def __init__(self, sweep: Sweep, model, tokenizer):
+        self.sweep, self.model, self.tokenizer = sweep, model, tokenizer
+        self.task = get_task(sweep.task_name, data=sweep.data)
+        self.backend = "vllm" if is_vllm_engine(model) else "transformers"
+
+    def _text(self, tokens) -> str:
+        return text_before_stop_string(self.tokenizer.decode(tokens, skip_special_tokens=True),
+                                       self.sweep.settings.stop_strings)
+
+    def rows(self, unit: Unit, budgets: Optional[list] = None) -> list[dict]:
+        """One graded row per problem of `unit` (best-of-N: `budgets`, the problems' ECMH decoded tokens)."""
+        import ecmh
+
+        sweep, task = self.sweep, self.task
+        ids = [p["id"] for p in unit.problems]
+        encoded = ecmh.encode_prompts(self.tokenizer, [p["prompt"] for p in unit.problems], chat=sweep.chat)
+        start = time.perf_counter()
+        answers = methods.sample(unit.method, self.model, encoded.input_ids, encoded.attention_mask, sweep.settings,
+                                 methods.stable_seed(unit.seed, unit.method, *ids), budgets, self.tokenizer)
+        seconds = (time.perf_counter() - start) / len(ids)
+        rows = []
+        for problem, answer in zip(unit.problems, answers):
+            completion, tokens, log_p, selectors = self._text(answer.tokens), answer.tokens, answer.log_p, {}
+            if answer.candidates:
+                chosen, selectors = _best_of_n_choices(task, problem, [self._text(c.tokens) for c in answer.candidates],
+                                                       answer.candidates, sweep.select)
+                completion, tokens, log_p = chosen
+            rows.append({
+                "model": sweep.model_name, "task": task.name, "method": unit.method, "seed": unit.seed,
+                "problem_id": problem["id"], "prompt": problem["prompt"], "completion": completion,
+                "answer": problem.get("answer"), **task.verdict(problem, completion),
+                "tokens_decoded": answer.cost.tokens_decoded, "tokens_forwarded": answer.cost.tokens_forwarded,
+                "sequential_passes": answer.cost.sequential_passes, "seconds": seconds,
+                "acceptance_rate": answer.acceptance_rate, "acceptance_by_block": answer.acceptance_by_block,
+                "log_p": log_p, "completion_tokens": len(tokens), "ecmh_version": sweep.version, "backend": self.backend,
+                **selectors,
+            })
+        return rows
+
+
+class Results:
+    """The run's results files, one per method: the driver's single writer."""
+
+    def __init__(self, out: Path, sweep: Sweep, order: Sequence[str], shard: Optional[tuple]):
+        self.sweep = sweep
+        extra = {"chat": sweep.chat, **({"select": sweep.select} if sweep.select != "log_p" else {})}
+        self.files = {m: ResultsFile(out, sweep.task_name, m, {**sweep.settings.config(m), **extra}, shard)
+                      for m in order}
+
+    @property
+    def done(self) -> set:
+        return {key for f in self.files.values() for key in f.done}
+
+    def budgets(self, unit: Unit) -> Optional[list]:
+        """Best-of-N: each problem's ECMH decoded tokens (None for other methods, or while some are missing)."""
+        if unit.method not in methods.BEST_OF_N:
+            return None
+        ecmh_rows = self.files["ecmh"].done
+        keys = unit.keys(self.sweep, "ecmh")
+        return [ecmh_rows[key]["tokens_decoded"] for key in keys] if all(k in ecmh_rows for k in keys) else None
+
+    def ready(self, unit: Unit) -> bool:
+        return unit.method not in methods.BEST_OF_N or self.budgets(unit) is not None
+
+    def write(self, rows: list[dict]) -> int:
+        """Append the rows not yet stored (a unit redone after an interruption repeats its stored ones)."""
+        new = [row for row in rows if row_key(row) not in self.files[row["method"]].done]
+        for row in new:
+            self.files[row["method"]].append(row)
+        return len(new)
+
+
 def run(
     task_name: str,
     method_names: Sequence[str],
@@ -59,63 +199,30 @@ def run(
     shard: Optional[tuple] = None,
     select: str = "log_p",
     progress: bool = True,
+    ray: Optional["RaySweep"] = None,
 ) -> Path:
-    """Run the benchmark and return the results folder (see the module docstring)."""
-    import ecmh
-
+    """Run the benchmark and return the results folder (see the module docstring). With `ray`
+    (`benchmarks.ray_sweep.RaySweep`), `model` and `tokenizer` are None: Ray actors load their own."""
     check_int("--batch-size", batch_size, 1)
     task = get_task(task_name, data=data)
     out = Path(out) if out is not None else Path("ecmh-results") / model_slug(model_name)
     if select not in methods.SELECTORS:
         raise ValueError(f"Unknown --select {select!r}: use one of {', '.join(methods.SELECTORS)}.")
-    extra = {"chat": chat, **({"select": select} if select != "log_p" else {})}
     order = order_methods(method_names)
-    files = {m: ResultsFile(out, task.name, m, {**settings.config(m), **extra}, shard) for m in order}
-    ecmh_budget = files["ecmh"].done if "ecmh" in files else {}
-    version = library_version()
-    backend = "vllm" if is_vllm_engine(model) else "transformers"
+    sweep = Sweep(task.name, data, model_name, settings, chat, select, library_version())
+    results = Results(out, sweep, order, shard)
+    units = plan(task, order, seeds, limit, shard, batch_size, results.done, sweep)
+    bar = tqdm(total=sum(len(u.problems) for u in units), desc=f"{task.name}", unit="sample", disable=not progress)
+    if ray is not None:
+        from .ray_sweep import run_on_ray
 
-    def text(tokens):
-        return text_before_stop_string(tokenizer.decode(tokens, skip_special_tokens=True), settings.stop_strings)
-
-    work = []  # (seed, method, problems still to do)
-    for seed in seeds:
-        problems = list(itertools.islice(task.problems(seed=seed), limit))
-        if shard:
-            problems = problems[shard[0] :: shard[1]]
-        for method in order:
-            todo = [p for p in problems if (model_name, task.name, method, seed, p["id"]) not in files[method].done]
-            work.append((seed, method, todo))
-    bar = tqdm(total=sum(len(todo) for *_, todo in work), desc=f"{task.name}", unit="sample", disable=not progress)
-    for seed, method, todo in work:
-        bar.set_postfix_str(f"{method} seed {seed}")
-        for batch in _chunks(todo, batch_size):
-            ids = [p["id"] for p in batch]
-            encoded = ecmh.encode_prompts(tokenizer, [p["prompt"] for p in batch], chat=chat)
-            input_ids, attention_mask = encoded.input_ids, encoded.attention_mask  # generate moves them to the model
-            budgets = None
-            if method in methods.BEST_OF_N:
-                budgets = [ecmh_budget[(model_name, task.name, "ecmh", seed, i)]["tokens_decoded"] for i in ids]
-            start = time.perf_counter()
-            answers = methods.sample(method, model, input_ids, attention_mask, settings,
-                                     methods.stable_seed(seed, method, *ids), budgets, tokenizer)
-            seconds = (time.perf_counter() - start) / len(batch)
-            for problem, answer in zip(batch, answers):
-                completion, tokens, log_p, selectors = text(answer.tokens), answer.tokens, answer.log_p, {}
-                if answer.candidates:
-                    chosen, selectors = _best_of_n_choices(task, problem, [text(c.tokens) for c in answer.candidates],
-                                                           answer.candidates, select)
-                    completion, tokens, log_p = chosen
-                files[method].append({
-                    "model": model_name, "task": task.name, "method": method, "seed": seed, "problem_id": problem["id"],
-                    "prompt": problem["prompt"], "completion": completion, "answer": problem.get("answer"),
-                    **task.verdict(problem, completion),
-                    "tokens_decoded": answer.cost.tokens_decoded, "tokens_forwarded": answer.cost.tokens_forwarded,
-                    "sequential_passes": answer.cost.sequential_passes, "seconds": seconds,
-                    "acceptance_rate": answer.acceptance_rate, "acceptance_by_block": answer.acceptance_by_block,
-                    "log_p": log_p, "completion_tokens": len(tokens), "ecmh_version": version, "backend": backend, **selectors,
-                })
-            bar.update(len(batch))
+        run_on_ray(ray, sweep, units, results, bar)
+    else:
+        sampler = UnitSampler(sweep, model, tokenizer)
+        for unit in units:
+            bar.set_postfix_str(f"{unit.method} seed {unit.seed}")
+            results.write(sampler.rows(unit, results.budgets(unit)))
+            bar.update(len(unit.problems))
     bar.close()
     return out
 

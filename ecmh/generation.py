@@ -68,6 +68,9 @@ def _check_prompt(input_ids, attention_mask, context_length, max_new_tokens):
             "use `tokenizer(..., padding=True)` with `tokenizer.padding_side = 'left'`."
         )
     longest = int(mask.sum(1).max())
+    if context_length is not None and longest >= context_length:
+        raise ValueError(f"The longest prompt ({longest} tokens) fills the model's context of {context_length} positions, "
+                         "leaving no room for an answer: shorten the prompt.")
     if context_length is not None and longest + max_new_tokens > context_length:
         raise ValueError(
             f"The longest prompt ({longest} tokens) plus max_new_tokens={max_new_tokens} exceeds the model's context "

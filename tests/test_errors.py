@@ -87,3 +87,11 @@ def test_sliding_window_model_is_refused_with_the_reason():
 def test_unknown_model_name():
     with pytest.raises(TypeError, match="name"):
         ecmh.load_model(3)
+
+
+def test_a_prompt_longer_than_the_context_asks_to_shorten_it_and_a_long_answer_to_lower_the_cap(model):
+    context = model.config.max_position_embeddings
+    with pytest.raises(ValueError, match="leaving no room for an answer: shorten the prompt"):
+        ecmh.generate(model, torch.zeros(1, context, dtype=torch.long), max_new_tokens=4)
+    with pytest.raises(ValueError, match=f"lower `max_new_tokens` to at most {context - 3}"):
+        ecmh.generate(model, torch.zeros(1, 3, dtype=torch.long), max_new_tokens=context)
