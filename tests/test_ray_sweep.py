@@ -73,3 +73,26 @@ def test_a_unit_that_raises_is_reported_and_the_others_finish(tiny_chat_model_di
             settings=RunSettings(max_new_tokens=8), batch_size=1, chat=False, progress=False,
             ray=RaySweep(ModelSpec(str(tiny_chat_model_dir)), actors=2))
     assert len(rows(out)) == 2  # the two other problems
+
+
+def test_a_driver_killed_mid_sweep_resumes_to_the_uninterrupted_rows(tiny_chat_model_dir, tmp_path, serial):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = ["run", "--model", str(tiny_chat_model_dir), "--out", str(tmp_path), *TINY, *SWEEP]
+    driver = subprocess.Popen([sys.executable, "-m", "benchmarks", *args, "--ray", "auto"],  # joins this cluster
+                              cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    results = tmp_path / "gsm8k" / "low_temp.jsonl"
+    deadline = time.monotonic() + 300
+    while not (results.exists() and results.read_text().count("\n") >= 2) and driver.poll() is None:
+        assert time.monotonic() < deadline, "the driver wrote no row"
+        time.sleep(0.05)
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    assert len(rows(tmp_path)) < len(serial)  # killed mid-sweep
+    assert main([*args, "--ray"]) == 0
+    assert rows(tmp_path) == serial
