@@ -67,3 +67,15 @@ def test_the_cycle_check_finds_a_cycle():
     graph = import_graph()
     graph["ecmh.backends.base"].add("ecmh.backends.factory")  # the contract importing its factory back
     assert ["ecmh.backends.base", "ecmh.backends.factory", "ecmh.backends.base"] in cycles(graph)
+
+
+def test_optional_integrations_are_imported_only_when_used():
+    """Ray and vLLM are extras: importing ecmh and the benchmark programs must not import them."""
+    import subprocess
+    import sys
+
+    code = ("import sys, ecmh, benchmarks.__main__, benchmarks.run, benchmarks.ray_sweep; "
+            "print(sorted({'ray', 'vllm'} & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.stdout.strip() == "[]"
