@@ -126,13 +126,20 @@ def verify_math(gold: str, completion: str) -> bool:
     return bool(verify(gold_parsed, answer_parsed))
 
 
+READY = "ready"  # the worker's first line: imports done, requests may be timed
+
+
 class _MathWorker:
     """A long-lived ``python -I`` child process that runs math-verify on its main thread.
 
     Used when grading happens off the main thread, where math-verify's ``signal.alarm``
     timeouts cannot work. Requests go one at a time (a lock) as JSON lines; a request that
-    outlives `limit_s` seconds kills the child, which is restarted on the next request.
+    outlives `limit_s` seconds kills the child, which is restarted on the next request. The limit
+    covers the request only: a new child first imports math-verify and says it is ready (within
+    `STARTUP_S`), so a slow start on a busy machine never counts against an answer.
     """
+
+    STARTUP_S = 600.0
 
     def __init__(self, limit_s: float):
         self.limit_s = limit_s
@@ -165,6 +172,10 @@ class _MathWorker:
             self._process = subprocess.Popen(
                 [sys.executable, "-I", "-c", bootstrap], stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
+            ready, _, _ = select.select([self._process.stdout], [], [], self.STARTUP_S)
+            if not ready or json.loads(self._process.stdout.readline() or "null") != READY:
+                self._stop()
+                raise RuntimeError(f"the math-verify worker did not start within {self.STARTUP_S:.0f} s")
         return self._process
 
     def _stop(self) -> None:
@@ -179,6 +190,9 @@ def serve_math_requests() -> None:
     replies = sys.stdout
     sys.stdout = sys.stderr  # anything math-verify prints must not corrupt the replies
     functions = {"verify_math": verify_math}
+    verify_math("1", r"\boxed{1}")  # imports math-verify and its parsers before the first timed request
+    replies.write(json.dumps(READY) + "\n")
+    replies.flush()
     for line in sys.stdin:
         name, *args = json.loads(line)
         try:
