@@ -13,6 +13,7 @@ EXAMPLES = """examples:
 """
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from ecmh.checks import check_int
 
 from .methods import RunSettings
 from .ray_sweep import SweepFailed
+from .run import RunInterrupted
 from .registry import METHODS, SELECTORS, SMC_PARTICLES
 from .tasks import TASK_NAMES
 
@@ -58,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--data", default=None, help="the task's data as a JSON/JSONL/CSV/parquet file")
     run.add_argument("--alpha", type=float, default=DEFAULTS.alpha)
     run.add_argument("--mcmc-steps", type=int, default=DEFAULTS.mcmc_steps)
-    run.add_argument("--block-size", type=int, default=DEFAULTS.block_size, help="default: max-new-tokens // 16")
+    run.add_argument("--block-size", type=int, default=DEFAULTS.block_size, help="default: max-new-tokens // 16, at least 16")
     run.add_argument("--max-new-tokens", type=int, default=DEFAULTS.max_new_tokens)
     run.add_argument("--cut-power", type=float, default=DEFAULTS.cut_power)
     run.add_argument("--particles", type=int, default=None,
@@ -112,7 +114,9 @@ def main(argv=None) -> int:
     if args.command == "report":
         from .report import main_report
 
-        print(main_report(args.directory, args.out))
+        report = main_report(args.directory, args.out)
+        print(report.read_text())
+        print(report)
         return 0
     if args.command == "regrade":
         from .regrade import main_regrade
@@ -144,6 +148,10 @@ def main(argv=None) -> int:
         return _error(" ".join(str(error).split()))
     except SweepFailed as error:
         return _error(str(error))
+    except RunInterrupted as interrupted:
+        command = "python -m benchmarks " + shlex.join(sys.argv[1:] if argv is None else argv)
+        print(f"benchmarks: {interrupted} ({command})", file=sys.stderr)
+        return 130
     print(out)
     return 0
 

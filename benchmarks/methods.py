@@ -46,7 +46,7 @@ class RunSettings:
 
     alpha: float = DEFAULTS.alpha
     mcmc_steps: int = DEFAULTS.mcmc_steps
-    block_size: Optional[int] = DEFAULTS.block_size  # None: max(1, max_new_tokens // 16)
+    block_size: Optional[int] = DEFAULTS.block_size  # None: max_new_tokens // 16, at least 16
     max_new_tokens: int = 3072
     cut_power: float = DEFAULTS.cut_power
     stop_strings: tuple = ()  # end answers there, exactly (needs the tokenizer: `sample(..., tokenizer=)`)

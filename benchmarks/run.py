@@ -179,7 +179,19 @@ class Results:
         new = [row for row in rows if row_key(row) not in self.files[row["method"]].done]
         for row in new:
             self.files[row["method"]].append(row)
+        self.written += len(new)
         return len(new)
+
+    written = 0  # rows appended by this run
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """ctrl-C during a run: what was kept and what was lost."""
+
+    def __init__(self, out: Path, written: int, stored: int, in_flight: int):
+        super().__init__(f"interrupted: {written} new row(s) kept ({stored} in {out}); the {in_flight} sample(s) in "
+                         "flight were lost; the same command resumes")
+        self.out, self.written, self.stored, self.in_flight = out, written, stored, in_flight
 
 
 def run(
@@ -212,17 +224,22 @@ def run(
     sweep = Sweep(task.name, data, model_name, settings, chat, select, library_version())
     results = Results(out, sweep, order, shard)
     units = plan(task, order, seeds, limit, shard, batch_size, results.done, sweep)
-    bar = tqdm(total=sum(len(u.problems) for u in units), desc=f"{task.name}", unit="sample", disable=not progress)
-    if ray is not None:
-        from .ray_sweep import run_on_ray
+    todo = sum(len(u.problems) for u in units)
+    bar = tqdm(total=todo, desc=f"{task.name}", unit="sample", disable=not progress)
+    try:
+        if ray is not None:
+            from .ray_sweep import run_on_ray
 
-        run_on_ray(ray, sweep, units, results, bar)
-    else:
-        sampler = UnitSampler(sweep, model, tokenizer)
-        for unit in units:
-            bar.set_postfix_str(f"{unit.method} seed {unit.seed}")
-            results.write(sampler.rows(unit, results.budgets(unit)))
-            bar.update(len(unit.problems))
+            run_on_ray(ray, sweep, units, results, bar)
+        else:
+            sampler = UnitSampler(sweep, model, tokenizer)
+            for unit in units:
+                bar.set_postfix_str(f"{unit.method} seed {unit.seed}")
+                results.write(sampler.rows(unit, results.budgets(unit)))
+                bar.update(len(unit.problems))
+    except KeyboardInterrupt:
+        bar.close()
+        raise RunInterrupted(out, results.written, len(results.done), max(0, todo - int(bar.n))) from None
     bar.close()
     return out
 

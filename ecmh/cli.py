@@ -6,6 +6,7 @@ import sys
 import time
 
 from . import __version__
+from .checks import check_int
 from .settings import ALGORITHMS, DEFAULTS, SamplerConfig, SMCConfig
 from .cuts import CUT_NAMES
 from .models import DEFAULT_MODEL, check_device
@@ -21,7 +22,7 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--model", default=DEFAULT_MODEL, help="embedded name, hub id or local path (default: %(default)s)")
     gen.add_argument("--alpha", type=float, default=DEFAULTS.alpha, help="power of p^alpha (default: %(default)s)")
     gen.add_argument("--mcmc-steps", type=int, default=DEFAULTS.mcmc_steps, help="MH steps per block (default: %(default)s)")
-    gen.add_argument("--block-size", type=int, default=None, help="tokens per block (default: max-new-tokens // 16)")
+    gen.add_argument("--block-size", type=int, default=None, help="tokens per block (default: max-new-tokens // 16, at least 16)")
     gen.add_argument("--max-new-tokens", type=int, default=128, help="length cap (default: %(default)s)")
     gen.add_argument("--cut", choices=CUT_NAMES, default=DEFAULTS.cut, help="cut distribution (default: %(default)s)")
     gen.add_argument("--cut-power", type=float, default=DEFAULTS.cut_power, help="entropy-jump exponent (default: %(default)s)")
@@ -48,6 +49,7 @@ def generate_command(args) -> int:
     if not args.prompt.strip():
         return _error('the prompt is empty: ask something, e.g. ecmh generate "What is 17 * 23?"')
     try:  # checked before the model loads
+        check_int("max_new_tokens", args.max_new_tokens, 1)
         options = SamplerConfig(args.alpha, args.mcmc_steps, args.block_size, args.cut, args.cut_power)
         block_size = options.block_size_for(args.max_new_tokens)
         smc_options = {name: getattr(args, name) for name in ("particles", "resample_every", "bridge_tokens")}
@@ -85,7 +87,11 @@ def generate_command(args) -> int:
     stats = {name: value[0].item() for name, value in out.stats._asdict().items()}
     if args.json:
         record = {"model": args.model, "prompt": args.prompt, "prompt_tokens": inputs.input_ids.shape[1], "answer": answer}
-        print(json.dumps({**record, "seconds": seconds, **stats}))
+        settings = {"algorithm": args.algorithm, "alpha": args.alpha, "max_new_tokens": args.max_new_tokens,
+                    "seed": args.seed, "stop_strings": args.stop_strings or [], "chat": not args.no_chat,
+                    **({"mcmc_steps": args.mcmc_steps, "block_size": block_size, "cut": args.cut,
+                        "cut_power": args.cut_power} if smc is None else vars(smc))}
+        print(json.dumps({**record, "settings": settings, "seconds": seconds, **stats}))
     elif smc is None:
         print(answer)
         print(

@@ -114,7 +114,7 @@ def generate(
         generation_config: a `transformers.GenerationConfig`; keyword arguments override it.
         alpha: the power of the target `p^alpha` (`>= 1`); proposals are drawn at temperature `1/alpha`.
         mcmc_steps: MH steps after each block (0: plain low-temperature sampling).
-        block_size: tokens added per block; None means `max(1, max_new_tokens // 16)`.
+        block_size: tokens added per block; None means `max_new_tokens // 16`, at least 16 (or `max_new_tokens`).
         cut: "entropy" (cut where the entropy jumps), "uniform", "restart", or an object with
             `log_weights(entropy, length)` (see `ecmh.cuts`).
         cut_power: the exponent of the entropy-jump weights.

@@ -23,7 +23,8 @@ from .cuts import CutDistribution, resolve_cut
 from .resampling import check_scheme
 from .stopping import as_stop_strings
 
-BLOCKS_PER_ANSWER = 16  # the papers' block size: B = T / 16
+BLOCKS_PER_ANSWER = 16  # the papers' block size: B = T / 16 ...
+MIN_DEFAULT_BLOCK = 16  # ... but not below 16 tokens (or the whole answer): short tries stay quick
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -36,13 +37,16 @@ class SamplerConfig:
     Args:
         alpha: the power of the target `p^alpha` (`>= 1`); proposals are drawn at temperature `1/alpha`.
         mcmc_steps: MH steps after each block (0: plain low-temperature sampling).
-        block_size: tokens added per block; None means `max(1, max_new_tokens // 16)`.
+        block_size: tokens added per block; None means `max_new_tokens // 16` (the papers' T/16), at least 16
+            tokens (or all of `max_new_tokens`), so that a short answer is not grown in 1-token blocks.
         cut: "entropy", "uniform", "restart", or an object with `log_weights(entropy, length)`.
         cut_power: the exponent of the entropy-jump weights (`cut="entropy"`).
 
     Example:
         >>> SamplerConfig(alpha=4.0, mcmc_steps=2).block_size_for(max_new_tokens=128)
-        8
+        16
+        >>> SamplerConfig().block_size_for(max_new_tokens=3072)
+        192
         >>> SamplerConfig(alpha=0.5)
         Traceback (most recent call last):
         ...
@@ -60,7 +64,7 @@ class SamplerConfig:
             raise ValueError(f"`alpha` must be a finite number >= 1 (the power of p^alpha), got {self.alpha!r}.")
         check_int("mcmc_steps", self.mcmc_steps, 0)
         if self.block_size is not None:
-            check_int("block_size", self.block_size, 1, "or None (max_new_tokens // 16)")
+            check_int("block_size", self.block_size, 1, "or None (max_new_tokens // 16, at least 16)")
         self.cut_distribution  # checks `cut` and `cut_power`
 
     @property
@@ -70,11 +74,11 @@ class SamplerConfig:
     def block_size_for(self, max_new_tokens: int) -> int:
         """Tokens per block for answers of up to `max_new_tokens` tokens."""
         if self.block_size is None:
-            return max(1, max_new_tokens // BLOCKS_PER_ANSWER)
+            return min(max_new_tokens, max(MIN_DEFAULT_BLOCK, max_new_tokens // BLOCKS_PER_ANSWER))
         if self.block_size > max_new_tokens:
             raise ValueError(
                 f"`block_size` must be an integer in [1, max_new_tokens={max_new_tokens}], got {self.block_size!r} "
-                "(None means max_new_tokens // 16)."
+                "(None means max_new_tokens // 16, at least 16)."
             )
         return self.block_size
 

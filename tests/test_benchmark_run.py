@@ -203,3 +203,27 @@ def test_smc_methods_take_their_particles_and_the_report_prints_costs_against_lo
     report = (tmp_path / "summary.md").read_text()
     assert "| method | decoded tokens | sequential passes | seconds |" in report and "| low_temp | 1.00 | 1.00 | 1.00 |" in report
     assert _run(tiny_chat_model_dir, tmp_path / "bad", "--task", "gsm8k", "--method", "smc", "--particles", "0", "--limit", "1") == 2
+
+
+def test_ctrl_c_prints_one_line_with_what_was_kept_and_the_resume_command(tiny_chat_model_dir, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = ["run", "--model", str(tiny_chat_model_dir), "--out", str(tmp_path), *TINY, "--task", "gsm8k",
+            "--method", "ecmh", "--limit", "40", "--batch-size", "1"]
+    run = subprocess.Popen([sys.executable, "-m", "benchmarks", *args], cwd=Path(__file__).resolve().parents[1],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    results = tmp_path / "gsm8k" / "ecmh.jsonl"
+    deadline = time.monotonic() + 300
+    while not (results.exists() and results.read_text().count("\n") >= 2):
+        assert run.poll() is None and time.monotonic() < deadline, "no row was written"
+        time.sleep(0.05)
+    run.send_signal(signal.SIGINT)
+    _, stderr = run.communicate(timeout=120)
+    kept = len(read_rows(results))
+    assert run.returncode == 130 and "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert f"interrupted: {kept} new row(s) kept ({kept} in {tmp_path})" in last, last
+    assert "the same command resumes (python -m benchmarks run --model" in last and "--limit 40" in last

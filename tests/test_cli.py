@@ -16,6 +16,8 @@ def test_generate_json_on_the_embedded_model():
     assert record["model"] == "smollm2-135m-instruct"
     assert record["tokens_decoded"] >= 1 and record["proposals"] >= 1
     assert set(record) >= {"answer", "acceptance_rate", "tokens_forwarded", "log_p", "seconds"}
+    assert record["settings"] == {"algorithm": "mh", "alpha": 4.0, "max_new_tokens": 8, "seed": 0, "stop_strings": [],
+                                  "chat": True, "mcmc_steps": 1, "block_size": 8, "cut": "entropy", "cut_power": 4.0}
     again = _ecmh("generate", "What is 2 + 2?", "--max-new-tokens", "8", "--mcmc-steps", "1", "--seed", "0", "--json")
     assert json.loads(again.stdout)["answer"] == record["answer"]
 
@@ -35,6 +37,8 @@ def test_text_output_has_a_summary_line_and_bad_input_exits_2():
     assert result.stdout.strip().splitlines()[-1].startswith("[ecmh] acceptance")
     bad = _ecmh("generate", "Hi", "--alpha", "0.5", "--max-new-tokens", "4")
     assert bad.returncode == 2 and "alpha" in bad.stderr
+    bad = _ecmh("generate", "Hi", "--max-new-tokens", "-1")
+    assert bad.returncode == 2 and "`max_new_tokens` must be an integer >= 1" in bad.stderr
 
 
 def test_smc_from_the_command_line():

@@ -107,9 +107,12 @@ def test_no_top_k_by_default_on_either_path():
         assert out[:, 1].unique().numel() > 50
 
 
-def test_default_block_size_is_a_sixteenth(model):
+def test_default_block_size_is_a_sixteenth_with_a_floor_of_16_tokens(model):
     out = _run(model, block_size=None, max_new_tokens=32, eos_token_id=None, mcmc_steps=1)
-    assert (out.stats.proposals == 16).all()  # 32 // 16 = 2 tokens per block, 16 blocks, 1 step each
+    assert (out.stats.proposals == 2).all()  # 32 // 16 = 2 is below the floor: 16-token blocks, 2 blocks, 1 step each
+    out = _run(model, block_size=None, max_new_tokens=8, eos_token_id=None, mcmc_steps=1)
+    assert (out.stats.proposals == 1).all()  # the floor is capped at the answer: one 8-token block
+    assert ecmh.SamplerConfig().block_size_for(512) == 32 and ecmh.SamplerConfig().block_size_for(3072) == 192
 
 
 def test_step_callback_sees_every_finished_proposal(model):
