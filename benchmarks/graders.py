@@ -23,6 +23,7 @@ import sys
 import threading
 from pathlib import Path
 
+from . import verdicts
 from .sandbox import SandboxLimits, SandboxResult, isolation, run_sandboxed
 
 log = logging.getLogger(__name__)
@@ -351,11 +352,14 @@ def build_test_program(problem: dict, completion: str) -> str:
 
 
 class CodeGrader:
-    """Grades HumanEval completions by running the problem's tests in `benchmarks.sandbox.run_sandboxed`.
+    """Grades HumanEval completions in `benchmarks.sandbox.run_sandboxed`, the verdict taken outside the program.
 
-    A grade takes about 0.1 s for an ordinary program (a fresh interpreter) and at most
-    `limits.wall_s` seconds. Each call has its own process and directory, so threads may
-    grade in parallel. `isolation` is the sandbox's isolation level on this machine.
+    Where the problem's tests parse into test calls (`benchmarks.verdicts`: 156 of the 164), the sandboxed program
+    only makes the calls and prints their values as plain data, and the values are compared with the tests'
+    literals here; elsewhere the program runs the tests itself and passes by its success marker and a clean exit.
+    A grade takes about 0.1 s for an ordinary program (a fresh interpreter) and at most `limits.wall_s` seconds.
+    Each call has its own process and directory, so threads may grade in parallel. `isolation` is the
+    sandbox's isolation level on this machine.
     """
 
     def __init__(self, limits: SandboxLimits = SandboxLimits()):
@@ -366,16 +370,23 @@ class CodeGrader:
         return isolation(self.limits)
 
     def grade(self, problem: dict, completion: str) -> bool:
-        """True only if the program ran its tests to the end (its success marker) and exited cleanly in time."""
-        return self.run(problem, completion).passed
+        """True only if every test passes: each call's value, judged here (or, for the problems whose tests do not
+        parse, the program's own run of its tests to the end, its success marker and a clean exit in time)."""
+        calls = verdicts.parse_check(problem["test"])
+        if calls is None:
+            return self.run(problem, completion).passed
+        result = run_sandboxed(verdicts.driver_program(build_program(problem, completion), problem["entry_point"], calls),
+                               self.limits)
+        return result.passed and verdicts.passes(calls, verdicts.results_from(result.output))
 
     def run(self, problem: dict, completion: str) -> SandboxResult:
-        """The full sandbox result (exit code, timeout, stderr tail) of the problem's tests."""
+        """The sandbox result (exit code, timeout, stderr tail) of the problem's own test program."""
         return run_sandboxed(build_test_program(problem, completion), self.limits)
 
     def details(self, problem: dict, completion: str) -> dict:
-        """The sandbox's isolation level, for the results row."""
-        return {"isolation": self.isolation}
+        """The sandbox's isolation level and where the verdict was taken, for the results row."""
+        return {"isolation": self.isolation,
+                "verdict": "in-process" if verdicts.parse_check(problem["test"]) is None else "outside"}
 
     def extract(self, problem: dict, completion: str) -> str | None:
         """The solution program that `grade` runs (without the tests), or None for an empty completion."""

@@ -70,6 +70,7 @@ class SandboxResult:
     marker_seen: bool  # the program ran to its end and printed the run's success marker
     stderr: str  # its tail
     isolation: str  # the isolation level it ran under
+    output: str = ""  # what the program printed before the success marker (the last `OUTPUT_BYTES` of it)
 
     @property
     def passed(self) -> bool:
@@ -136,6 +137,7 @@ exit $status
 _NAMESPACES = ["--pid", "--fork", "--kill-child", "--mount-proc", "--net", "--mount", "--ipc", "--uts"]
 _STDERR_TAIL_CHARS = 4000
 _TAIL_BYTES = 4096
+OUTPUT_BYTES = 1 << 20
 
 
 def _interpreter() -> tuple[str, str]:
@@ -192,9 +194,11 @@ def _execute(level: str, program: str, limits: SandboxLimits) -> SandboxResult:
                 timed_out = True
             _kill_group(process.pid)
             process.wait()
-            marker_seen = _tail(stdout).rstrip(b"\n").rsplit(b"\n", 1)[-1] == marker.encode()
+            output, _, last = _tail(stdout, OUTPUT_BYTES).rstrip(b"\n").rpartition(b"\n")
+            marker_seen = last == marker.encode()
             stderr_tail = _tail(stderr, _STDERR_TAIL_CHARS).decode("utf-8", "replace")
-        return SandboxResult(process.returncode, timed_out, marker_seen, stderr_tail, level)
+        return SandboxResult(process.returncode, timed_out, marker_seen, stderr_tail, level,
+                             output.decode("utf-8", "replace") if marker_seen else "")
     finally:
         for fd in (read_end, write_end):
             if fd is not None:

@@ -320,3 +320,60 @@ def test_files_written_land_in_a_temporary_directory_that_is_removed():
     written = Path(result.stderr.strip())
     assert written.name == "note.txt" and written.parent != Path.cwd()
     assert not written.parent.exists()
+
+
+# --- verdicts taken outside the program (benchmarks/verdicts.py) --------------------------------------------
+
+FRAME_WALKER = """    import os, sys
+    frame = sys._getframe()
+    while frame is not None:
+        if "marker" in frame.f_locals:
+            print("\\n" + frame.f_locals["marker"])
+            sys.stdout.flush()
+            os._exit(0)
+        frame = frame.f_back
+    return False
+"""
+ALWAYS_EQUAL = "    class Anything:\n        def __eq__(self, other):\n            return True\n    return Anything()\n"
+
+
+def test_156_of_the_164_problems_parse_into_test_calls(humaneval):
+    from benchmarks import verdicts
+
+    unparsed = sorted(pid for pid, problem in humaneval.items() if verdicts.parse_check(problem["test"]) is None)
+    assert len(humaneval) - len(unparsed) == 156, unparsed
+    assert CodeGrader(FAST).details(humaneval["HumanEval/0"], "")["verdict"] == "outside"
+    assert CodeGrader(FAST).details(humaneval[unparsed[0]], "")["verdict"] == "in-process"
+
+
+@pytest.mark.parametrize("name, body", [("walks the frames to the success marker", FRAME_WALKER),
+                                        ("returns an object equal to everything", ALWAYS_EQUAL),
+                                        ("returns a string where a bool is expected", "    return 'True'\n"),
+                                        ("returns a bool subclass", "    class B(int):\n        pass\n    return B(1)\n")])
+def test_tricks_against_the_verdict_fail(humaneval, name, body):
+    problem = humaneval["HumanEval/0"]
+    assert CodeGrader(FAST).grade(problem, problem["canonical_solution"])
+    assert not CodeGrader(FAST).grade(problem, body), name
+
+
+def test_a_wrong_type_fails_where_a_list_is_expected(humaneval):
+    problem = humaneval["HumanEval/25"]  # factorize: a list of ints
+    assert CodeGrader(FAST).grade(problem, problem["canonical_solution"])
+    assert not CodeGrader(FAST).grade(problem, "    return ' '.join(map(str, [2, 2, 2]))\n")  # "2 2 2", not [2, 2, 2]
+
+
+def test_values_are_compared_by_type_as_the_tests_intend():
+    from benchmarks import verdicts
+
+    calls = verdicts.parse_check("def check(candidate):\n    assert candidate(1) == (1, 2)\n"
+                                 "    assert abs(candidate(2) - 2.0 / 3.0) < 1e-6\n    assert candidate(3) is True\n")
+    assert [c.kind for c in calls] == ["equal", "close", "is"] and calls[1].expected == (2 / 3, 1e-6)
+
+    def run(*values):
+        return verdicts.passes(calls, [{"value": v} for v in values])
+
+    assert run({"tuple": [1, 2]}, {"float": repr(2 / 3)}, True)
+    assert not run([1, 2], {"float": repr(2 / 3)}, True)  # a list is not the tuple the test wants
+    assert not run({"tuple": [1, 2]}, {"float": "0.7"}, True)
+    assert not run({"tuple": [1, 2]}, {"float": repr(2 / 3)}, 1)  # `is True` wants the bool
+    assert not verdicts.passes(calls, [{"error": "ValueError"}] * 3) and not verdicts.passes(calls, None)
