@@ -24,8 +24,9 @@ the parent writes to a pipe; the bootstrap reads it, closes the pipe, runs the p
 the token only when the program (solution, tests and ``check(...)``) ran to its end without an
 exception. So ``os._exit(0)`` or ``sys.exit(0)`` before the tests, or an ``atexit`` handler that
 exits 0 after a failed assertion, never pass. (The token stays in the bootstrap's memory while the
-program runs: code that searched the interpreter's own objects for it could still print it. That is
-the residual risk, contained by the isolation above.)
+program runs: code that searched the interpreter's own objects for it could still print it. So HumanEval's
+verdicts do not rest on it where the problem's tests parse: the program returns the test calls' values as
+plain data (`SandboxResult.output`) and the grader judges them, `benchmarks/verdicts.py`.)
 """
 
 from __future__ import annotations
