@@ -50,13 +50,15 @@ from .terminal import Terminal
 
 
 class State(NamedTuple):
-    """Every particle of every prompt: rows `g * N .. g * N + N - 1` belong to prompt `g`."""
+    """Every particle of every prompt: rows `g * N .. g * N + N - 1` belong to prompt `g`. The first five fields
+    hold each particle's answer as `ecmh.kernel.State` holds a chain's (tokens `[R, T]`; per position float32
+    `log p`, `log Z`, entropy; `length` `[R]`)."""
 
-    tokens: torch.Tensor  # [R, T] long
-    log_p: torch.Tensor  # [R, T] float32: log p(y_t | prompt, y_<t)
-    log_z: torch.Tensor  # [R, T] float32: log sum_v p(v | prompt, y_<t)^alpha
-    entropy: torch.Tensor  # [R, T] float32: entropy of p(. | prompt, y_<t)
-    length: torch.Tensor  # [R] long
+    tokens: torch.Tensor
+    log_p: torch.Tensor
+    log_z: torch.Tensor
+    entropy: torch.Tensor
+    length: torch.Tensor
     finished: torch.Tensor  # [R] bool: ends in a terminal event or at the cap
     log_weight: torch.Tensor  # [R] float32: anchor_log_weight + Phi(x) - anchor_potential
     anchor_log_weight: torch.Tensor  # [R] float32: the log-weight given at the last resampling (0 before any)

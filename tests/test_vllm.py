@@ -122,16 +122,21 @@ def test_zero_steps_sample_the_tempered_proposal_and_miss_the_target(sweep_case)
     assert exactness.worst_ratio("vllm mcmc_steps=0", empirical, case.target, SWEEP_CHAINS) > exactness.TOLERANCE
 
 
-def test_every_row_matches_a_fresh_forward_pass(sweep_case):
-    _, case, engine = sweep_case
+def check_generated_batches(case, engine, **sampler):
+    """`tests/test_invariants.py`'s check on `INVARIANT_EXAMPLES` generated batches, sampled on the engine."""
 
     @settings(max_examples=INVARIANT_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
     @given(invariants.batches(case.model.config.vocab_size))
     def check(batch):
         prompts, options = batch
-        invariants.check_against_a_fresh_pass(case.model, prompts, engine=engine, **options)
+        invariants.check_against_a_fresh_pass(case.model, prompts, engine=engine, **sampler, **options)
 
     check()
+
+
+def test_every_row_matches_a_fresh_forward_pass(sweep_case):
+    _, case, engine = sweep_case
+    check_generated_batches(case, engine)
 
 
 # SMC on the engine: the unbiasedness test of tests/test_smc.py with fewer systems per prompt (each check of
@@ -147,15 +152,7 @@ def test_smc_weighted_particles_are_unbiased_for_p_alpha(sweep_case):
 
 def test_smc_rows_match_a_fresh_forward_pass(sweep_case):
     _, case, engine = sweep_case
-
-    @settings(max_examples=INVARIANT_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
-    @given(invariants.batches(case.model.config.vocab_size))
-    def check(batch):
-        prompts, options = batch
-        invariants.check_against_a_fresh_pass(case.model, prompts, engine=engine, algorithm="smc", particles=3,
-                                              resample_every=2, ess_threshold=1.0, **options)
-
-    check()
+    check_generated_batches(case, engine, algorithm="smc", particles=3, resample_every=2, ess_threshold=1.0)
 
 
 # --- agreement with the transformers backend ---------------------------------------------------
