@@ -21,7 +21,8 @@ CASES = {
     "restart-no-eos": dict(cut="restart", mcmc_steps=2, max_new_tokens=8, block_size=8, eos_token_id=None),
     "stop-strings": dict(cut="entropy", cut_power=1.0, mcmc_steps=2, max_new_tokens=10, block_size=5,
                          num_return_sequences=2, stop_strings=["bc", "cc"], tokenizer=tiny_tokenizer(6)),
-    "proposal-only": dict(mcmc_steps=0, max_new_tokens=9, top_p=0.9, num_return_sequences=2),
+    # block_size=1: the default block before its 16-token floor (issue 27), so the pin still holds what it held
+    "proposal-only": dict(mcmc_steps=0, max_new_tokens=9, block_size=1, top_p=0.9, num_return_sequences=2),
 }
 FILE = Path(__file__).parent / "data" / "pinned-transformers.json"
 VLLM_FILE = FILE.with_name("pinned-vllm.json")
