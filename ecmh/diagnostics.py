@@ -8,6 +8,7 @@ ArviZ computes split R-hat and bulk/tail ESS (Vehtari et al. 2021) from the expo
 computes none of them itself.
 """
 
+import warnings
 from typing import NamedTuple, Optional
 
 import torch
@@ -72,15 +73,31 @@ def last_block_draws(history: History, num_return_sequences: int) -> dict:
 def to_inference_data(history: History, num_return_sequences: int):
     """The chains as an ArviZ `InferenceData` (posterior `log_p` and `length`, dims chain, draw, prompt), so
     `arviz.rhat`, `arviz.ess`, `arviz.summary` and ArviZ's plots work on it."""
-    az = _arviz()
-    draws = last_block_draws(history, num_return_sequences)
-    return az.from_dict(posterior=draws, dims={name: ["prompt"] for name in draws})
+    return _inference_data(last_block_draws(history, num_return_sequences))
+
+
+def _inference_data(draws: dict):
+    return _arviz().from_dict(posterior=draws, dims={name: ["prompt"] for name in draws})
 
 
 def convergence(history: History, num_return_sequences: int):
     """ArviZ's `summary(kind="diagnostics")` of the chains: per variable and prompt, `ess_bulk`, `ess_tail`,
-    `r_hat` (and MCSE), as a pandas DataFrame. Needs at least 4 chains per prompt to mean much."""
-    return _arviz().summary(to_inference_data(history, num_return_sequences), kind="diagnostics")
+    `r_hat` (and MCSE), as a pandas DataFrame. Needs at least 4 chains per prompt to mean much. Where ArviZ
+    returns NaN, a warning says why (too few draws, or a variable that no chain ever changed)."""
+    draws = last_block_draws(history, num_return_sequences)
+    summary = _arviz().summary(_inference_data(draws), kind="diagnostics")
+    if summary.isna().to_numpy().any():
+        chains, steps = next(iter(draws.values())).shape[:2]
+        constant = [name for name, values in draws.items() if (values == values[:, :1]).all(axis=(0, 1)).any()]
+        reasons = ([f"each chain has {steps} draws (its last block's MH steps), and R-hat and ESS need at least 4: "
+                    "raise `mcmc_steps`"] if steps < 4 else []) + \
+                  ([f"{chains} chain(s) per prompt: R-hat compares chains, use num_return_sequences >= 4"]
+                   if chains < 2 else []) + \
+                  ([f"{', '.join(constant)} never changed over the draws of a prompt (no spread to measure)"]
+                   if constant else [])
+        warnings.warn("Some convergence diagnostics are NaN: " + ("; ".join(reasons) or "see ArviZ's summary") + ".",
+                      stacklevel=2)
+    return summary
 
 
 def _arviz():

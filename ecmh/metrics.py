@@ -73,9 +73,16 @@ def entropy_profile(trace: Trace, answer_start: torch.Tensor) -> tuple[torch.Ten
 
 
 def answer_start_positions(tokenizer, continuations: Sequence[Sequence[int]], marker: str = "\\boxed") -> torch.Tensor:
-    """Per continuation, the first token whose decoded prefix contains the last `marker` (its length if none)."""
+    """Per continuation, the first token whose decoded prefix contains the last `marker` (its length if none).
+
+    `continuations`: token-id lists, one per answer (e.g. `out.sequences[r, prompt_width:][:out.trace.length[r]]`),
+    not decoded text: the positions are token positions."""
     starts = []
     for tokens in continuations:
+        if isinstance(tokens, str) or not all(isinstance(t, int) or (torch.is_tensor(t) and t.dim() == 0)
+                                              for t in tokens):
+            raise TypeError("`continuations` holds token-id lists (e.g. out.sequences[r, prompt_width:] cut at "
+                            f"out.trace.length[r]), not decoded text; got an item of type {type(tokens).__name__}.")
         text = tokenizer.decode(list(tokens), skip_special_tokens=True)
         at = text.rfind(marker)
         start = len(tokens)

@@ -165,3 +165,18 @@ def test_plots_draw(run):
 def test_record_history_needs_the_output_object():
     with pytest.raises(ValueError, match="return_dict_in_generate"):
         ecmh.generate(tiny_model(vocab_size=6), [[1]], max_new_tokens=2, record_history=True)
+
+
+def test_convergence_says_why_it_is_nan_with_too_few_draws():
+    pytest.importorskip("arviz")
+    out = ecmh.generate(tiny_model(vocab_size=6, sharpness=4.0, initializer_range=0.1), [[1]], max_new_tokens=4,
+                        block_size=4, mcmc_steps=2, seed=0, eos_token_id=None, num_return_sequences=4,
+                        record_history=True, return_dict_in_generate=True)
+    with pytest.warns(UserWarning, match=r"each chain has 2 draws .* raise `mcmc_steps`"):
+        summary = diagnostics.convergence(out.history, 4)
+    assert summary.isna().to_numpy().any()
+
+
+def test_answer_start_positions_wants_token_ids_and_says_so():
+    with pytest.raises(TypeError, match="token-id lists .* not decoded text; got an item of type str"):
+        ecmh.metrics.answer_start_positions(None, ["The answer is \\boxed{4}"])
