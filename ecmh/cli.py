@@ -66,9 +66,10 @@ def generate_command(args) -> int:
     except (ValueError, TypeError, OSError) as error:
         return _error(f"--model {args.model!r}: {' '.join(str(error).split())}")
     inputs = encode_prompts(tokenizer, [args.prompt], chat=not args.no_chat)
-    blocks = -(-args.max_new_tokens // block_size)
-    progress = tqdm(total=blocks * (args.mcmc_steps + 1), desc="ECMH", unit="step", file=sys.stderr, leave=False,
-                    disable=smc is not None)
+    if smc is None:
+        _warn_if_long(args.max_new_tokens, block_size, args.mcmc_steps)
+    # proposals settle as they finish; an answer that ends early skips its later blocks, so no total is shown
+    progress = tqdm(desc="ECMH proposals", unit="proposal", file=sys.stderr, leave=False, disable=smc is not None)
     sampler = (dict(**vars(options), on_step=lambda info: progress.update(int(info.finished.sum()))) if smc is None
                else dict(alpha=args.alpha, algorithm="smc", **{k: v for k, v in smc_options.items() if v is not None}))
     start = time.perf_counter()
@@ -103,6 +104,20 @@ def generate_command(args) -> int:
         print(f"[ecmh] SMC with {smc.particles} particles, {out.particles.resamples[0].item()} resamplings, "
               f"{stats['tokens_decoded']} tokens decoded in {stats['sequential_passes']} sequential passes, {seconds:.1f} s")
     return 0
+
+
+LONG_CALL_TOKENS = 4096  # decoded tokens above which the CLI says what a call may cost before it starts
+
+
+def _warn_if_long(max_new_tokens: int, block_size: int, mcmc_steps: int) -> None:
+    """One line on stderr when an answer running to the cap would decode over `LONG_CALL_TOKENS` tokens: the blocks'
+    extensions plus, after block k, `mcmc_steps` proposals of about half of `k * block_size` tokens each (uniform
+    cuts; the README's cost model)."""
+    blocks = -(-max_new_tokens // block_size)
+    tokens = max_new_tokens + sum(mcmc_steps * min(k * block_size, max_new_tokens) // 2 for k in range(1, blocks + 1))
+    if tokens > LONG_CALL_TOKENS:
+        print(f"ecmh: up to about {tokens:,} decoded tokens ({blocks} blocks of {block_size} tokens, {mcmc_steps} MH "
+              "steps each); a larger --block-size or fewer --mcmc-steps make it quicker.", file=sys.stderr)
 
 
 def _error(message: str) -> int:

@@ -50,3 +50,14 @@ def test_smc_from_the_command_line():
     assert record["proposals"] == 0 and 1 <= record["sequential_passes"] <= 6 + 1
     bad = _ecmh("generate", "Hi", "--particles", "4")  # an SMC option without --algorithm smc
     assert bad.returncode == 2 and "algorithm" in bad.stderr
+
+
+def test_a_long_call_says_what_it_may_cost_and_a_quick_one_says_nothing(capsys):
+    from ecmh import cli
+
+    cli._warn_if_long(max_new_tokens=128, block_size=16, mcmc_steps=10)  # the CLI's defaults
+    assert capsys.readouterr().err == ""
+    cli._warn_if_long(max_new_tokens=3072, block_size=192, mcmc_steps=10)  # the papers'
+    err = capsys.readouterr().err
+    assert err.startswith("ecmh: up to about 133,632 decoded tokens (16 blocks of 192 tokens, 10 MH steps each)")
+    assert "--block-size" in err and "--mcmc-steps" in err
