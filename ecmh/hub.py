@@ -75,13 +75,17 @@ Requirements: `custom_generate/requirements.txt` (the `ecmh` package, Apache-2.0
 """
 
 
-def generate(model, inputs=None, generation_config=None, **arguments):
-    """`ecmh.generate` as a repository's `custom_generate/generate.py` entry (see the module docstring)."""
+def generate(inputs=None, generation_config=None, *, model, **arguments):
+    """`ecmh.generate` as a repository's `custom_generate/generate.py` entry (see the module docstring). transformers
+    passes `model` by keyword: through `generate(custom_generate=...)`, or bound once by `from_pretrained` when the
+    model's own folder carries `custom_generate/` (then `model.generate(ids, ...)` samples with ECMH by default)."""
     for name in _TRANSFORMERS_ARGUMENTS:
         value = arguments.pop(name, None)
         if value not in (None, False, []):
             raise ValueError(f"`{name}` is not supported by ecmh's custom_generate: ECMH samples p^alpha itself; "
                              "leave it out.")
+    if inputs is None:
+        inputs = arguments.pop("input_ids", None)
     return ecmh_generate(model, inputs, generation_config, **arguments)
 
 

@@ -35,3 +35,17 @@ def test_transformers_loads_the_folder_and_samples_what_ecmh_samples(folder):
     assert torch.equal(through_hub, ecmh.generate(model, ids, **OPTIONS))
     with pytest.raises(ValueError, match="`streamer` is not supported"):
         model.generate(ids, custom_generate=str(folder), trust_remote_code=True, streamer=object(), **OPTIONS)
+
+
+def test_a_model_folder_that_carries_it_samples_with_ecmh_by_default(folder, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from ecmh import hub
+
+    model = tiny_model(vocab_size=6, sharpness=4.0)
+    model.save_pretrained(tmp_path)
+    hub.export(tmp_path)
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path, trust_remote_code=True)
+    ids = torch.tensor([[0, 1, 3]])
+    assert torch.equal(loaded.generate(ids, **OPTIONS), ecmh.generate(model, ids, **OPTIONS))
+    assert torch.equal(loaded.generate(input_ids=ids, **OPTIONS), ecmh.generate(model, ids, **OPTIONS))
