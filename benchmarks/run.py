@@ -155,6 +155,7 @@ class Results:
 
     def __init__(self, out: Path, sweep: Sweep, order: Sequence[str], shard: Optional[tuple]):
         self.sweep = sweep
+        self.written = 0  # rows appended by this run
         extra = {"chat": sweep.chat, **({"select": sweep.select} if sweep.select != "log_p" else {})}
         self.files = {m: ResultsFile(out, sweep.task_name, m, {**sweep.settings.config(m), **extra}, shard)
                       for m in order}
@@ -181,8 +182,6 @@ class Results:
             self.files[row["method"]].append(row)
         self.written += len(new)
         return len(new)
-
-    written = 0  # rows appended by this run
 
 
 class RunInterrupted(KeyboardInterrupt):
