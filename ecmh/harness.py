@@ -23,7 +23,10 @@ are delegated to lm-eval's own Hugging Face model (`HFLM`) on the same weights, 
 """
 
 import json
-import warnings
+import logging
+import os
+import subprocess
+from contextlib import contextmanager
 from typing import Optional
 
 import torch
@@ -57,14 +60,14 @@ class ECMHLM(LM):
         super().__init__()
         batch_size = 8 if str(batch_size).startswith("auto") else batch_size
         if device is not None and str(device).startswith("cuda") and not torch.cuda.is_available():
-            warnings.warn(f"--device {device} is not available here (lm-eval's default); ecmh picks the device itself, "
-                          "as lm-eval's own hf model does.", stacklevel=2)
-            device = None
+            device = None  # lm-eval's default --device; ecmh picks the device itself, as lm-eval's own hf model does
         self.sampler = SamplerConfig(float(alpha), int(mcmc_steps), None if block_size in (None, "None") else int(block_size),
                                      cut, float(cut_power))
         self.model, self.tokenizer = ecmh.load_model(pretrained, dtype=dtype, device=device)
         self.batch_size, self.max_gen_toks, self.seed = int(batch_size), int(max_gen_toks), int(seed)
-        self.hf = HFLM(pretrained=self.model, tokenizer=self.tokenizer, batch_size=self.batch_size)
+        with _without_log_line("lm_eval.models.huggingface", "`pretrained` model kwarg is not of type `str`"):
+            # HFLM warns that a model object makes it ignore its loading arguments: ecmh loaded the model itself
+            self.hf = HFLM(pretrained=self.model, tokenizer=self.tokenizer, batch_size=self.batch_size)
 
     def loglikelihood(self, requests, disable_tqdm: bool = False):
         return self.hf.loglikelihood(requests, disable_tqdm=disable_tqdm)
@@ -118,7 +121,32 @@ class ECMHLM(LM):
         return responses
 
 
+@contextmanager
+def _without_log_line(logger: str, start: str):
+    """Drop the records of `logger` whose message starts with `start` while the block runs."""
+    def keep(record):
+        return not record.getMessage().startswith(start)
+
+    logging.getLogger(logger).addFilter(keep)
+    try:
+        yield
+    finally:
+        logging.getLogger(logger).removeFilter(keep)
+
+
+def _git_hash_quietly() -> Optional[str]:
+    """lm-eval's `get_git_commit_hash`, without git's "fatal: not a git repository" on stderr outside one."""
+    from lm_eval.loggers.utils import get_commit_from_path
+
+    try:
+        return subprocess.check_output(["git", "describe", "--always"], stderr=subprocess.DEVNULL).strip().decode()
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return get_commit_from_path(os.getcwd())
+
+
 if __name__ == "__main__":
     import lm_eval.__main__
+    import lm_eval.evaluator
 
+    lm_eval.evaluator.get_git_commit_hash = _git_hash_quietly
     lm_eval.__main__.cli_evaluate()

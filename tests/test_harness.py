@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,7 @@ from lm_eval.tasks import TaskManager  # noqa: E402
 
 QUESTIONS = [("1 + 1", "2"), ("2 + 3", "5"), ("4 + 4", "8"), ("9 - 3", "6"), ("7 - 7", "0")]
 UNTIL = ["\n", "."]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +83,12 @@ def test_the_command_line_registers_ecmh(task_dir, tiny_chat_model_dir, tmp_path
         [sys.executable, "-m", "ecmh.harness", "run", "--model", "ecmh", "--model_args",
          f"pretrained={tiny_chat_model_dir},mcmc_steps=1", "--batch_size", "5", "--tasks", "ecmh_local_arithmetic",
          "--include_path", str(task_dir), "--output_path", str(tmp_path), "--limit", "2"],
-        capture_output=True, text=True, timeout=600, env={"PATH": "/usr/bin:/bin", "HF_DATASETS_OFFLINE": "1",
-                                                           "HF_HUB_OFFLINE": "1"},
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,  # not a git repository
+        env={"PATH": "/usr/bin:/bin", "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT),
+             "CUDA_VISIBLE_DEVICES": ""},
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "exact_match" in result.stdout
+    # none of the noise issue 27 found: git outside a repository, HFLM on a model object, lm-eval's cuda default
+    for noise in ("fatal: not a git repository", "`pretrained` model kwarg", "is not available here"):
+        assert noise not in result.stderr + result.stdout, noise
