@@ -43,8 +43,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def generate_command(args) -> int:
+    import transformers
+
     import ecmh
-    from tqdm.auto import tqdm
 
     if not args.prompt.strip():
         return _error('the prompt is empty: ask something, e.g. ecmh generate "What is 17 * 23?"')
@@ -61,6 +62,7 @@ def generate_command(args) -> int:
             check_device(args.device)
         except ValueError as error:
             return _error(f"--device: {error}")
+    transformers.utils.logging.disable_progress_bar()  # "Loading weights": stderr keeps the proposals' bar only
     try:
         model, tokenizer = ecmh.load_model(args.model, dtype=args.dtype, device=args.device)
     except (ValueError, TypeError, OSError) as error:
@@ -68,9 +70,7 @@ def generate_command(args) -> int:
     inputs = encode_prompts(tokenizer, [args.prompt], chat=not args.no_chat)
     if smc is None:
         _warn_if_long(args.max_new_tokens, block_size, args.mcmc_steps)
-    # proposals settle as they finish; an answer that ends early skips its later blocks, so no total is shown
-    progress = tqdm(desc="ECMH proposals", unit="proposal", file=sys.stderr, leave=False, disable=smc is not None)
-    sampler = (dict(**vars(options), on_step=lambda info: progress.update(int(info.finished.sum()))) if smc is None
+    sampler = (dict(**vars(options), progress=True) if smc is None
                else dict(alpha=args.alpha, algorithm="smc", **{k: v for k, v in smc_options.items() if v is not None}))
     start = time.perf_counter()
     try:
@@ -80,10 +80,8 @@ def generate_command(args) -> int:
             stop_strings=args.stop_strings, tokenizer=tokenizer,
         )
     except (ValueError, TypeError) as error:
-        progress.close()
         return _error(str(error))
     seconds = time.perf_counter() - start
-    progress.close()
     answer = tokenizer.decode(out.sequences[0, inputs.input_ids.shape[1]:], skip_special_tokens=True).strip()
     stats = {name: value[0].item() for name, value in out.stats._asdict().items()}
     if args.json:

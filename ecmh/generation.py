@@ -3,10 +3,12 @@ called like `model.generate`."""
 
 import dataclasses
 import math
+import sys
 import warnings
 from typing import NamedTuple, Optional, Union
 
 import torch
+from tqdm.auto import tqdm
 
 from . import backends, kernel, sampler, settings, smc
 from .settings import DEFAULTS, SamplerConfig, SMCConfig
@@ -93,6 +95,7 @@ def generate(
     seed: Optional[int] = None,
     on_step: Optional[sampler.StepCallback] = None,
     record_history: bool = False,
+    progress: bool = False,
     algorithm: str = "mh",
     particles: Optional[int] = None,
     ess_threshold: Optional[float] = None,
@@ -124,9 +127,11 @@ def generate(
             and `row`: the index in the returned batch of each entry, as rows whose schedule is over leave).
         record_history: return every settled proposal as `out.history` (`ecmh.History`, tensors; needs
             `return_dict_in_generate=True`).
+        progress: show a progress bar on stderr (tqdm) counting the MH proposals settled, for a long call. It has
+            no total: an answer that ends early skips its later blocks.
         algorithm: "mh" (ECMH, exact in the limit of MH steps) or "smc" (Sequential Monte Carlo: `particles`
             per prompt in one batch, about plain decoding's latency, consistent as the particles grow; `ecmh.smc`).
-            `mcmc_steps`, `block_size`, `cut`, `cut_power`, `on_step` and `record_history` are MH's.
+            `mcmc_steps`, `block_size`, `cut`, `cut_power`, `on_step`, `record_history` and `progress` are MH's.
         particles, ess_threshold, resampling, resample_every, bridge_tokens: SMC's options
             (`ecmh.settings.SMCConfig`; None: its default). With SMC, `num_return_sequences` answers per
             prompt are drawn by the final weights from one particle system, and `return_dict_in_generate=True`
@@ -151,11 +156,18 @@ def generate(
     smc_options = SMCConfig.from_options(algorithm, dict(
         particles=particles, ess_threshold=ess_threshold, resampling=resampling, resample_every=resample_every,
         bridge_tokens=bridge_tokens))
-    if smc_options is not None and (on_step is not None or record_history):
-        raise ValueError("`on_step` and `record_history` follow MH proposals; with `algorithm=\"smc\"` read "
-                         "`out.particles` (`return_dict_in_generate=True`) instead.")
+    if smc_options is not None and (on_step is not None or record_history or progress):
+        raise ValueError("`on_step`, `record_history` and `progress` follow MH proposals; with `algorithm=\"smc\"` "
+                         "read `out.particles` (`return_dict_in_generate=True`) instead.")
     call = _inputs(model, input_ids, generation_config, options, smc_options, seed, on_step, record_history, kwargs)
-    return _output(call, _run(call))
+    if not progress:
+        return _output(call, _run(call))
+    with tqdm(desc="ECMH proposals", unit="proposal", file=sys.stderr, leave=False) as bar:
+        def count(info: kernel.Info) -> None:
+            bar.update(int(info.finished.sum()))
+
+        counted = call._replace(on_step=count if call.on_step is None else _both(call.on_step, count))
+        return _output(counted, _run(counted))
 
 
 class _Call(NamedTuple):

@@ -35,6 +35,9 @@ def test_text_output_has_a_summary_line_and_bad_input_exits_2():
     result = _ecmh("generate", "Hi", "--max-new-tokens", "4", "--mcmc-steps", "1", "--seed", "1")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1].startswith("[ecmh] acceptance")
+    # a quick run prints nothing on stderr but its progress bar (no warnings, no library noise)
+    assert all(line.strip().startswith("ECMH proposals") for line in result.stderr.replace("\r", "\n").splitlines()
+               if line.strip()), result.stderr
     bad = _ecmh("generate", "Hi", "--alpha", "0.5", "--max-new-tokens", "4")
     assert bad.returncode == 2 and "alpha" in bad.stderr
     bad = _ecmh("generate", "Hi", "--max-new-tokens", "-1")

@@ -130,6 +130,28 @@ def test_step_callback_sees_every_finished_proposal(model):
     assert (per_row == SETTINGS["mcmc_steps"]).all()
 
 
+@pytest.mark.parametrize("with_on_step", [False, True])
+def test_progress_counts_every_settled_proposal_beside_on_step(model, monkeypatch, with_on_step):
+    import ecmh.generation
+
+    bars = []
+
+    class Recorded(ecmh.generation.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            bars.append(self)
+
+    monkeypatch.setattr(ecmh.generation, "tqdm", Recorded)
+    infos = []
+    out = _run(model, eos_token_id=None, progress=True, **({"on_step": infos.append} if with_on_step else {}))
+    rows, blocks = PROMPTS.shape[0] * SETTINGS["num_return_sequences"], SETTINGS["max_new_tokens"] // SETTINGS["block_size"]
+    (bar,) = bars
+    assert bar.n == out.stats.proposals.sum().item() + rows * blocks  # MH proposals and the blocks' extensions
+    assert not with_on_step or sum(int(info.finished.sum()) for info in infos) == bar.n
+    with pytest.raises(ValueError, match="`progress` follow MH proposals"):
+        ecmh.generate(model, [[0, 1]], algorithm="smc", progress=True, max_new_tokens=4)
+
+
 def test_reencode_baseline_gives_the_same_samples_at_a_higher_forward_count(model):
     cached = _run(model)
     reencoded = _run(ReencodingBackend(model))
