@@ -10,22 +10,28 @@ For each batch size (rows = prompts x chains) it measures, interleaved and as th
   - KV-reuse speed-up: wall time of the same sampler, same seed, with the kept prefix re-encoded
     for every proposal (as the reference code does) / ECMH's wall time;
   - decoded tokens per second, and peak memory (CUDA allocator peak, or process peak RSS on CPU);
-  - with `--profile`, the share of ECMH's time spent inside the model's forward;
+  - with `--profile`, the share of ECMH's time spent inside the model's forward (transformers), or, on vLLM,
+    ECMH's and the engine's own sampling's milliseconds per decoded token by part: the engine's forward, ecmh's
+    logits processor, the rest of the worker's step, and in this process the wait for the engine, its output
+    processing, request building and submission, and ecmh's host work (`benchmarks/vllm_profile.py`);
   - latency: for plain decoding (`ecmh.generate` with `mcmc_steps=0`), ECMH, uniform-cut MH and SMC
     (`--particles` per prompt) at the same rows, per answer: sequential forward passes (the decoding steps an
     answer waits for one after another, which is what latency on a GPU follows), decoded tokens and seconds,
     each as a ratio to plain decoding, and seconds per decoded token as a ratio.
 With `--backend vllm` (vLLM installed, see docs/vllm.md) the same sampler runs on `ecmh.load_vllm`'s
 engine and the baseline is the engine's own sampling at temperature 1/alpha; there is no re-encoding
-baseline, forward profile or peak memory (the engine runs in its own processes), forward
+baseline or peak memory (the engine runs in its own processes), forward
 efficiency counts what the engine computed (below 1.0 once prompts hit its prefix cache), and
 `--vllm-kwargs '{"block_size": 32}'` passes engine options on.
-Prints a table of ratios and writes JSON (`--out`). Machines are shared and noisy: read the ratios.
+`--model a,b` measures several models one after the other in the same run. Prints a table of ratios (the
+median over repeats, and the lowest and highest repeat) and writes JSON (`--out`). Machines are shared and
+noisy: read the ratios.
 """
 
 import argparse
 import functools
 import json
+import os
 import resource
 import statistics
 import time
@@ -37,6 +43,8 @@ import ecmh
 from ecmh import compat
 from ecmh.backends.transformers import TransformersBackend
 from ecmh.prompts import encode_prompts
+
+from . import vllm_profile
 
 FALLBACK_PROMPTS = [
     "What is 17 * 23? Think step by step.",
@@ -62,8 +70,8 @@ class ReencodingBackend(TransformersBackend):
         self.kept_tokens = torch.zeros_like(self.answer_column)
         return forwarded
 
-    def start(self, starting, start, cap, answer):
-        super().start(starting, start, cap, answer)
+    def start(self, starting, start, cap, answer, seed):
+        super().start(starting, start, cap, answer, seed)
         self.kept_tokens = torch.where(starting[:, None], answer, self.kept_tokens)
 
     def _first_token_logits(self, rows: torch.Tensor) -> torch.Tensor:
@@ -149,6 +157,8 @@ def summarise(out, ecmh_times: list, plain_times: list, prompt_tokens: int, padd
         "acceptance_rate": out.stats.acceptance_rate.nanmean().item(),
     }
     result["cost_vs_generate"] = result["ecmh_s_per_token"] / result["generate_s_per_token"]
+    per_repeat = [e / g for e, g in zip(ecmh_times, plain_times)]  # each repeat runs both, one after the other
+    result["cost_vs_generate_range"] = [min(per_repeat), max(per_repeat)]
     result["decoded_tokens_per_s"] = 1 / result["ecmh_s_per_token"]
     return result
 
@@ -199,16 +209,41 @@ def measure_vllm(llm, rows: int, args) -> dict:
     batch = encode_prompts(llm.get_tokenizer(), prompts(rows))
     requests = [TokensPrompt(prompt_token_ids=row[keep].tolist())
                 for row, keep in zip(batch.input_ids, batch.attention_mask.bool())]
-    ecmh_times, plain_times = [], []
+    ecmh_times, plain_times, ecmh_parts, plain_parts = [], [], [], []
     for repeat in range(args.repeats):
-        out, seconds = timed(lambda: ecmh.generate(llm, batch.input_ids, attention_mask=batch.attention_mask,
-                                                   **sampler_options(args, repeat)))
-        ecmh_times.append(seconds / out.stats.tokens_decoded.sum().item())
+        run_ecmh = functools.partial(ecmh.generate, llm, batch.input_ids, attention_mask=batch.attention_mask,
+                                     **sampler_options(args, repeat))
         params = SamplingParams(temperature=1 / args.alpha, max_tokens=args.max_new_tokens, seed=repeat)
-        plain, plain_seconds = timed(lambda: llm.generate(requests, params, use_tqdm=False))
+        run_plain = functools.partial(llm.generate, requests, params, use_tqdm=False)
+        if args.profile:
+            profiled = vllm_profile.profile(llm, run_ecmh)
+            out, seconds = profiled["result"], profiled["wall"]
+            ecmh_parts.append(vllm_profile.shares(profiled, out.stats.tokens_decoded.sum().item()))
+            profiled = vllm_profile.profile(llm, run_plain)
+            plain, plain_seconds = profiled["result"], profiled["wall"]
+            plain_parts.append(vllm_profile.shares(profiled, sum(len(o.outputs[0].token_ids) for o in plain)))
+        else:
+            out, seconds = timed(run_ecmh)
+            plain, plain_seconds = timed(run_plain)
+        ecmh_times.append(seconds / out.stats.tokens_decoded.sum().item())
         plain_times.append(plain_seconds / max(sum(len(o.outputs[0].token_ids) for o in plain), 1))
-    return {"rows": rows, **summarise(out, ecmh_times, plain_times, batch.attention_mask.sum().item(),
-                                      batch.input_ids.numel()), "peak_memory_mb": float("nan")}
+    result = {"rows": rows, **summarise(out, ecmh_times, plain_times, batch.attention_mask.sum().item(),
+                                        batch.input_ids.numel()), "peak_memory_mb": float("nan")}
+    if args.profile:
+        result["profile"] = {name: {part: statistics.median(p[part] for p in parts) for part in parts[0]}
+                             for name, parts in (("ecmh", ecmh_parts), ("plain", plain_parts))}
+    return result
+
+
+def print_vllm_profile(model: str, result: dict) -> None:
+    """Per decoded token, ECMH's and plain vLLM's time by part (medians over the repeats)."""
+    print(f"  where a decoded token's time goes, {model}, {result['rows']} rows (ms per token; engine side and "
+          f"this process's side each sum to the whole, and overlap)")
+    for name, p in result["profile"].items():
+        worker = "  ".join(f"{part} {p[part + '_ms']:.2f} ({p[part + '_share']:.0%})"
+                           for part in ("forward", "processor", "worker_other"))
+        client = "  ".join(f"{part} {p[part + '_ms']:.2f} ({p[part + '_share']:.0%})" for part in vllm_profile.CLIENT_PARTS)
+        print(f"  {name:>6} {p['ms_per_token']:.2f} ms/token | engine: {worker} | here: {client}", flush=True)
 
 
 LATENCY_METHODS = ("plain", "ecmh", "uniform_mh", "smc")
@@ -250,18 +285,19 @@ def measure_latency(model, tokenizer, rows: int, args) -> dict:
 def print_latency(results: list[dict]) -> None:
     print(f"\nper answer, as a ratio to plain decoding at the same rows "
           f"(passes: sequential forward passes; s/token: seconds per decoded token)")
-    print(f"{'rows':>5} {'method':>11} {'passes':>8} {'x plain':>8} {'tokens':>8} {'x plain':>8} {'s':>8} "
+    print(f"{'model':>28} {'rows':>5} {'method':>11} {'passes':>8} {'x plain':>8} {'tokens':>8} {'x plain':>8} {'s':>8} "
           f"{'x plain':>8} {'s/token x':>10}")
     for result in results:
         for method, n in result["per_answer"].items():
-            print(f"{result['rows']:>5} {method:>11} {n['sequential_passes']:>8.1f} {n['sequential_passes_vs_plain']:>8.2f} "
+            print(f"{result['model']:>28} {result['rows']:>5} {method:>11} {n['sequential_passes']:>8.1f} {n['sequential_passes_vs_plain']:>8.2f} "
                   f"{n['decoded_tokens']:>8.1f} {n['decoded_tokens_vs_plain']:>8.2f} {n['seconds']:>8.3f} "
                   f"{n['seconds_vs_plain']:>8.2f} {n['s_per_token_vs_plain']:>10.2f}", flush=True)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--model", default="smollm2-135m-instruct", help="a model, or several comma-separated, "
+                        "measured one after the other in this run")
     parser.add_argument("--backend", choices=("transformers", "vllm"), default="transformers")
     parser.add_argument("--vllm-kwargs", default="{}", help="JSON object of extra `vllm.LLM` options")
     parser.add_argument("--dtype", default=None)
@@ -273,39 +309,50 @@ def main(argv=None):
     parser.add_argument("--particles", type=int, default=16, help="SMC's particles per prompt (latency table)")
     parser.add_argument("--resample-every", type=int, default=16, help="SMC's tokens between ESS checks")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--profile", action="store_true", help="report the share of time inside model.forward")
+    parser.add_argument("--profile", action="store_true", help="where the time goes: the share inside model.forward "
+                        "(transformers), or per part of the engine and of ecmh around it (vllm, benchmarks/vllm_profile.py)")
     parser.add_argument("--skip-reencode", action="store_true", help="skip the re-encoding baseline (slow)")
+    parser.add_argument("--skip-latency", action="store_true", help="skip the per-method latency table")
     parser.add_argument("--out", default="benchmarks/results/speed.json")
     args = parser.parse_args(argv)
+    try:
+        vllm_options = dict(json.loads(args.vllm_kwargs)) | ({"dtype": args.dtype} if args.dtype else {})
+    except (ValueError, TypeError):
+        parser.error(f"--vllm-kwargs must be a JSON object such as '{{\"block_size\": 32}}', got {args.vllm_kwargs!r}.")
+    if args.backend == "vllm" and args.profile:
+        os.environ["VLLM_ALLOW_INSECURE_SERIALIZATION"] = "1"  # the profile's timers reach the worker by RPC
 
-    if args.backend == "vllm":
-        if args.profile:
-            parser.error("--profile times transformers' forward; leave it out with --backend vllm.")
-        try:
-            options = dict(json.loads(args.vllm_kwargs)) | ({"dtype": args.dtype} if args.dtype else {})
-        except (ValueError, TypeError):
-            parser.error(f"--vllm-kwargs must be a JSON object such as '{{\"block_size\": 32}}', got {args.vllm_kwargs!r}.")
-        llm = ecmh.load_vllm(args.model, **options)
-        device = "vllm"
-        run = functools.partial(measure_vllm, llm)
-        latency = functools.partial(measure_latency, llm, llm.get_tokenizer())
-    else:
-        model, tokenizer = ecmh.load_model(args.model, dtype=args.dtype)
-        device = str(model.device)
-        run = functools.partial(measure, model, tokenizer)
-        latency = functools.partial(measure_latency, model, tokenizer)
-    results = []
-    header = f"{'rows':>5} {'fwd/useful':>10} {'cost/gen':>9} {'reuse x':>8} {'tok/s':>8} {'accept':>7} {'peak MB':>8}"
-    print(header + ("  fwd share" if args.profile else ""))
-    for rows in [int(r) for r in args.rows.split(",")]:
-        r = run(rows, args)
-        results.append(r)
-        line = (f"{rows:>5} {r['forward_with_padding']:>10.3f} {r['cost_vs_generate']:>9.2f} "
-                f"{r.get('kv_reuse_speedup', float('nan')):>8.2f} "
-                f"{r['decoded_tokens_per_s']:>8.1f} {r['acceptance_rate']:>7.2f} {r['peak_memory_mb']:>8.0f}")
-        print(line + (f"  {r['forward_share']:>9.2f}" if args.profile else ""), flush=True)
-    latencies = [latency(int(rows), args) for rows in args.rows.split(",")]
-    print_latency(latencies)
+    results, latencies, device = [], [], None
+    header = (f"{'model':>28} {'rows':>5} {'fwd/useful':>10} {'cost/gen':>9} {'(min-max)':>11} {'reuse x':>8} "
+              f"{'tok/s':>8} {'accept':>7} {'peak MB':>8}")
+    print(header + ("  fwd share" if args.profile and args.backend == "transformers" else ""))
+    for model_name in args.model.split(","):
+        if args.backend == "vllm":
+            llm = ecmh.load_vllm(model_name, **vllm_options)
+            if args.profile:
+                vllm_profile.install(llm)
+            device, run = "vllm", functools.partial(measure_vllm, llm)
+            latency = functools.partial(measure_latency, llm, llm.get_tokenizer())
+        else:
+            model, tokenizer = ecmh.load_model(model_name, dtype=args.dtype)
+            device, run = str(model.device), functools.partial(measure, model, tokenizer)
+            latency = functools.partial(measure_latency, model, tokenizer)
+        for rows in [int(r) for r in args.rows.split(",")]:
+            r = {"model": model_name, **run(rows, args)}
+            results.append(r)
+            low, high = r["cost_vs_generate_range"]
+            line = (f"{model_name:>28} {rows:>5} {r['forward_with_padding']:>10.3f} {r['cost_vs_generate']:>9.2f} "
+                    f"{f'{low:.2f}-{high:.2f}':>11} {r.get('kv_reuse_speedup', float('nan')):>8.2f} "
+                    f"{r['decoded_tokens_per_s']:>8.1f} {r['acceptance_rate']:>7.2f} {r['peak_memory_mb']:>8.0f}")
+            print(line + (f"  {r['forward_share']:>9.2f}" if "forward_share" in r else ""), flush=True)
+            if "profile" in r:
+                print_vllm_profile(model_name, r)
+        if not args.skip_latency:
+            latencies += [{"model": model_name, **latency(int(rows), args)} for rows in args.rows.split(",")]
+        if args.backend == "vllm":
+            llm.llm_engine.engine_core.shutdown()  # the next model's engine gets the memory
+    if latencies:
+        print_latency(latencies)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"settings": vars(args), "device": device, "torch_threads": torch.get_num_threads(),
                                           "results": results, "latency": latencies}, indent=2))

@@ -1,8 +1,10 @@
 """The ECMH transition kernel: pure tensor code, no model, no host synchronisation.
 
 As blackjax shapes a kernel: `build(alpha, cut_distribution, ...)` closes over the parameters once and
-returns an `Algorithm` with `init(...) -> State` and `step(rng, state, proposals) -> (State, Info)`, and
-the proposal its backend draws from (`alpha` is given once, for the proposal and the ratio alike).
+returns an `Algorithm` with `init(...) -> State` and `step(key, state, proposals) -> (State, Info)`, and
+the proposal its backend draws from (`alpha` is given once, for the proposal and the ratio alike). `key`
+holds one key per row, that of the proposal being settled (`ecmh.keyed`): a row's randomness depends
+on its own key only, never on which rows share the step.
 A `State` holds each row's (prompt x chain) current answer with the numbers the MH ratio needs
 per position; a backend (`ecmh.backends`) decodes `Suffix`es, rows finishing at different times.
 With the tempered proposal every token's `alpha * log p - log q` equals `log Z_t`, so the
@@ -19,8 +21,12 @@ from typing import Callable, NamedTuple, Optional
 
 import torch
 
+from . import keyed
 from .cuts import CutDistribution, entropy_jumps
 from .scoring import PowerProposal
+
+# what a proposal's key is folded with for each of its random numbers (`ecmh.keyed`): distinct first counters
+ENGINE_SEED, CUT, ACCEPT = 0, 1, 2
 
 
 class State(NamedTuple):
@@ -123,9 +129,16 @@ def cut_log_probs(cut_distribution: CutDistribution, entropy: torch.Tensor, leng
     return log_w - torch.logsumexp(log_w, dim=1, keepdim=True)
 
 
-def propose_cut(rng: torch.Generator, state: State) -> torch.Tensor:
-    """Draw a cut position per row from the cached cut distribution (Gumbel-max, on the device)."""
-    uniform = torch.rand(state.cut_log_prob.shape, generator=rng, device=state.tokens.device)
+def engine_seed(key: torch.Tensor) -> torch.Tensor:
+    """The seed a backend draws a proposal's tokens with, from the proposal's key (`ecmh.keyed`)."""
+    return keyed.fold(key, ENGINE_SEED)
+
+
+def propose_cut(key: torch.Tensor, state: State) -> torch.Tensor:
+    """Draw a cut position per row from the cached cut distribution (Gumbel-max, on the device); `key` `[R]`
+    holds each row's proposal key."""
+    positions = torch.arange(state.cut_log_prob.shape[1], device=key.device)
+    uniform = keyed.uniforms(key[:, None], CUT, positions[None, :])
     gumbel = -torch.log(-torch.log(uniform.clamp_min(torch.finfo(uniform.dtype).tiny)))
     return torch.argmax(state.cut_log_prob + gumbel, dim=1)
 
@@ -188,10 +201,10 @@ def log_ratio(alpha: float, state: State, proposed: State, cut: torch.Tensor) ->
     )
 
 
-def accept_reject(rng: torch.Generator, alpha: float, state: State, proposed: State, cut: torch.Tensor):
+def accept_reject(key: torch.Tensor, alpha: float, state: State, proposed: State, cut: torch.Tensor):
     """The MH decision for `proposed` (which shares `y_<cut` with `state`): (accepted, log_ratio terms, log u)."""
     terms = log_ratio(alpha, state, proposed, cut)
-    log_uniform = torch.log(torch.rand(cut.shape, generator=rng, device=cut.device))
+    log_uniform = torch.log(keyed.nonzero_uniforms(key, ACCEPT))
     return log_uniform < terms.total(), terms, log_uniform
 
 
@@ -207,17 +220,18 @@ def _cut_jump_and_rank(state: State, cut: torch.Tensor) -> tuple[torch.Tensor, t
 
 
 def step(
-    rng: torch.Generator, state: State, proposals: Proposals, *, alpha: float, cut_distribution: CutDistribution,
+    key: torch.Tensor, state: State, proposals: Proposals, *, alpha: float, cut_distribution: CutDistribution,
     diagnostics: bool = False,
 ) -> tuple[State, Info]:
-    """Settle the proposals that finished: extensions are kept, MH proposals accepted or rejected.
+    """Settle the proposals that finished: extensions are kept, MH proposals accepted or rejected; `key` `[R]`
+    holds each row's proposal key (`ecmh.keyed`), whose uniform decides.
 
     Rows outside `proposals.finished` are left as they are. Tensor code only: no host synchronisation.
     `diagnostics`: also compute the history-only numbers (`Info.diagnostics`).
     """
     finished, extension, start, suffix = proposals
     proposed = candidate(state, suffix, start, cut_distribution)
-    accepted, terms, log_uniform = accept_reject(rng, alpha, state, proposed, start)
+    accepted, terms, log_uniform = accept_reject(key, alpha, state, proposed, start)
     accepted = accepted | extension
     is_mh = finished & ~extension
     settled = where_rows(accepted, proposed, state)._replace(
@@ -242,7 +256,7 @@ class Algorithm(NamedTuple):
 
     proposal: PowerProposal  # what a backend draws each token from: p^alpha / Z (truncated by top_k / top_p)
     init: Callable[..., State]  # init(num_rows, max_new_tokens, tokens_forwarded) -> State
-    step: Callable[..., tuple[State, Info]]  # step(rng, state, proposals) -> (State, Info)
+    step: Callable[..., tuple[State, Info]]  # step(key, state, proposals) -> (State, Info)
 
 
 def build(alpha: float, cut_distribution: CutDistribution, top_k: Optional[int] = None, top_p: Optional[float] = None,

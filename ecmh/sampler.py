@@ -5,14 +5,16 @@ answer by up to B proposal tokens, then make N MH proposals over answers of leng
 after a block whose MH steps leave the answer ending in a terminal event (`ecmh.terminal`; or after the
 last block) the row is done. Rows do not wait for each other: when a row's proposal finishes it is settled and the
 row's next proposal starts at the next decoding step, so rows with short proposals never sit
-in the batch as padding while others decode long ones; finished rows leave the batch.
+in the batch as padding while others decode long ones; finished rows leave the batch. Each row's cuts,
+decisions and engine seeds come from its own key (`ecmh.keyed`), so what a row draws does not depend on
+which rows finish together.
 """
 
 from typing import Callable, NamedTuple, Optional
 
 import torch
 
-from . import kernel
+from . import keyed, kernel
 from .backends.base import Backend
 from .terminal import Terminal
 
@@ -26,10 +28,17 @@ class Schedule(NamedTuple):
     mh_index: torch.Tensor  # [R] long: 0 while the block's extension decodes, i while its i-th MH proposal does
     start: torch.Tensor  # [R] long: where the proposal in flight starts
     cap: torch.Tensor  # [R] long: the block's length cap
+    chain_key: torch.Tensor  # [R] long: the row's key (`ecmh.keyed`), drawn once
+    key: torch.Tensor  # [R] long: the key of the proposal in flight (`proposal_key`)
+
+
+def proposal_key(chain_key: torch.Tensor, block: torch.Tensor, mh_index: torch.Tensor, mcmc_steps: int) -> torch.Tensor:
+    """The key of a row's proposal: its chain's key folded with the proposal's number."""
+    return keyed.fold(chain_key, block * (mcmc_steps + 1) + mh_index)
 
 
 def advance(
-    rng: torch.Generator, schedule: Schedule, state: kernel.State, finished: torch.Tensor,
+    schedule: Schedule, state: kernel.State, finished: torch.Tensor,
     *, block_size: int, mcmc_steps: int, terminal: Terminal,
 ) -> tuple[Schedule, torch.Tensor]:
     """The next proposal of each row whose proposal finished, and which rows are done."""
@@ -40,8 +49,9 @@ def advance(
     block = schedule.block + block_over.long()
     mh_index = torch.where(block_over, 0, mh_index)
     cap = torch.clamp((block + 1) * block_size, max=max_new_tokens)
-    next_start = torch.where(mh_index == 0, state.length, kernel.propose_cut(rng, state))
-    return Schedule(block, mh_index, torch.where(finished, next_start, schedule.start), cap), done
+    key = proposal_key(schedule.chain_key, block, mh_index, mcmc_steps)
+    next_start = torch.where(mh_index == 0, state.length, kernel.propose_cut(key, state))
+    return Schedule(block, mh_index, torch.where(finished, next_start, schedule.start), cap, schedule.chain_key, key), done
 
 
 def run(
@@ -64,8 +74,11 @@ def run(
     state = algorithm.init(forwarded.shape[0], terminal.max_new_tokens, forwarded)
     batch_row = torch.arange(state.length.shape[0], device=state.length.device)  # running row -> batch row
     zeros = torch.zeros_like(batch_row)
-    schedule = Schedule(zeros, zeros, zeros, torch.full_like(batch_row, min(block_size, state.tokens.shape[1])))
-    backend.start(torch.ones_like(batch_row, dtype=torch.bool), schedule.start, schedule.cap, state.tokens)
+    chain_key = keyed.keys(rng, len(batch_row)).to(batch_row.device)
+    schedule = Schedule(zeros, zeros, zeros, torch.full_like(batch_row, min(block_size, state.tokens.shape[1])),
+                        chain_key, proposal_key(chain_key, zeros, zeros, mcmc_steps))
+    backend.start(torch.ones_like(batch_row, dtype=torch.bool), schedule.start, schedule.cap, state.tokens,
+                  kernel.engine_seed(schedule.key))
     result = state
     while True:
         decoded = backend.step(rng)
@@ -73,13 +86,13 @@ def run(
             continue
         finished, suffix = decoded
         proposals = kernel.Proposals(finished, schedule.mh_index == 0, schedule.start, suffix)
-        state, info = algorithm.step(rng, state, proposals)
+        state, info = algorithm.step(schedule.key, state, proposals)
         backend.commit(finished & info.accepted, schedule.start)
         if on_step is not None:
             on_step(info._replace(row=batch_row, block=schedule.block))
-        schedule, done = advance(rng, schedule, state, finished, block_size=block_size, mcmc_steps=mcmc_steps,
+        schedule, done = advance(schedule, state, finished, block_size=block_size, mcmc_steps=mcmc_steps,
                                  terminal=terminal)
-        backend.start(finished & ~done, schedule.start, schedule.cap, state.tokens)
+        backend.start(finished & ~done, schedule.start, schedule.cap, state.tokens, kernel.engine_seed(schedule.key))
         if not done.any():
             continue
         leaving = done.nonzero().squeeze(1)

@@ -28,8 +28,11 @@ nothing is encoded again. `exp(log_evidence) = mean_i w_i` at the end is an unbi
 `Z = sum_y p(y | prompt)^alpha`, and the weighted particles estimate `E_{p^alpha}[f]` consistently as N grows
 (not exactly at finite N: SMC is consistent, MH is exact in the limit of steps).
 
-Cost. Particles advance in lockstep: a prompt's answer takes as many sequential decoding steps as its
-longest particle has tokens, about plain decoding's; finished particles leave the batch. Host
+Cost. Particles advance interval by interval: each check waits until every running particle has finished
+its `resample_every` tokens (on an engine that streams, particles finish theirs at different steps), so a
+prompt's answer takes about as many sequential decoding steps as its longest particle has tokens, plain
+decoding's; finished particles leave the batch. Each interval's proposals draw from keys taken from the
+generator at the check (`ecmh.keyed`), so the output does not depend on when particles finish. Host
 synchronisations per answer: the backend's one per decoding step (which rows finished) plus one per
 `resample_every` tokens (which rows go on, after the resampling decision).
 
@@ -42,7 +45,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from . import resampling
+from . import keyed, resampling
 from .backends.base import Backend
 from .kernel import Suffix, splice
 from .scoring import PowerProposal
@@ -195,9 +198,11 @@ def run(rng: torch.Generator, algorithm: Algorithm, backend: Backend, forwarded:
     def start_intervals():
         length = state.length[batch_row]
         cap = (length + algorithm.resample_every).clamp_max(terminal.max_new_tokens)
-        backend.start(torch.ones_like(batch_row, dtype=torch.bool), length, cap, state.tokens[batch_row])
+        backend.start(torch.ones_like(batch_row, dtype=torch.bool), length, cap, state.tokens[batch_row],
+                      keyed.keys(rng, len(batch_row)).to(device))
+        return torch.zeros_like(batch_row, dtype=torch.bool)  # per backend row: waiting for the others at the check
 
-    start_intervals()
+    waiting = start_intervals()
     while True:
         decoded = backend.step(rng)
         if decoded is None:
@@ -213,8 +218,10 @@ def run(rng: torch.Generator, algorithm: Algorithm, backend: Backend, forwarded:
             tokens_forwarded=tally.tokens_forwarded.index_add(0, owner, torch.where(finished, suffix.forwarded, 0)),
             steps=torch.maximum(tally.steps, by_group(state.length, n).max(1).values),
         )
-        at_boundary, any_ended = torch.stack([(finished & ~after.finished).any(), after.finished.any()]).tolist()
-        if at_boundary:
+        waiting = waiting | (finished & ~after.finished)
+        # the check waits for every interval in flight (rows of an engine that streams finish at different steps)
+        at_check, any_ended = torch.stack([(waiting | after.finished).all() & waiting.any(), after.finished.any()]).tolist()
+        if at_check:
             state, ancestor, ess, chosen = resample(rng, algorithm, state)
             checks.append(ess)
             tally = tally._replace(resamples=tally.resamples + chosen.long())
@@ -224,6 +231,7 @@ def run(rng: torch.Generator, algorithm: Algorithm, backend: Backend, forwarded:
         elif any_ended:
             running_now = (~after.finished).nonzero().squeeze(1)
             running, keep = batch_row[running_now], running_now
+            waiting = waiting[running_now]
         else:
             continue
         if running.numel() == 0:
@@ -231,5 +239,5 @@ def run(rng: torch.Generator, algorithm: Algorithm, backend: Backend, forwarded:
             return Run(state, tally, ess)
         backend.select_rows(keep)
         batch_row = running
-        if at_boundary:
-            start_intervals()
+        if at_check:
+            waiting = start_intervals()

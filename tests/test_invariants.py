@@ -82,6 +82,25 @@ def test_every_row_matches_a_fresh_forward_pass(config):
     check_against_a_fresh_pass(tiny_model(**model), prompts, **options)
 
 
+def settle_all(backend, rng):
+    """Step `backend` until every row's proposal has finished (a streaming backend returns rows as they finish):
+    each row's numbers as returned when it finished."""
+    from ecmh.kernel import Suffix
+
+    settled, finished = None, None
+    while finished is None or not finished.all():
+        if (decoded := backend.step(rng)) is None:
+            continue
+        now, suffix = decoded
+        if settled is None:
+            settled, finished = suffix, now.clone()
+        else:
+            settled = Suffix(*(torch.where(now.view(-1, *[1] * (new.dim() - 1)), new, old)
+                               for new, old in zip(suffix, settled)))
+            finished |= now
+    return settled
+
+
 def check_repeated_rows(backend, model, device="cpu"):
     """`select_rows` with repeated indices: each copy of a row goes on from the same kept prefix with its own cache,
     and every number it decodes equals a fresh forward pass over prompt + kept prefix + its own new tokens."""
@@ -94,20 +113,16 @@ def check_repeated_rows(backend, model, device="cpu"):
     backend.prepare(ids.to(device), mask.to(device), proposal=PowerProposal(alpha), terminal=Terminal((), None, 12, device))
     everyone = torch.ones(2, dtype=torch.bool, device=device)
     backend.start(everyone, torch.zeros(2, dtype=torch.long, device=device), torch.full((2,), 6, device=device),
-                  torch.zeros(2, 12, dtype=torch.long, device=device))
-    while (decoded := backend.step(rng)) is None:
-        pass
+                  torch.zeros(2, 12, dtype=torch.long, device=device), torch.arange(2, device=device))
     answer = torch.zeros(2, 12, dtype=torch.long, device=device)
-    answer[:, :6] = decoded[1].tokens[:, :6]
+    answer[:, :6] = settle_all(backend, rng).tokens[:, :6]
     backend.commit(everyone, torch.zeros(2, dtype=torch.long, device=device))
     keep = torch.tensor([1, 0, 0, 1], device=device)
     backend.select_rows(keep)
     backend.start(torch.ones(4, dtype=torch.bool, device=device), torch.full((4,), kept, device=device),
-                  torch.full((4,), 9, device=device), answer[keep])
-    while (decoded := backend.step(rng)) is None:
-        pass
-    finished, suffix = decoded
-    assert finished.all() and (suffix.length == 9 - kept).all()
+                  torch.full((4,), 9, device=device), answer[keep], torch.arange(4, device=device))
+    suffix = settle_all(backend, rng)
+    assert (suffix.length == 9 - kept).all()
     sequences = torch.cat([ids[keep.cpu()], answer[keep][:, :kept].cpu(), suffix.tokens[:, : 9 - kept].cpu()], dim=1)
     fresh = recompute(model, sequences, mask[keep.cpu()], alpha, None)
     for name in ("log_p", "log_z", "entropy"):

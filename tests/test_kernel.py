@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from ecmh import kernel, sampler
+from ecmh import keyed, kernel, sampler
 from ecmh.cuts import EntropyCut, RestartCut, UniformCut, resolve_cut
 from ecmh.scoring import PowerProposal
 from ecmh.terminal import Terminal
@@ -64,9 +64,12 @@ def test_an_mh_step_makes_no_host_sync(monkeypatch):
     everyone, nobody = torch.ones(rows, dtype=torch.bool), torch.zeros(rows, dtype=torch.bool)
     state = kernel.init(rows, width, torch.zeros(rows, dtype=torch.long))
     start = torch.zeros(rows, dtype=torch.long)
-    state, _ = kernel.step(rng, state, kernel.Proposals(everyone, everyone, start, _random_suffix(rows, width, rng)),
+    key = keyed.keys(rng, rows)
+    state, _ = kernel.step(key, state, kernel.Proposals(everyone, everyone, start, _random_suffix(rows, width, rng)),
                            alpha=2.0, cut_distribution=cut)
-    schedule = sampler.Schedule(start, torch.ones_like(start), start, torch.full_like(start, width))
+    ones = torch.ones_like(start)
+    schedule = sampler.Schedule(start, ones, start, torch.full_like(start, width), key,
+                                sampler.proposal_key(key, start, ones, 2))
     suffix = _random_suffix(rows, width, rng)
     finished = torch.tensor([True, False, True, True, False, True])
 
@@ -75,10 +78,10 @@ def test_an_mh_step_makes_no_host_sync(monkeypatch):
 
     for name in ("item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__", "__index__", "nonzero"):
         monkeypatch.setattr(torch.Tensor, name, refuse)
-    cut_at = kernel.propose_cut(rng, state)
-    new_state, info = kernel.step(rng, state, kernel.Proposals(finished, nobody, cut_at, suffix), alpha=2.0,
-                                  cut_distribution=cut)
-    schedule, done = sampler.advance(rng, schedule, new_state, finished, block_size=4, mcmc_steps=2,
+    cut_at = kernel.propose_cut(schedule.key, state)
+    new_state, info = kernel.step(schedule.key, state, kernel.Proposals(finished, nobody, cut_at, suffix),
+                                  alpha=2.0, cut_distribution=cut)
+    schedule, done = sampler.advance(schedule, new_state, finished, block_size=4, mcmc_steps=2,
                                      terminal=Terminal((2,), None, width, "cpu"))
     monkeypatch.undo()
     assert torch.equal(new_state.proposals, finished.long())

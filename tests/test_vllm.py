@@ -91,18 +91,24 @@ def sweep_case(request, tmp_path_factory):
 
 
 class Spy:
-    """Records the RequestOutputs of every `llm.generate` call the backend makes."""
+    """Records what the backend hands the engine and gets back: per `LLM.enqueue` call, its request count and how
+    many requests were still in the engine then; every finished `RequestOutput`, in order."""
 
     def __init__(self, llm, monkeypatch):
-        self.calls = []
-        generate = llm.generate
+        self.enqueued, self.finished = [], []
+        enqueue, step = llm.enqueue, llm.llm_engine.step
 
-        def spy(*args, **kwargs):
-            outputs = generate(*args, **kwargs)
-            self.calls.append(outputs)
+        def spy_enqueue(prompts, *args, **kwargs):
+            self.enqueued.append((len(prompts), llm.llm_engine.get_num_unfinished_requests()))
+            return enqueue(prompts, *args, **kwargs)
+
+        def spy_step():
+            outputs = step()
+            self.finished += [o for o in outputs if o.finished]
             return outputs
 
-        monkeypatch.setattr(llm, "generate", spy)
+        monkeypatch.setattr(llm, "enqueue", spy_enqueue)
+        monkeypatch.setattr(llm.llm_engine, "step", spy_step)
 
 
 # --- exactness against enumeration; invariants over generated batches ----------------------------
@@ -166,9 +172,9 @@ def test_per_position_numbers_match_a_transformers_forward(llm, hf_model, top_k,
     prompts = [[0, 1, 3, 1, 1], [3, 0]]
     ids, mask = torch.tensor([prompts[0], [PAD] * 3 + prompts[1]]), torch.tensor([[1] * 5, [0] * 3 + [1] * 2])
     backend.prepare(ids, mask, proposal=proposal, terminal=Terminal((EOS,), None, 24, "cpu"))
-    backend.start(torch.tensor([True, True]), torch.tensor([0, 0]), torch.tensor([24, 24]), torch.zeros(2, 24).long())
-    finished, suffix = backend.step(torch.Generator().manual_seed(0))
-    assert finished.all()
+    backend.start(torch.tensor([True, True]), torch.tensor([0, 0]), torch.tensor([24, 24]), torch.zeros(2, 24).long(),
+                  torch.tensor([5, 6]))
+    suffix = invariants.settle_all(backend, torch.Generator().manual_seed(0))  # rows finish at their own steps
     for row, prompt in enumerate(prompts):
         n = int(suffix.length[row])
         tokens = suffix.tokens[row, :n]
@@ -203,24 +209,53 @@ def test_proposals_reuse_the_prefix_cache_and_forwarded_counts_what_the_engine_c
     prompt = [(7 * i) % 4 for i in range(CACHE_BLOCK + 8)]  # one full KV block and some
     out = ecmh.generate(llm, [prompt], alpha=2.0, mcmc_steps=3, max_new_tokens=12, block_size=4, eos_token_id=None,
                         num_return_sequences=2, seed=3, return_dict_in_generate=True)
-    first, *later = spy.calls
-    assert later and all(o.num_cached_tokens >= CACHE_BLOCK for outputs in later for o in outputs)
-    computed = sum(len(o.prompt_token_ids) - o.num_cached_tokens + len(o.outputs[0].token_ids)
-                   for outputs in spy.calls for o in outputs)
+    later = spy.finished[2:]  # after the two rows' first proposals
+    assert later and all(o.num_cached_tokens >= CACHE_BLOCK for o in later)
+    computed = sum(len(o.prompt_token_ids) - o.num_cached_tokens + len(o.outputs[0].token_ids) for o in spy.finished)
     assert out.stats.tokens_forwarded.sum().item() == computed
-    decoded = sum(len(o.outputs[0].token_ids) for outputs in spy.calls for o in outputs)
+    decoded = sum(len(o.outputs[0].token_ids) for o in spy.finished)
     assert out.stats.tokens_decoded.sum().item() == decoded
     # prompts go in as token ids: the prompt and each kept prefix, never re-decoded text
-    assert all(o.prompt_token_ids[: len(prompt)] == prompt for outputs in spy.calls for o in outputs)
+    assert all(o.prompt_token_ids[: len(prompt)] == prompt for o in spy.finished)
 
 
-def test_one_engine_call_per_step_for_all_rows(llm, monkeypatch):
+def test_proposals_stream_one_request_each_and_join_while_others_decode(llm, monkeypatch):
     spy = Spy(llm, monkeypatch)
     infos = []
     ecmh.generate(llm, [[0, 1], [1, 0, 3]], max_new_tokens=8, block_size=4, mcmc_steps=2, eos_token_id=None,
                   num_return_sequences=2, seed=0, on_step=infos.append)
-    assert len(spy.calls) == len(infos) == 2 * (1 + 2)  # 2 blocks x (extension + 2 MH steps)
-    assert all(len(outputs) == 4 and bool(info.finished.all()) for outputs, info in zip(spy.calls, infos))
+    proposals = 4 * 2 * (1 + 2)  # 4 rows x 2 blocks x (extension + 2 MH steps)
+    assert len(spy.finished) == sum(len(i.finished.nonzero()) for i in infos) == proposals
+    assert sum(count for count, _ in spy.enqueued) == proposals
+    assert spy.enqueued[0] == (4, 0)  # the first proposals, together
+    # proposals of different lengths: some next proposal joined while another row's was still decoding
+    assert any(in_engine > 0 for _, in_engine in spy.enqueued[1:])
+
+
+def test_a_row_that_the_engine_lost_is_an_error_not_a_hang(llm):
+    from ecmh.backends.vllm.backend import VLLMBackend
+
+    backend = VLLMBackend(llm)
+    backend.prepare(torch.tensor([[0, 1]]), torch.ones(1, 2).long(), proposal=PowerProposal(2.0, None, None),
+                    terminal=Terminal((EOS,), None, 8, "cpu"))
+    backend.start(torch.tensor([True]), torch.tensor([0]), torch.tensor([8]), torch.zeros(1, 8).long(), torch.tensor([1]))
+    backend._submit()  # the request is in the engine now
+    llm.llm_engine.abort_request(list(backend.in_flight))  # taken away behind the backend's back
+    with pytest.raises(RuntimeError, match="engine holds none of the requests"):
+        while backend.step(torch.Generator()) is None:
+            pass
+
+
+@pytest.mark.parametrize("given, expected", [({}, 32), ({"block_size": 64}, 64)])
+def test_load_vllm_gives_the_cpu_engine_small_kv_blocks_unless_told_otherwise(model_dir, monkeypatch, given, expected):
+    import vllm
+
+    from ecmh.backends.vllm.engine import CPU_BLOCK_SIZE
+
+    built = {}
+    monkeypatch.setattr(vllm, "LLM", lambda model, **options: built.update(options))
+    ecmh.load_vllm(model_dir, dtype="float32", **given)
+    assert CPU_BLOCK_SIZE == 32 and built["block_size"] == expected
 
 
 def test_speed_benchmark_runs_on_the_engine(llm, monkeypatch):
@@ -232,7 +267,7 @@ def test_speed_benchmark_runs_on_the_engine(llm, monkeypatch):
                              "attention_mask": torch.tensor([[0, 1, 1], [1, 1, 1]])})
     monkeypatch.setattr(llm, "get_tokenizer", lambda: None)  # the tiny model has no tokenizer: fixed token ids
     monkeypatch.setattr(speed, "encode_prompts", lambda tokenizer, texts: prompts)
-    args = argparse.Namespace(alpha=2.0, mcmc_steps=1, block_size=4, max_new_tokens=8, repeats=1)
+    args = argparse.Namespace(alpha=2.0, mcmc_steps=1, block_size=4, max_new_tokens=8, repeats=1, profile=False)
     result = speed.measure_vllm(llm, 2, args)
     assert result["rows"] == 2 and result["decoded_tokens"] >= 2
     assert result["prompt_padding"] == 1 / (5 + result["decoded_tokens"])

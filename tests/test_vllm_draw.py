@@ -6,61 +6,12 @@ variance): a correct sampler exceeds it with probability below 1e-6. Each has a 
 must exceed it.
 """
 
-import math
-
 import pytest
 import torch
 
 from ecmh.backends.vllm import channel, draw
 from ecmh.scoring import PowerProposal
-
-DRAWS = 1 << 16
-
-
-def chi_square(counts: torch.Tensor, expected: torch.Tensor) -> float:
-    """Pearson's statistic, the cells expected to hold fewer than 5 merged into one (dof: cells - 1 after merging)."""
-    small = expected < 5
-    if small.any():
-        counts = torch.cat([counts[~small], counts[small].sum()[None]])
-        expected = torch.cat([expected[~small], expected[small].sum()[None]])
-    return float(((counts - expected) ** 2 / expected).sum())
-
-
-def threshold(dof: int) -> float:
-    return dof + 6 * math.sqrt(2 * dof)
-
-
-def pair_statistic(seeds: torch.Tensor, positions: torch.Tensor, bins: int = 16) -> float:
-    """Chi-square of (u at position t, u at position t + 1) over a bins x bins grid: uniform and independent."""
-    first = (draw.uniforms(seeds, positions) * bins).long()
-    second = (draw.uniforms(seeds, positions + 1) * bins).long()
-    counts = torch.bincount(first * bins + second, minlength=bins * bins).double()
-    return chi_square(counts, torch.full_like(counts, len(seeds) / bins**2))
-
-
-def test_uniforms_are_fixed_multiples_of_two_to_the_minus_24_in_the_unit_interval():
-    seeds = torch.randint(0, 2**62, (DRAWS,), generator=torch.Generator().manual_seed(0))
-    positions = torch.randint(0, 1 << 20, (DRAWS,), generator=torch.Generator().manual_seed(1))
-    u = draw.uniforms(seeds, positions)
-    assert u.dtype == torch.float32 and (u >= 0).all() and (u < 1).all()
-    assert torch.equal(u * 2**24, (u * 2**24).floor())
-    assert torch.equal(u, draw.uniforms(seeds.clone(), positions.clone()))  # a function of (seed, position)
-    shuffled = torch.randperm(DRAWS, generator=torch.Generator().manual_seed(2))
-    assert torch.equal(u[shuffled], draw.uniforms(seeds[shuffled], positions[shuffled]))  # whatever the batch order
-
-
-@pytest.mark.parametrize("seeds", ["consecutive", "random"])
-def test_uniforms_of_neighbouring_positions_are_uniform_and_independent(seeds):
-    seed = (torch.arange(DRAWS) if seeds == "consecutive"
-            else torch.randint(0, 2**62, (DRAWS,), generator=torch.Generator().manual_seed(3)))
-    assert pair_statistic(seed, torch.arange(DRAWS) % 512) < threshold(16 * 16 - 1)
-    # and across seeds at one position
-    assert pair_statistic(torch.zeros(DRAWS, dtype=torch.long) + 7, torch.arange(DRAWS) * 2) < threshold(255)
-
-
-def test_a_weak_mixer_fails_the_independence_check(monkeypatch):
-    monkeypatch.setattr(draw, "_mix", lambda x: (x * 2654435761) & draw._MASK32)  # one multiplicative step
-    assert pair_statistic(torch.arange(DRAWS), torch.arange(DRAWS) % 512) > threshold(255)
+from test_keyed import DRAWS, chi_square, threshold
 
 
 def token_statistic(proposal: PowerProposal, logits: torch.Tensor, reference: torch.Tensor) -> float:

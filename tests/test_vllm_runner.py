@@ -80,10 +80,17 @@ def test_the_speed_benchmark_on_vllm(vllm_chat_model_dir, tmp_path):
     out = tmp_path / "speed.json"
     done = command("--backend", "vllm", "--model", str(vllm_chat_model_dir), "--rows", "1,2", "--max-new-tokens", "8",
                    "--block-size", "4", "--mcmc-steps", "1", "--repeats", "1", "--dtype", "float32", "--particles", "4",
-                   "--out", str(out),
+                   "--profile", "--out", str(out),
                    module="benchmarks.speed")
     report = json.loads(out.read_text())
     results = report["results"]
     assert [r["rows"] for r in results] == [1, 2] and all(r["cost_vs_generate"] > 0 for r in results)
+    for r in results:  # the profile's timers reached the worker and this process's parts
+        ecmh_parts, plain_parts = r["profile"]["ecmh"], r["profile"]["plain"]
+        for parts in (ecmh_parts, plain_parts):
+            assert parts["forward_ms"] > 0 and parts["worker_step_ms"] >= parts["forward_ms"] + parts["processor_ms"]
+            assert parts["engine_wait_ms"] > 0 and parts["output_processing_ms"] > 0
+        assert ecmh_parts["processor_ms"] > 0 and ecmh_parts["requests_ms"] > 0 and plain_parts["requests_ms"] == 0
+    assert "where a decoded token's time goes" in done.stdout
     assert [list(r["per_answer"]) for r in report["latency"]] == [["plain", "ecmh", "uniform_mh", "smc"]] * 2
     assert "wrote" in done.stdout

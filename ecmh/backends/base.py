@@ -4,7 +4,7 @@
 
     backend = backends.for_model(model)          # once per call (or the caller's own Backend)
     forwarded = backend.prepare(ids, mask, ...)  # the prompts; positions forwarded per row
-    backend.start(starting, start, cap, answer)  # rows whose next proposal begins
+    backend.start(starting, start, cap, answer, seed)  # rows whose next proposal begins
     decoded = backend.step(rng)                  # one decoding step; None until some proposal finishes
     backend.commit(accepted, start)              # accepted proposals become their rows' answers
     backend.select_rows(keep)                    # rows whose schedule is over leave the batch
@@ -60,14 +60,19 @@ class Backend(Protocol):
         (at most `terminal.max_new_tokens` tokens); returns the positions run through the model per row so
         far (the prompt's tokens if it was encoded now, else 0)."""
 
-    def start(self, starting: torch.Tensor, start: torch.Tensor, cap: torch.Tensor, answer: torch.Tensor) -> None:
+    def start(self, starting: torch.Tensor, start: torch.Tensor, cap: torch.Tensor, answer: torch.Tensor,
+              seed: torch.Tensor) -> None:
         """Rows where `starting` (`[R]` bool) is True begin a proposal at answer position `start` that runs
         until the first token that ends the answer (`prepare`'s `terminal`, the kept prefix included) or
-        answer length `cap`, keeping `answer[r, :start[r]]` (`[R, T]`, the sampler's tokens)."""
+        answer length `cap`, keeping `answer[r, :start[r]]` (`[R, T]`, the sampler's tokens). `seed` (`[R]`
+        int64 in [0, 2**62)) is each proposal's own seed: a backend whose rows do not step in lockstep draws
+        the proposal's tokens from it (`ecmh.keyed`), so they do not depend on when the row runs; a backend
+        that steps all rows together may draw from `step`'s generator instead."""
 
     def step(self, rng: torch.Generator) -> Optional[tuple[torch.Tensor, Suffix]]:
         """Decode; when some proposals have finished, return `(finished [R] bool, the proposals of all rows)`,
-        else None. Column `j` of a row's `Suffix` is answer position `start + j`."""
+        else None. Column `j` of a row's `Suffix` is answer position `start + j`. Which rows finish together
+        may depend on timing (an engine that runs on its own); what each row decodes may not."""
 
     def commit(self, accepted: torch.Tensor, start: torch.Tensor) -> None:
         """The finished proposals of rows where `accepted` is True are now their answers from `start` on."""

@@ -126,7 +126,9 @@ class TransformersBackend:
         compat.fill_kv_cache(self.cache, layers)
         return logits, hidden
 
-    def start(self, starting: torch.Tensor, start: torch.Tensor, cap: torch.Tensor, answer: torch.Tensor) -> None:
+    def start(self, starting: torch.Tensor, start: torch.Tensor, cap: torch.Tensor, answer: torch.Tensor,
+              seed: torch.Tensor) -> None:
+        """(`Backend.start`; rows step in lockstep, so tokens come from `step`'s generator and `seed` is not needed.)"""
         self.start_at = torch.where(starting, start, self.start_at)
         self.cap = torch.where(starting, cap, self.cap)
         self.first_column = torch.where(starting, self.width, self.first_column)

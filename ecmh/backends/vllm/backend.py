@@ -1,17 +1,24 @@
-"""`VLLMBackend`: ECMH's decoding on a `vllm.LLM` built by `load_vllm`.
+"""`VLLMBackend`: ECMH's decoding on a `vllm.LLM` built by `load_vllm`, streamed through the engine.
 
-Each `step` sends every row whose proposal is starting to the engine in ONE `llm.generate` call:
-the row's prompt plus its kept prefix `y_<m` go in as token ids (never re-decoded text), with prefix
-caching on so the engine reuses the KV blocks it already holds for them, and the proposal
-`y'_{>=m}` comes back finished (at EOS or the block's cap): all rows of a step finish together.
-The per-token numbers come from the engine's logits processor (`processor.py`, `channel.py`).
+A row whose proposal starts becomes one engine request: its prompt plus its kept prefix `y_<m` as token ids
+(never re-decoded text), with prefix caching on so the engine reuses the KV blocks it already holds for them.
+`step` runs engine steps (`LLMEngine.step`) until an eighth of the rows in flight (at least one) have
+finished their proposal (at EOS or the block's cap) and returns those; the sampler settles them together and
+their next proposals join the engine's running batch at its next step, while the other rows decode on. So
+rows do not wait for the longest proposal of an MH step, as they would if each step were one `llm.generate`
+call, and the host's work (cut, accept/reject) runs once per group of rows, not once per engine step; the
+engine core (its own process) keeps decoding the other rows meanwhile. Each proposal's tokens are drawn at uniforms fixed by
+its seed (from its key, `ecmh.keyed`) and position, so what a row decodes does not depend on when the
+engine schedules it. The per-token numbers come from the engine's logits processor (`processor.py`,
+`channel.py`).
 
 Where an answer ends is `ecmh.terminal.Terminal`'s rule, as on every backend. EOS ids go to vLLM as
 stop tokens. vLLM's own `stop` sees only the text a request generates, not the kept prefix it was
 given as prompt, so it would miss a stop string that straddles the cut: the backend cuts each
 returned proposal at its first terminal event with `Terminal.first_end` over the whole answer, and
 passes the stop strings to vLLM's `stop` only to end requests early (when the engine has its tokenizer). Where vLLM stops at a stop string that the tokens do
-not hold (its detokenizer's text can differ from the tokens' bytes), the proposal is decoded on.
+not hold (its detokenizer's text can differ from the tokens' bytes), the proposal is decoded on by a
+second request, without vLLM's `stop`.
 """
 
 from typing import Optional
@@ -24,6 +31,8 @@ from ...settings import ModelDefaults
 from ...terminal import Terminal
 from ..base import NAN_LOGITS
 from . import channel, engine
+
+SETTLE_GROUPS = 8  # `step` returns once 1/8 of the rows in flight (at least one) have finished
 
 
 class VLLMBackend:
@@ -50,7 +59,11 @@ class VLLMBackend:
         self.tokenizer = None if model_config.skip_tokenizer_init else llm.get_tokenizer()
 
     def close(self) -> None:
-        self.requests = []
+        """Abort what is still in the engine (after an error or ctrl-C), so the next call starts clean."""
+        in_flight = list(getattr(self, "in_flight", {}))
+        if in_flight:
+            self.llm.llm_engine.abort_request(in_flight)
+        self.in_flight, self.waiting = {}, []
 
     def prepare(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, proposal: PowerProposal,
                 terminal: Terminal) -> torch.Tensor:
@@ -59,60 +72,86 @@ class VLLMBackend:
         self.proposal, self.terminal = proposal, terminal
         self._engine_stops = terminal.stop_strings is not None and self.tokenizer is not None  # needs its detokenizer
         self.prompts = [row[keep].tolist() for row, keep in zip(input_ids.cpu(), attention_mask.bool().cpu())]
-        self.requests: list[Optional[list[int]]] = [None] * rows  # per row: the prompt of its starting proposal
+        self.kept: list[list[int]] = [[] for _ in range(rows)]  # per row: the answer prefix its proposal keeps
+        self.decoded: list[tuple[list, list]] = [([], []) for _ in range(rows)]  # per row: token ids, [log p, log Z, H]
+        self.waiting: list[tuple[int, bool]] = []  # (row, use vLLM's stop strings): requests to send at the next step
+        self.in_flight: dict[str, int] = {}  # engine request id -> row
         self.buffer = Suffix.empty(rows, max_new_tokens, self.device)
         self.start_at, self.cap = torch.zeros(rows, dtype=torch.long), torch.zeros(rows, dtype=torch.long)
+        self.seed = torch.zeros(rows, dtype=torch.long)
         return torch.zeros(rows, dtype=torch.long, device=input_ids.device)
 
-    def start(self, starting: torch.Tensor, start: torch.Tensor, cap: torch.Tensor, answer: torch.Tensor) -> None:
+    def start(self, starting: torch.Tensor, start: torch.Tensor, cap: torch.Tensor, answer: torch.Tensor,
+              seed: torch.Tensor) -> None:
         starting = starting.cpu()
         self.start_at = torch.where(starting, start.cpu(), self.start_at)
         self.cap = torch.where(starting, cap.cpu(), self.cap)
+        self.seed = torch.where(starting, seed.cpu(), self.seed)
+        self.buffer = self.buffer._replace(forwarded=torch.where(starting, 0, self.buffer.forwarded))
         answer = answer.cpu()
         for row in starting.nonzero().squeeze(1).tolist():
-            self.requests[row] = self.prompts[row] + answer[row, : self.start_at[row]].tolist()
+            self.kept[row] = answer[row, : self.start_at[row]].tolist()
+            self.decoded[row] = ([], [])
+            self.waiting.append((row, self._engine_stops))
 
-    def _request(self, row: int, seed: int, decoded: list[int], engine_stops: bool):
+    def _request(self, row: int, engine_stops: bool):
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        p = self.proposal
+        p, decoded = self.proposal, self.decoded[row][0]
         params = SamplingParams(
             n=1, temperature=0.0, max_tokens=int(self.cap[row] - self.start_at[row]) - len(decoded), ignore_eos=True,
             stop_token_ids=list(self.terminal.eos_token_ids), logprobs=channel.LOGPROBS, skip_special_tokens=False,
             stop=list(self.terminal.stop_strings.stop_strings) if engine_stops else None, detokenize=engine_stops,
-            extra_args={channel.EXTRA_ARGS_KEY: channel.request_spec(p.alpha, p.top_k, p.top_p, seed)},
+            extra_args={channel.EXTRA_ARGS_KEY: channel.request_spec(p.alpha, p.top_k, p.top_p, int(self.seed[row]))},
         )
-        return TokensPrompt(prompt_token_ids=self.requests[row] + decoded), params
+        return TokensPrompt(prompt_token_ids=self.prompts[row] + self.kept[row] + decoded), params
 
     def step(self, rng: torch.Generator) -> Optional[tuple[torch.Tensor, Suffix]]:
-        rows = [row for row, request in enumerate(self.requests) if request is not None]
-        if not rows:
-            return None
-        finished = torch.zeros(len(self.requests), dtype=torch.bool)
-        finished[rows] = True
-        decoded = {row: ([], []) for row in rows}  # per row: token ids, their [log p, log Z, H]
-        forwarded = self.buffer.forwarded.clone()
-        forwarded[rows] = 0
-        engine_stops = self._engine_stops
-        while rows:
-            seeds = torch.randint(0, 2**62, (len(rows),), generator=rng, device=rng.device).tolist()
-            prompts, params = zip(*(self._request(row, seed, decoded[row][0], engine_stops) for row, seed in zip(rows, seeds)))
-            outputs = self.llm.generate(list(prompts), list(params), use_tqdm=False)
-            unfinished = []
-            for row, prompt, output in zip(rows, prompts, outputs):
-                completion, (ids, numbers) = output.outputs[0], decoded[row]
-                ids += completion.token_ids
-                numbers += [channel.decode(t, lp) for t, lp in zip(completion.token_ids, completion.logprobs)]
-                forwarded[row] += len(prompt["prompt_token_ids"]) - (output.num_cached_tokens or 0) + len(completion.token_ids)
-                if self.terminal.stop_strings is not None and not self._cut_at_terminal_event(row, ids, numbers):
-                    if isinstance(completion.stop_reason, str) and len(ids) < self.cap[row] - self.start_at[row]:
-                        # vLLM's detokenizer saw a stop string the tokens do not hold (after a kept prefix that ends
-                        # inside a character it can emit prompt text again): decode on, without vLLM's `stop`
-                        unfinished.append(row)
-            rows, engine_stops = unfinished, False
-        tokens, log_p, log_z, entropy, length, _ = (x.clone() for x in self.buffer)
-        for row, (ids, numbers) in decoded.items():
+        self._submit()
+        if not self.in_flight:
+            raise RuntimeError("VLLMBackend.step: no proposal is in flight (start one first).")
+        enough = -(-len(self.in_flight) // SETTLE_GROUPS)  # rows to settle together: amortises the host's work
+        finished = []
+        while self.in_flight and len(finished) < enough:
+            if not self.llm.llm_engine.has_unfinished_requests():  # LLMEngine.step would wait forever
+                raise RuntimeError(f"VLLMBackend.step: the engine holds none of the requests {sorted(self.in_flight)} "
+                                   "that ecmh waits for (were they aborted from outside?).")
+            for output in self.llm.llm_engine.step():
+                if output.finished and output.request_id in self.in_flight:
+                    row = self.in_flight.pop(output.request_id)
+                    if self._take(row, output):
+                        finished.append(row)
+            self._submit()  # proposals that decode on
+        return self._finished(finished) if finished else None
+
+    def _submit(self) -> None:
+        """Send the waiting rows' requests to the engine; they join its running batch at its next step."""
+        if self.waiting:
+            prompts, params = zip(*(self._request(row, engine_stops) for row, engine_stops in self.waiting))
+            ids = self.llm.enqueue(list(prompts), list(params), use_tqdm=False)
+            self.in_flight.update(zip(map(engine.request_id, ids), (row for row, _ in self.waiting)))
+            self.waiting = []
+
+    def _take(self, row: int, output) -> bool:
+        """Add a finished request's tokens to its row's proposal; False if the proposal must decode on."""
+        completion, (ids, numbers) = output.outputs[0], self.decoded[row]
+        ids += completion.token_ids
+        numbers += [channel.decode(t, lp) for t, lp in zip(completion.token_ids, completion.logprobs)]
+        self.buffer.forwarded[row] += (len(output.prompt_token_ids) - (output.num_cached_tokens or 0)
+                                       + len(completion.token_ids))
+        if self.terminal.stop_strings is not None and not self._cut_at_terminal_event(row, ids, numbers):
+            if isinstance(completion.stop_reason, str) and len(ids) < self.cap[row] - self.start_at[row]:
+                # vLLM's detokenizer saw a stop string the tokens do not hold (after a kept prefix that ends
+                # inside a character it can emit prompt text again): decode on, without vLLM's `stop`
+                self.waiting.append((row, False))
+                return False
+        return True
+
+    def _finished(self, rows: list[int]) -> tuple[torch.Tensor, Suffix]:
+        tokens, log_p, log_z, entropy, length, forwarded = (x.clone() for x in self.buffer)
+        for row in rows:
+            ids, numbers = self.decoded[row]
             values = torch.tensor(numbers, dtype=torch.float32).reshape(len(ids), channel.SLOTS)
             if torch.isnan(values).any():
                 raise ValueError(NAN_LOGITS)
@@ -120,12 +159,13 @@ class VLLMBackend:
             log_p[row, : len(ids)], log_z[row, : len(ids)], entropy[row, : len(ids)] = values.unbind(1)
             length[row] = len(ids)
         self.buffer = Suffix(tokens, log_p, log_z, entropy, length, forwarded)
-        self.requests = [None] * len(self.requests)
+        finished = torch.zeros(len(self.prompts), dtype=torch.bool)
+        finished[rows] = True
         return finished, self.buffer
 
     def _cut_at_terminal_event(self, row: int, ids: list[int], numbers: list) -> bool:
         """Cut the proposal after the token that ends its answer (`Terminal.first_end`); False if none does."""
-        kept = self.requests[row][len(self.prompts[row]):]
+        kept = self.kept[row]
         end = self.terminal.first_end(kept + ids, start=len(kept))
         if end is None:
             return False
@@ -136,8 +176,15 @@ class VLLMBackend:
         """Nothing to do: the engine's prefix cache follows the prompts it is sent (`start` reads the answer)."""
 
     def select_rows(self, keep: torch.Tensor) -> None:
-        keep = keep.cpu()
-        self.prompts = [self.prompts[row] for row in keep.tolist()]
-        self.requests = [self.requests[row] for row in keep.tolist()]
-        self.start_at, self.cap = self.start_at[keep], self.cap[keep]
+        """Keep these rows; a row in flight keeps its request (rows repeat only when none is in flight)."""
+        keep = keep.cpu().tolist()
+        new_row = {old: new for new, old in enumerate(keep)}
+        leaving = [request for request, row in self.in_flight.items() if row not in new_row]
+        if leaving:
+            self.llm.llm_engine.abort_request(leaving)
+        self.in_flight = {request: new_row[row] for request, row in self.in_flight.items() if row in new_row}
+        self.waiting = [(new_row[row], stops) for row, stops in self.waiting if row in new_row]
+        self.prompts, self.kept = [self.prompts[row] for row in keep], [self.kept[row] for row in keep]
+        self.decoded = [(list(self.decoded[row][0]), list(self.decoded[row][1])) for row in keep]
+        self.start_at, self.cap, self.seed = self.start_at[keep], self.cap[keep], self.seed[keep]
         self.buffer = Suffix(*(x[keep] for x in self.buffer))

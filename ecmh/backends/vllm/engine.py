@@ -20,6 +20,7 @@ PROCESSOR_V2_FQCN = "ecmh.backends.vllm.processor_v2:ECMHLogitsProcessorV2"  # M
 RUNNER_SWITCH = "VLLM_USE_V2_MODEL_RUNNER"
 LOGPROBS_MODE = "processed_logits"
 CPU_KV_CACHE_BYTES = 2 << 30  # load_vllm's KV cache on vLLM's CPU build unless told otherwise
+CPU_BLOCK_SIZE = 32  # load_vllm's KV block on vLLM's CPU build unless told otherwise (see load_vllm)
 NOT_LOADED = (
     "This vllm.LLM was built without ecmh's logits processor (or without logprobs_mode='processed_logits'), "
     "which ecmh needs to compute each token's log p, log Z and entropy from the raw logits: build it with "
@@ -49,6 +50,16 @@ def is_ready(llm) -> bool:
     names = {p if isinstance(p, str) else f"{p.__module__}:{p.__qualname__}" for p in model_config.logits_processors or ()}
     return bool({PROCESSOR_FQCN, PROCESSOR_V2_FQCN} & names) and model_config.logprobs_mode == LOGPROBS_MODE
 
+
+
+def request_id(enqueued: str) -> str:
+    """The id that a request's `RequestOutput` carries, from the id `LLM.enqueue` returned for it.
+
+    `LLM.enqueue` returns the engine's internal ids, `f"{id}-{8 random characters}"` (or `id` itself under
+    `VLLM_DISABLE_REQUEST_ID_RANDOMIZATION`), where `id` is the `LLM`'s request counter, which holds no dash;
+    outputs carry `id`, and `LLMEngine.abort_request` takes it too.
+    """
+    return enqueued.split("-", 1)[0]
 
 def processor_for_runner() -> str:
     """The processor of the model runner the next engine of this process will run (module docstring).
@@ -99,7 +110,9 @@ def load_vllm(
             `kv_cache_memory_bytes`, `enforce_eager`, `seed`, ...). `logits_processors` are kept and
             ecmh's is added; `logprobs_mode` must be left to ecmh. On vLLM's CPU build, without
             `kv_cache_memory_bytes`, `gpu_memory_utilization` or `$VLLM_CPU_KVCACHE_SPACE`, the KV
-            cache gets 2 GiB (vLLM's own default wants 92 % of RAM free).
+            cache gets 2 GiB (vLLM's own default wants 92 % of RAM free), and without `block_size` its KV
+            blocks hold 32 tokens (vLLM's CPU default is 128; the prefix cache reuses whole blocks only, so a
+            cut recomputes the kept prefix's last partial block: on a GPU vLLM's default is 16).
 
     Example:
         >>> import ecmh
@@ -119,6 +132,10 @@ def load_vllm(
                           or os.environ.get("VLLM_CPU_KVCACHE_SPACE")):
         # vLLM's CPU default reserves 92 % of RAM for the KV cache and refuses to start without it free
         llm_kwargs["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES
+    if _on_cpu():
+        # after a cut the prefix cache serves whole KV blocks only: the CPU default (128) recomputes up to 127
+        # kept tokens per proposal, 32 (the smallest the CPU kernels run fast with) up to 31
+        llm_kwargs.setdefault("block_size", CPU_BLOCK_SIZE)
     if distributed_executor_backend is not None:
         llm_kwargs["distributed_executor_backend"] = distributed_executor_backend
     return vllm.LLM(
