@@ -11,9 +11,9 @@ For each batch size (rows = prompts x chains) it measures, interleaved and as th
     for every proposal (as the reference code does) / ECMH's wall time;
   - decoded tokens per second, and peak memory (CUDA allocator peak, or process peak RSS on CPU);
   - with `--profile`, the share of ECMH's time spent inside the model's forward (transformers), or, on vLLM,
-    ECMH's and the engine's own sampling's milliseconds per decoded token by part: the engine's forward, ecmh's
-    logits processor, the rest of the worker's step, and in this process the wait for the engine, its output
-    processing, request building and submission, and ecmh's host work (`benchmarks/vllm_profile.py`);
+    ECMH's and the engine's own sampling's milliseconds per decoded token by part: the engine's forward, and in
+    this process the wait for the engine, its output processing, request building and submission, and ecmh's
+    host work (`benchmarks/vllm_profile.py`);
   - latency: for plain decoding (`ecmh.generate` with `mcmc_steps=0`), ECMH, uniform-cut MH and SMC
     (`--particles` per prompt) at the same rows, per answer: sequential forward passes (the decoding steps an
     answer waits for one after another, which is what latency on a GPU follows), decoded tokens and seconds,
@@ -241,7 +241,7 @@ def print_vllm_profile(model: str, result: dict) -> None:
           f"this process's side each sum to the whole, and overlap)")
     for name, p in result["profile"].items():
         worker = "  ".join(f"{part} {p[part + '_ms']:.2f} ({p[part + '_share']:.0%})"
-                           for part in ("forward", "processor", "worker_other"))
+                           for part in vllm_profile.WORKER_PARTS)
         client = "  ".join(f"{part} {p[part + '_ms']:.2f} ({p[part + '_share']:.0%})" for part in vllm_profile.CLIENT_PARTS)
         print(f"  {name:>6} {p['ms_per_token']:.2f} ms/token | engine: {worker} | here: {client}", flush=True)
 

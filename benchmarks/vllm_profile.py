@@ -2,8 +2,8 @@
 
 Timers wrap the parts from outside, without changing them: in the engine's worker process (installed by
 `LLM.collective_rpc`, which needs `VLLM_ALLOW_INSECURE_SERIALIZATION=1` set before the engine starts) the
-model's forward, ecmh's logits processor and the worker's whole step (`execute_model` + `sample_tokens`);
-in this process `LLMEngine.step` (the wait for the engine core, then turning its outputs into
+model's forward (ecmh's logits processor and the rest of the worker's step are not timed apart yet: patching
+them from outside did not reach the worker's calls on vLLM 0.32); in this process `LLMEngine.step` (the wait for the engine core, then turning its outputs into
 `RequestOutput`s), that output processing alone, and the building and submission of requests. What is
 left of the wall time is ecmh's host work between engine steps (cut, accept/reject, bookkeeping).
 The worker runs while this process works, so engine-side and client-side shares overlap; each side sums
@@ -13,7 +13,7 @@ to its own whole.
 import time
 from contextlib import contextmanager
 
-WORKER_PARTS = ("forward", "processor", "worker_step")
+WORKER_PARTS = ("forward",)
 CLIENT_PARTS = ("engine_wait", "output_processing", "requests", "host")
 WORKER_TIMES = dict.fromkeys(WORKER_PARTS, 0.0)  # in the worker process
 
@@ -29,9 +29,7 @@ def _timed(function, part: str, times: dict):
 
 
 def install_worker_timers(worker) -> bool:
-    """Runs in each worker (`LLM.collective_rpc`): time the forward, ecmh's processor and the worker's step."""
-    from ecmh.backends.vllm.processor import ECMHLogitsProcessor
-
+    """Runs in each worker (`LLM.collective_rpc`): time the model's forward."""
     def enter(*args):
         WORKER_TIMES["_forward_start"] = time.perf_counter()
 
@@ -40,10 +38,6 @@ def install_worker_timers(worker) -> bool:
 
     worker.model_runner.model.register_forward_pre_hook(enter)
     worker.model_runner.model.register_forward_hook(leave)
-    ECMHLogitsProcessor.apply = _timed(ECMHLogitsProcessor.apply, "processor", WORKER_TIMES)
-    for method in ("execute_model", "sample_tokens"):
-        if hasattr(worker, method):
-            setattr(worker, method, _timed(getattr(worker, method), "worker_step", WORKER_TIMES))
     return True
 
 
@@ -94,8 +88,7 @@ def profile(llm, run) -> dict:
 
 def shares(profiled: dict, decoded: int) -> dict:
     """ms per decoded token of each part, and its share of the wall time."""
-    parts = {**profiled["worker"], "worker_other": profiled["worker"]["worker_step"]
-             - profiled["worker"]["forward"] - profiled["worker"]["processor"], **profiled["client"]}
+    parts = {**profiled["worker"], **profiled["client"]}
     return {"ms_per_token": 1e3 * profiled["wall"] / decoded,
             **{f"{part}_ms": 1e3 * seconds / decoded for part, seconds in parts.items()},
             **{f"{part}_share": seconds / profiled["wall"] for part, seconds in parts.items()}}

@@ -88,9 +88,10 @@ def test_the_speed_benchmark_on_vllm(vllm_chat_model_dir, tmp_path):
     for r in results:  # the profile's timers reached the worker and this process's parts
         ecmh_parts, plain_parts = r["profile"]["ecmh"], r["profile"]["plain"]
         for parts in (ecmh_parts, plain_parts):
-            assert parts["forward_ms"] > 0 and parts["worker_step_ms"] >= parts["forward_ms"] + parts["processor_ms"]
-            assert parts["engine_wait_ms"] > 0 and parts["output_processing_ms"] > 0
-        assert ecmh_parts["processor_ms"] > 0 and ecmh_parts["requests_ms"] > 0 and plain_parts["requests_ms"] == 0
+            assert parts["forward_ms"] > 0 and parts["engine_wait_ms"] > 0 and parts["output_processing_ms"] > 0
+            here = sum(parts[f"{part}_ms"] for part in ("engine_wait", "output_processing", "requests", "host"))
+            assert abs(here - parts["ms_per_token"]) < 1e-6 * parts["ms_per_token"]  # this process's parts: the whole
+        assert ecmh_parts["requests_ms"] > 0 and plain_parts["requests_ms"] == 0
     assert "where a decoded token's time goes" in done.stdout
     assert [list(r["per_answer"]) for r in report["latency"]] == [["plain", "ecmh", "uniform_mh", "smc"]] * 2
     assert "wrote" in done.stdout
