@@ -140,6 +140,9 @@ def main(argv=None) -> int:
                                max_new_tokens=args.max_new_tokens, cut_power=args.cut_power, stop_strings=stop_strings,
                                particles=args.particles)
         spec, ray = _model_spec(args), _ray_sweep(args)
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # "Loading weights": stderr keeps the samples' bar only
         model, tokenizer = spec.load() if ray is None else (None, None)
         out = run(args.task, args.method.split(","), model, tokenizer, model_name=args.model, seeds=args.seeds,
                   out=args.out, limit=args.limit, data=args.data, settings=settings, batch_size=args.batch_size,

@@ -123,9 +123,8 @@ def run_on_ray(options: RaySweep, sweep: Sweep, units: list[Unit], results: Resu
                 failures.append((unit, str(error.cause if error.cause is not None else error).strip().splitlines()[-1]))
                 idle.append(actor)
                 continue
-            results.write(rows)
             bar.set_postfix_str(f"{unit.method} seed {unit.seed}")
-            bar.update(len(unit.problems))
+            bar.update(results.write(rows))
             idle.append(actor)
     finally:
         for actor in idle + [actor for actor, _ in running.values()]:

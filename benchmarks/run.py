@@ -3,7 +3,8 @@
 A run is a list of units (`plan`): for each seed and method, the task's problems cut into batches of
 `--batch-size`, the same batches whenever the run is resumed, so a unit samples the same problems with the
 same seed however often it is interrupted. Each unit's answers are graded and appended to the results file as
-soon as the unit is done (`results_file.py`; a unit redone after an interruption writes only its missing rows).
+soon as the unit is done (`results_file.py`; a unit redone after an interruption writes only its missing rows):
+the sampler runs a unit's chains in lock-step, block by block, so its answers are final together.
 Methods run in the order given, except that best-of-N runs after `ecmh`: its budget per problem
 is the decoded tokens of the same problem and seed under ECMH. A sample's `seconds` is its
 unit's wall time divided by the unit's problems. Units run one after another on the loaded model, or on Ray
@@ -222,8 +223,9 @@ def run(
     order = order_methods(method_names)
     sweep = Sweep(task.name, data, model_name, settings, chat, select, library_version())
     results = Results(out, sweep, order, shard)
-    units = plan(task, order, seeds, limit, shard, batch_size, results.done, sweep)
-    todo = sum(len(u.problems) for u in units)
+    done = results.done
+    units = plan(task, order, seeds, limit, shard, batch_size, done, sweep)
+    todo = sum(key not in done for unit in units for key in unit.keys(sweep))  # a resumed unit's stored rows are not left
     bar = tqdm(total=todo, desc=f"{task.name}", unit="sample", disable=not progress)
     try:
         if ray is not None:
@@ -234,8 +236,7 @@ def run(
             sampler = UnitSampler(sweep, model, tokenizer)
             for unit in units:
                 bar.set_postfix_str(f"{unit.method} seed {unit.seed}")
-                results.write(sampler.rows(unit, results.budgets(unit)))
-                bar.update(len(unit.problems))
+                bar.update(results.write(sampler.rows(unit, results.budgets(unit))))
     except KeyboardInterrupt:
         bar.close()
         raise RunInterrupted(out, results.written, len(results.done), max(0, todo - int(bar.n))) from None

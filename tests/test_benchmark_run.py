@@ -71,6 +71,16 @@ def test_a_rerun_resumes_without_duplicates_even_after_a_torn_line(tiny_chat_mod
     assert len(_rows(tmp_path)) == 6
 
 
+def test_a_resumed_runs_bar_counts_only_the_samples_left_and_names_what_runs(tiny_chat_model_dir, tmp_path, capsys):
+    assert _run(tiny_chat_model_dir, tmp_path, "--task", "gsm8k", "--method", "low_temp", "--limit", "3") == 0
+    capsys.readouterr()
+    # left: low_temp's 4th problem (its batch [3rd, 4th] has the 3rd stored) and ecmh's 4
+    assert _run(tiny_chat_model_dir, tmp_path, "--task", "gsm8k", "--method", "low_temp,ecmh", "--limit", "4") == 0
+    bar = capsys.readouterr().err
+    assert " 0/5 " in bar and " 5/5 " in bar and "/6 " not in bar, bar
+    assert bar.index("low_temp seed 0") < bar.index("ecmh seed 0") and "Loading weights" not in bar, bar
+
+
 def test_regrade_recomputes_verdicts_in_place_and_the_run_still_resumes(tiny_chat_model_dir, tmp_path, capsys):
     args = ["--task", "gsm8k", "--method", "low_temp", "--limit", "2"]
     assert _run(tiny_chat_model_dir, tmp_path, *args) == 0
