@@ -7,6 +7,8 @@ forwards in 5.4: every supported version derives it from the cache length.
 """
 
 import inspect
+import json
+import re
 from typing import Any, Callable
 
 import torch
@@ -69,16 +71,52 @@ def cache_keyword(model) -> str:
 
 
 def token_bytes(tokenizer, vocab_size: int = 0) -> list[bytes]:
-    """Each token id's text as it appears inside decoded text, as bytes (byte-exact for byte-level vocabularies),
-    by transformers' own vocabulary cleaning for `stop_strings`; ids the tokenizer lacks, up to `vocab_size`, get b""."""
+    """Each token id's text as it appears inside decoded text, as bytes (byte-exact for byte-level and byte-fallback
+    vocabularies), by transformers' own vocabulary cleaning for `stop_strings`; ids the tokenizer lacks, up to
+    `vocab_size`, get b""."""
     from transformers.generation.stopping_criteria import StopStringCriteria
 
     matching_mode = getattr(StopStringCriteria, "_get_stop_string_matching_mode", None)  # 5.x
-    if matching_mode is None:  # pragma: no cover - 4.x cleans to str only
-        texts, ids = StopStringCriteria.clean_tokenizer_vocab(tokenizer)
+    if matching_mode is None:  # 4.x cleans to str: a token holding part of a UTF-8 character becomes U+FFFD
+        decoders = _decoder_types(tokenizer)
+        raw = {index: _raw_token_bytes(token, decoders) for token, index in tokenizer.get_vocab().items()}
+        if None in raw.values():
+            texts, ids = StopStringCriteria.clean_tokenizer_vocab(tokenizer)
+            texts = [raw[index] or text for text, index in zip(texts, ids)]
+        else:
+            texts, ids = list(raw.values()), list(raw)
     else:
         texts, ids = StopStringCriteria.clean_tokenizer_vocab(tokenizer, stop_string_matching_mode=matching_mode(tokenizer))
     out = [b""] * max(vocab_size, max(ids) + 1)
     for text, index in zip(texts, ids):
         out[index] = text.encode("utf-8") if isinstance(text, str) else bytes(text)
     return out
+
+
+def _raw_token_bytes(token: str, decoders: frozenset) -> bytes | None:
+    """A byte-level token's bytes (GPT-2's byte-to-character table), or a byte-fallback token's byte (`<0xE2>`);
+    None for any other token (4.x only: 5.x's cleaning does this itself)."""
+    if "ByteLevel" in decoders:
+        from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+        byte_of = {char: byte for byte, char in bytes_to_unicode().items()}
+        return bytes(byte_of[char] for char in token) if all(char in byte_of for char in token) else None
+    if "ByteFallback" in decoders and re.fullmatch(r"<0x[0-9A-Fa-f]{2}>", token):
+        return bytes([int(token[3:5], 16)])
+    return None
+
+
+def _decoder_types(tokenizer) -> frozenset:
+    """The `type`s in a fast tokenizer's decoder (a Sequence lists several)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return frozenset()
+    found, todo = set(), [json.loads(backend.to_str()).get("decoder")]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            found.add(node.get("type"))
+            todo.extend(node.values())
+        elif isinstance(node, list):
+            todo.extend(node)
+    return frozenset(found)

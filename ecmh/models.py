@@ -15,6 +15,7 @@ deletes the joined GGUF; later loads read the cached safetensors and no longer n
 
 import difflib
 import hashlib
+import json
 import importlib.metadata
 import os
 import shutil
@@ -59,8 +60,10 @@ EMBEDDED = {
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
 
-# v2: a tied embedding is stored under each of its names (v1 kept it only as `lm_head.weight`)
-CACHE_FORMAT = "v2"
+# v2: a tied embedding is stored under each of its names (v1 kept it only as `lm_head.weight`);
+# v3: the tokenizer's class is saved as `PreTrainedTokenizerFast`, which transformers 4.x and 5.x both load
+# (5.x writes `TokenizersBackend`, a class 4.x lacks)
+CACHE_FORMAT = "v3"
 
 
 def cache_dir() -> Path:
@@ -165,6 +168,7 @@ def _converted(name: str) -> Path:
         model.config.save_pretrained(staging)
         model.generation_config.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
+        _portable_tokenizer_class(staging / "tokenizer_config.json")
         safetensors.torch.save_file(_every_weight_by_name(model), str(staging / "model.safetensors"), {"format": "pt"})
         staging.rename(target)
     except OSError:
@@ -174,6 +178,13 @@ def _converted(name: str) -> Path:
     if spec.split:
         gguf.unlink(missing_ok=True)  # only an intermediate: the safetensors copy is what loads
     return target
+
+
+def _portable_tokenizer_class(tokenizer_config: Path) -> None:
+    config = json.loads(tokenizer_config.read_text())
+    if config.get("tokenizer_class") == "TokenizersBackend":
+        config["tokenizer_class"] = "PreTrainedTokenizerFast"
+        tokenizer_config.write_text(json.dumps(config, indent=2, ensure_ascii=False))
 
 
 def resolve_model(name: Union[str, os.PathLike]) -> Union[str, Path]:

@@ -6,6 +6,7 @@ through `importlib.metadata` exactly as the optional Qwen2.5-Coder packages are.
 
 import hashlib
 import importlib.metadata
+import json
 from pathlib import Path
 
 import pytest
@@ -135,6 +136,8 @@ def test_conversion_deletes_the_joined_gguf_and_load_model_reads_the_cache(fake_
     assert seen == [b"".join(PIECES)]
     assert target == cache / f"{NAME}-{spec.size}-{models.CACHE_FORMAT}" and (target / "model.safetensors").exists()
     assert _leftovers(cache) == [target.name]  # the joined GGUF was only an intermediate
+    saved = json.loads((target / "tokenizer_config.json").read_text())
+    assert saved["tokenizer_class"] == "PreTrainedTokenizerFast"  # a class transformers 4.x loads too
     with safe_open(str(target / "model.safetensors"), "pt") as weights:  # vLLM reads a tied embedding here
         assert "model.embed_tokens.weight" in weights.keys()
     model, loaded = ecmh.load_model(NAME.upper(), device="cpu")
