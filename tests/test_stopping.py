@@ -83,6 +83,31 @@ def test_token_texts_are_the_decoded_bytes_of_a_byte_level_vocabulary(tiny_chat_
     assert b"".join(texts[i] for i in ids) == "déf f(x):\n  return 'ü'".encode()
 
 
+def _byte_fallback_tokenizer():
+    """A sentencepiece-style vocabulary: letters, `▁` for a space, and `<0xNN>` tokens for any other byte."""
+    from tokenizers import Tokenizer, decoders, models
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {c: i for i, c in enumerate(["<unk>", *"abcdef", "▁", "▁a"])}
+    vocab.update({f"<0x{b:02X}>": len(vocab) + k for k, b in enumerate("é€".encode())})
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>", byte_fallback=True))
+    backend.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
+    return PreTrainedTokenizerFast(tokenizer_object=backend)
+
+
+@pytest.mark.skipif(version.parse(transformers.__version__) < version.parse("5"), reason="compares with 5.x's cleaning")
+@pytest.mark.parametrize("kind", ["byte_level", "byte_fallback"])
+def test_the_4x_reading_of_a_vocabulary_equals_5x_cleaning(kind, tiny_chat_model_dir, monkeypatch):
+    from transformers import AutoTokenizer
+    from transformers.generation.stopping_criteria import StopStringCriteria
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_chat_model_dir) if kind == "byte_level" else _byte_fallback_tokenizer()
+    by_5x = compat.token_bytes(tokenizer)
+    assert any(len(text) == 1 and text[0] >= 0x80 for text in by_5x)  # the case 4.x's own cleaning gets wrong
+    monkeypatch.delattr(StopStringCriteria, "_get_stop_string_matching_mode")  # as on 4.x
+    assert compat.token_bytes(tokenizer) == by_5x
+
+
 def test_a_stop_string_split_over_tokens_ends_the_answer_where_it_completes():
     model = tiny_model(vocab_size=6, seed=3)
     prompt = torch.tensor([[1, 0]])
