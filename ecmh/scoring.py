@@ -7,13 +7,34 @@ same logits, the three numbers the sampler stores for that position: `log p(toke
 
 With `top_k` / `top_p`, `p` is first truncated and renormalised (`p_k`), and `p_k` replaces
 `p` everywhere: in the proposal, in the target `p_k^alpha` and in the entropies.
+
+Float32 underflow, said rather than hidden: a token whose proposal weight is below e^-87 (~1.6e-38) times the
+most likely token's is never drawn (its weight is 0, not a subnormal number that the CPU computes ten times
+slower), and `log Z` is the normaliser of the weights actually drawn from, so the MH ratio is that of the
+proposal that runs. The target loses only answers through such a token: mass below 1e-37 per position.
+The token is drawn by inverting the cumulative weights at one uniform per row (`invert_cdf`): one pass,
+where `torch.multinomial` cost thirty times as much on a CPU.
 """
 
 from typing import NamedTuple, Optional
 
 import torch
+import torch.nn.functional as F
 
 from .checks import check_int
+
+
+# exp(x) for x at or below this is a float32 subnormal number or 0, which the CPU's vectorised exp computes on a
+# slow path (about ten times a normal exp, and a vocabulary has many such tokens); such a probability is below
+# float32's resolution of any sum it joins.
+MIN_NORMAL_EXPONENT = -87.0
+_SMALLEST_KEPT = float(torch.tensor(MIN_NORMAL_EXPONENT).exp())
+
+
+def exp_without_subnormals_(x: torch.Tensor) -> torch.Tensor:
+    """`exp(x)` in place, with 0 for `x <= -87` (results below ~1.6e-38 in float32, `-inf` included): a token that
+    rare is never drawn and adds nothing to a normaliser. Equal to `exp(x)` elsewhere, at a normal exp's speed."""
+    return F.threshold_(x.clamp_min_(MIN_NORMAL_EXPONENT).exp_(), _SMALLEST_KEPT, 0.0)
 
 
 class TokenDraw(NamedTuple):
@@ -23,6 +44,23 @@ class TokenDraw(NamedTuple):
     log_p: torch.Tensor  # [R] float32, log p(token | prefix)
     log_z: torch.Tensor  # [R] float32, log sum_v p(v | prefix)^alpha
     entropy: torch.Tensor  # [R] float32, entropy of p(. | prefix)
+
+
+def invert_cdf(weights: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """Per row of `weights` `[R, V]` (nonnegative, unnormalised; overwritten by their running sums), the token whose
+    cumulative mass first exceeds `uniform` `[R]` (in [0, 1)) times the total: a token of weight 0 never."""
+    cdf = weights.cumsum_(dim=-1)
+    total = cdf[:, -1:]
+    below_total = torch.nextafter(total, torch.zeros_like(total))  # u * total may round up to the total
+    return torch.searchsorted(cdf, torch.minimum(uniform[:, None] * total, below_total), right=True).squeeze(1)
+
+
+class ProposalScores(NamedTuple):
+    """What the proposal needs of one position's `log p` `[R, V]`."""
+
+    log_z: torch.Tensor  # [R] log sum_v p(v)^alpha
+    entropy: torch.Tensor  # [R] entropy of p
+    weights: torch.Tensor  # [R, V] q(v) times a positive number per row (exp(alpha * log p - max))
 
 
 class PowerProposal:
@@ -64,15 +102,19 @@ class PowerProposal:
             log_p = torch.log_softmax(log_p.masked_fill(drop, float("-inf")), dim=-1)
         return log_p
 
-    def normaliser_and_entropy(self, log_p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`log Z = logsumexp(alpha * log p)` and the entropy of `p`, per row of `log_p` `[R, V]`."""
-        p = log_p.exp()
-        entropy = -torch.where(p > 0, p * log_p, torch.zeros_like(p)).sum(-1)
-        return torch.logsumexp(self.alpha * log_p, dim=-1), entropy
+    def scores(self, log_p: torch.Tensor) -> "ProposalScores":
+        """`log Z = logsumexp(alpha * log p)`, the entropy of `p` and the proposal's unnormalised weights, per row of
+        `log_p` `[R, V]` (float32; a probability below float32's smallest normal number counts as 0:
+        `exp_without_subnormals_`)."""
+        p = exp_without_subnormals_(log_p.clone())
+        entropy = -p.mul_(log_p).nan_to_num_(nan=0.0).sum(-1)  # 0 * log 0 = 0
+        weights = self.alpha * log_p
+        top = weights.amax(dim=-1, keepdim=True)
+        exp_without_subnormals_(weights.sub_(top))
+        return ProposalScores(top.squeeze(-1) + weights.sum(-1).log(), entropy, weights)
 
     def __call__(self, logits: torch.Tensor, generator: torch.Generator) -> TokenDraw:
         log_p = self.log_probs(logits)
-        log_z, entropy = self.normaliser_and_entropy(log_p)
-        probs = torch.exp(self.alpha * log_p - log_z[:, None])
-        token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        log_z, entropy, weights = self.scores(log_p)
+        token = invert_cdf(weights, torch.rand(weights.shape[0], generator=generator, device=weights.device))
         return TokenDraw(token, log_p.gather(1, token[:, None]).squeeze(1), log_z, entropy)

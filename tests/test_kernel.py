@@ -1,6 +1,8 @@
 """The backend-agnostic kernel: splicing, cut distributions, and no host sync in an MH step."""
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 import torch
 
 from ecmh import keyed, kernel, sampler
@@ -49,6 +51,24 @@ def test_power_proposal_scores_are_consistent():
     assert torch.isneginf(truncated[0, 2:]).all() and truncated.exp().sum().item() == pytest.approx(1.0)
     nucleus = PowerProposal(alpha=1.0, top_p=0.5).log_probs(logits)  # p = .64, .24, ...: the first token alone
     assert nucleus.exp()[0, 0].item() == pytest.approx(1.0)
+
+
+@given(rows=st.integers(1, 4), vocab=st.integers(2, 300), scale=st.sampled_from([0.1, 3.0, 30.0, 300.0]),
+       alpha=st.sampled_from([1.0, 2.5, 4.0, 16.0]), top_k=st.sampled_from([None, 1, 7]), seed=st.integers(0, 2**16))
+def test_proposal_scores_equal_a_float64_recomputation_even_where_probabilities_underflow(rows, vocab, scale, alpha,
+                                                                                        top_k, seed):
+    logits = torch.randn(rows, vocab, generator=torch.Generator().manual_seed(seed)) * scale
+    proposal = PowerProposal(alpha, top_k)
+    log_p = proposal.log_probs(logits)
+    log_z, entropy, weights = proposal.scores(log_p)
+    exact = log_p.double()
+    p = exact.exp()
+    torch.testing.assert_close(log_z.double(), torch.logsumexp(alpha * exact, -1), rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(entropy.double(), -torch.where(p > 0, p * exact, 0.0).sum(-1), rtol=1e-5, atol=1e-6)
+    q = torch.exp(alpha * exact - torch.logsumexp(alpha * exact, -1, keepdim=True))
+    torch.testing.assert_close((weights / weights.sum(-1, keepdim=True)).double(), q, rtol=1e-5, atol=1e-30)
+    assert (weights[torch.isneginf(log_p)] == 0).all()  # truncated tokens are never drawn
+    assert (weights[weights > 0] >= torch.finfo(torch.float32).tiny).all()  # no subnormal weights
 
 
 def _random_suffix(rows, width, generator, vocab=5):

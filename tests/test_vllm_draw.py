@@ -30,7 +30,7 @@ def test_the_drawn_tokens_follow_the_tempered_proposal_and_carry_its_numbers(alp
     logits = torch.randn(1, 12, generator=torch.Generator().manual_seed(4)) * 2
     proposal = PowerProposal(alpha, top_k, top_p)
     log_p = proposal.log_probs(logits)
-    log_z, entropy = proposal.normaliser_and_entropy(log_p)
+    log_z, entropy, _ = proposal.scores(log_p)
     q = torch.exp(alpha * log_p - log_z[:, None])[0].double()
     assert token_statistic(proposal, logits, q) < threshold(int((q * DRAWS >= 5).sum()))
     processed = draw.draw(logits, proposal, torch.tensor([5]), torch.tensor([9]))
@@ -42,5 +42,5 @@ def test_the_drawn_tokens_follow_the_tempered_proposal_and_carry_its_numbers(alp
 def test_drawing_from_p_instead_of_the_tempered_proposal_fails_the_check():
     logits = torch.randn(1, 12, generator=torch.Generator().manual_seed(4)) * 2
     proposal = PowerProposal(4.0)
-    q = torch.exp(4.0 * proposal.log_probs(logits) - proposal.normaliser_and_entropy(proposal.log_probs(logits))[0])
+    q = torch.exp(4.0 * proposal.log_probs(logits) - proposal.scores(proposal.log_probs(logits)).log_z)
     assert token_statistic(PowerProposal(1.0), logits, q[0].double()) > threshold(int((q * DRAWS >= 5).sum()))

@@ -177,7 +177,7 @@ def test_both_runners_processors_write_the_same_draws(steps, seed):
             assert first[r][token] == float("inf")
             proposal = PowerProposal(spec[0], spec[1] or None, spec[2])
             log_p = proposal.log_probs(logits_of[r][None])
-            log_z, entropy = proposal.normaliser_and_entropy(log_p)
+            log_z, entropy, _ = proposal.scores(log_p)
             slots = channel.slot_tokens(token)
             expected = torch.stack([log_p[0, token], log_z[0], entropy[0]])
             assert torch.equal(first[r][slots], expected)

@@ -17,7 +17,7 @@ own cache (e.g. which cache column holds each answer position), updated in `comm
 
 Per-position numbers. For every token it decodes, a backend returns, computed in float32 from the
 logits of the step that drew it, `log p(token)`, `log Z` and the entropy `H` of `p`, as
-`ecmh.scoring.PowerProposal` defines them (`log_probs`, `normaliser_and_entropy`): one formula for every backend.
+`ecmh.scoring.PowerProposal` defines them (`log_probs`, `scores`): one formula for every backend.
 
 A new backend (llama.cpp, SGLang, ...) is one module with a class that satisfies `Backend`, plus
 one line in `factory.for_model`.
