@@ -38,6 +38,7 @@ from conftest import EOS, PAD, continuations, terminal_length, tiny_model, tiny_
 
 CHAINS = 2000
 STEPS = 200
+CONTROL_STEPS = 100  # the negative controls' measured ratios (docstring) are at 100 steps: a bias more steps keep
 TOLERANCE = 2.5
 MIN_GAP, MAX_MODE = 0.1, 0.9
 PROMPTS = [[1], [0, 3], [4, 1, 0]]
@@ -163,7 +164,7 @@ def test_without_the_cut_correction_the_test_fails(monkeypatch):
     exact_log_ratio = kernel.log_ratio
     monkeypatch.setattr(kernel, "log_ratio", lambda *args: exact_log_ratio(*args)._replace(cut=torch.zeros(())))
     with_eos = [name for name in sorted(MODELS) if MODELS[name][4] is not None]
-    ratios = [worst_ratio(f"{name} uniform, no cut correction", case(name).sample(mcmc_steps=STEPS, cut="uniform"),
+    ratios = [worst_ratio(f"{name} uniform, no cut correction", case(name).sample(mcmc_steps=CONTROL_STEPS, cut="uniform"),
                           case(name).target) for name in with_eos]
     assert min(ratios) > TOLERANCE
 
@@ -172,6 +173,6 @@ def test_stopping_after_sampling_instead_of_at_the_stop_string_fails():
     """Sampling p^alpha over answers that run past the stop strings, then cutting them, is not p^alpha over
     answers that end at their first stop string: the stop strings must be terminal inside the chain."""
     ratios = [worst_ratio(f"{name} stop strings applied after sampling",
-                          case(name).sample(mcmc_steps=STEPS, stop_after_sampling=True), case(name).target)
+                          case(name).sample(mcmc_steps=CONTROL_STEPS, stop_after_sampling=True), case(name).target)
               for name in sorted(STOP_STRINGS)]
     assert min(ratios) > TOLERANCE
