@@ -9,7 +9,7 @@ forwards in 5.4: every supported version derives it from the cache length.
 import inspect
 import json
 import re
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import torch
 import transformers
@@ -78,8 +78,8 @@ def token_bytes(tokenizer, vocab_size: int = 0) -> list[bytes]:
 
     matching_mode = getattr(StopStringCriteria, "_get_stop_string_matching_mode", None)  # 5.x
     if matching_mode is None:  # 4.x cleans to str: a token holding part of a UTF-8 character becomes U+FFFD
-        decoders = _decoder_types(tokenizer)
-        raw = {index: _raw_token_bytes(token, decoders) for token, index in tokenizer.get_vocab().items()}
+        raw_bytes = _raw_token_reader(_decoder_types(tokenizer))
+        raw = {index: raw_bytes(token) for token, index in tokenizer.get_vocab().items()}
         if None in raw.values():
             texts, ids = StopStringCriteria.clean_tokenizer_vocab(tokenizer)
             texts = [raw[index] or text for text, index in zip(texts, ids)]
@@ -93,17 +93,17 @@ def token_bytes(tokenizer, vocab_size: int = 0) -> list[bytes]:
     return out
 
 
-def _raw_token_bytes(token: str, decoders: frozenset) -> bytes | None:
-    """A byte-level token's bytes (GPT-2's byte-to-character table), or a byte-fallback token's byte (`<0xE2>`);
-    None for any other token (4.x only: 5.x's cleaning does this itself)."""
+def _raw_token_reader(decoders: frozenset) -> Callable[[str], Optional[bytes]]:
+    """For a byte-level vocabulary, a token's bytes (GPT-2's byte-to-character table); for a byte-fallback one, a
+    `<0xE2>` token's byte; None for any other token (4.x only: 5.x's cleaning does this itself)."""
     if "ByteLevel" in decoders:
         from transformers.convert_slow_tokenizer import bytes_to_unicode
 
         byte_of = {char: byte for byte, char in bytes_to_unicode().items()}
-        return bytes(byte_of[char] for char in token) if all(char in byte_of for char in token) else None
-    if "ByteFallback" in decoders and re.fullmatch(r"<0x[0-9A-Fa-f]{2}>", token):
-        return bytes([int(token[3:5], 16)])
-    return None
+        return lambda token: bytes(byte_of[c] for c in token) if all(c in byte_of for c in token) else None
+    if "ByteFallback" in decoders:
+        return lambda token: bytes([int(token[3:5], 16)]) if re.fullmatch(r"<0x[0-9A-Fa-f]{2}>", token) else None
+    return lambda token: None
 
 
 def _decoder_types(tokenizer) -> frozenset:

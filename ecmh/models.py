@@ -15,8 +15,8 @@ deletes the joined GGUF; later loads read the cached safetensors and no longer n
 
 import difflib
 import hashlib
-import json
 import importlib.metadata
+import json
 import os
 import shutil
 import tempfile

@@ -1,9 +1,9 @@
 """The backend-agnostic kernel: splicing, cut distributions, and no host sync in an MH step."""
 
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
-import torch
 
 from ecmh import keyed, kernel, sampler
 from ecmh.cuts import EntropyCut, RestartCut, UniformCut, resolve_cut
