@@ -13,7 +13,8 @@ For each batch size (rows = prompts x chains) it measures, interleaved and as th
   - with `--profile`, the share of ECMH's time spent inside the model's forward (transformers), or, on vLLM,
     ECMH's and the engine's own sampling's milliseconds per decoded token by part: the engine's forward, and in
     this process the wait for the engine, its output processing, request building and submission, and ecmh's
-    host work (`benchmarks/vllm_profile.py`);
+    host work, and per engine step (one forward) its milliseconds and the tokens it decoded, which says how
+    many of the rows the engine kept busy (`benchmarks/vllm_profile.py`);
   - latency: for plain decoding (`ecmh.generate` with `mcmc_steps=0`), ECMH, uniform-cut MH and SMC
     (`--particles` per prompt) at the same rows, per answer: sequential forward passes (the decoding steps an
     answer waits for one after another, which is what latency on a GPU follows), decoded tokens and seconds,
@@ -243,7 +244,8 @@ def print_vllm_profile(model: str, result: dict) -> None:
         worker = "  ".join(f"{part} {p[part + '_ms']:.2f} ({p[part + '_share']:.0%})"
                            for part in vllm_profile.WORKER_PARTS)
         client = "  ".join(f"{part} {p[part + '_ms']:.2f} ({p[part + '_share']:.0%})" for part in vllm_profile.CLIENT_PARTS)
-        print(f"  {name:>6} {p['ms_per_token']:.2f} ms/token | engine: {worker} | here: {client}", flush=True)
+        print(f"  {name:>6} {p['ms_per_token']:.2f} ms/token, {p['ms_per_forward']:.1f} ms/step, "
+              f"{p['decoded_per_forward']:.1f} decoded/step | engine: {worker} | here: {client}", flush=True)
 
 
 LATENCY_METHODS = ("plain", "ecmh", "uniform_mh", "smc")

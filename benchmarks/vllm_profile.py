@@ -2,7 +2,7 @@
 
 Timers wrap the parts from outside, without changing them: in the engine's worker process (installed by
 `LLM.collective_rpc`, which needs `VLLM_ALLOW_INSECURE_SERIALIZATION=1` set before the engine starts) the
-model's forward (ecmh's logits processor and the rest of the worker's step are not timed apart yet: patching
+model's forward and the number of forwards, one per engine step (ecmh's logits processor and the rest of the worker's step are not timed apart yet: patching
 them from outside did not reach the worker's calls on vLLM 0.32); in this process `LLMEngine.step` (the wait for the engine core, then turning its outputs into
 `RequestOutput`s), that output processing alone, and the building and submission of requests. What is
 left of the wall time is ecmh's host work between engine steps (cut, accept/reject, bookkeeping).
@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 WORKER_PARTS = ("forward",)
 CLIENT_PARTS = ("engine_wait", "output_processing", "requests", "host")
-WORKER_TIMES = dict.fromkeys(WORKER_PARTS, 0.0)  # in the worker process
+WORKER_TIMES = dict.fromkeys(WORKER_PARTS + ("forward_calls",), 0.0)  # in the worker process
 
 
 def _timed(function, part: str, times: dict):
@@ -35,6 +35,7 @@ def install_worker_timers(worker) -> bool:
 
     def leave(*args):
         WORKER_TIMES["forward"] += time.perf_counter() - WORKER_TIMES.pop("_forward_start")
+        WORKER_TIMES["forward_calls"] += 1
 
     worker.model_runner.model.register_forward_pre_hook(enter)
     worker.model_runner.model.register_forward_hook(leave)
@@ -42,9 +43,9 @@ def install_worker_timers(worker) -> bool:
 
 
 def take_worker_times(worker) -> dict:
-    """Runs in each worker: the seconds timed since the last call."""
-    taken = {part: WORKER_TIMES[part] for part in WORKER_PARTS}
-    WORKER_TIMES.update(dict.fromkeys(WORKER_PARTS, 0.0))
+    """Runs in each worker: the seconds timed and the forwards counted since the last call."""
+    taken = dict(WORKER_TIMES)
+    WORKER_TIMES.update(dict.fromkeys(taken, 0.0))
     return taken
 
 
@@ -79,16 +80,20 @@ def profile(llm, run) -> dict:
         start = time.perf_counter()
         result = run()
         wall = time.perf_counter() - start
-    worker = {part: sum(w[part] for w in llm.collective_rpc(take_worker_times)) for part in WORKER_PARTS}
+    taken = llm.collective_rpc(take_worker_times)
+    worker = {part: sum(w[part] for w in taken) for part in WORKER_PARTS}
     client = {"engine_wait": times["step"] - times["output_processing"],
               "output_processing": times["output_processing"], "requests": times["requests"]}
     client["host"] = wall - sum(client.values())
-    return {"result": result, "wall": wall, "worker": worker, "client": client}
+    return {"result": result, "wall": wall, "worker": worker, "client": client, "forward_calls": taken[0]["forward_calls"]}
 
 
 def shares(profiled: dict, decoded: int) -> dict:
-    """ms per decoded token of each part, and its share of the wall time."""
+    """ms per decoded token of each part and its share of the wall time; ms per engine step (a forward of the
+    model) and the tokens decoded per step, which is how many of the rows the engine had running on average."""
     parts = {**profiled["worker"], **profiled["client"]}
-    return {"ms_per_token": 1e3 * profiled["wall"] / decoded,
+    forwards = profiled["forward_calls"]
+    return {"ms_per_token": 1e3 * profiled["wall"] / decoded, "ms_per_forward": 1e3 * profiled["wall"] / forwards,
+            "decoded_per_forward": decoded / forwards,
             **{f"{part}_ms": 1e3 * seconds / decoded for part, seconds in parts.items()},
             **{f"{part}_share": seconds / profiled["wall"] for part, seconds in parts.items()}}

@@ -92,6 +92,9 @@ def test_the_speed_benchmark_on_vllm(vllm_chat_model_dir, tmp_path):
             here = sum(parts[f"{part}_ms"] for part in ("engine_wait", "output_processing", "requests", "host"))
             assert abs(here - parts["ms_per_token"]) < 1e-6 * parts["ms_per_token"]  # this process's parts: the whole
         assert ecmh_parts["requests_ms"] > 0 and plain_parts["requests_ms"] == 0
+        # a step decodes one token per running row: at most `rows`, and exactly 1 for one plain row
+        assert all(0 < parts["decoded_per_forward"] <= r["rows"] for parts in (ecmh_parts, plain_parts))
+        assert r["rows"] > 1 or plain_parts["decoded_per_forward"] == 1
     assert "where a decoded token's time goes" in done.stdout
     assert [list(r["per_answer"]) for r in report["latency"]] == [["plain", "ecmh", "uniform_mh", "smc"]] * 2
     assert "wrote" in done.stdout
