@@ -50,13 +50,15 @@ TOY_SIZE = {"01_quickstart": "MAX_NEW_TOKENS = 16", "02_exactness": "CHAINS = 50
 
 
 def with_parameters(nb, source: str):
-    """`nb` with a cell of `source` after its parameters cell."""
+    """`nb` with a cell of `source` after its parameters cell, each name it sets being one of the parameters."""
     at = next(i for i, cell in enumerate(nb.cells) if "parameters" in cell.metadata.get("tags", []))
+    for name in re.findall(r"^(\w+) =", source, re.MULTILINE):
+        assert re.search(rf"^{name} =", nb.cells[at].source, re.MULTILINE), f"{name} is not a parameter of the notebook"
     nb.cells.insert(at + 1, nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]}))
     return nb
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_top_to_bottom(path):
-    nb = with_parameters(nbformat.read(path, as_version=4), TOY_SIZE.get(path.stem, ""))
+    nb = with_parameters(nbformat.read(path, as_version=4), TOY_SIZE[path.stem])
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
