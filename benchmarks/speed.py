@@ -22,14 +22,16 @@ For each batch size (rows = prompts x chains) it measures, interleaved and as th
 With `--backend vllm` (vLLM installed, see docs/vllm.md) the same sampler runs on `ecmh.load_vllm`'s
 engine and the baseline is the engine's own sampling at temperature 1/alpha; there is no re-encoding
 baseline or peak memory (the engine runs in its own processes), forward
-efficiency counts what the engine computed (below 1.0 once prompts hit its prefix cache), and
-`--vllm-kwargs '{"block_size": 32}'` passes engine options on.
+efficiency counts what the engine computed (below 1.0 once prompts hit its prefix cache; speculative
+proposals that no row used included, and their counts printed), `--no-speculation` measures ECMH without
+them, and `--vllm-kwargs '{"block_size": 32}'` passes engine options on.
 `--model a,b` measures several models one after the other in the same run. Prints a table of ratios (the
 median over repeats, and the lowest and highest repeat) and writes JSON (`--out`). Machines are shared and
 noisy: read the ratios.
 """
 
 import argparse
+import dataclasses
 import functools
 import json
 import os
@@ -43,6 +45,7 @@ import torch
 import ecmh
 from ecmh import compat
 from ecmh.backends.transformers import TransformersBackend
+from ecmh.backends.vllm import VLLMBackend
 from ecmh.prompts import encode_prompts
 
 from . import vllm_profile
@@ -146,9 +149,11 @@ def timed(fn):
     return result, time.perf_counter() - start
 
 
-def summarise(out, ecmh_times: list, plain_times: list, prompt_tokens: int, padded_prompt_tokens: int) -> dict:
+def summarise(out, ecmh_times: list, plain_times: list, prompt_tokens: int, padded_prompt_tokens: int,
+              discarded: int = 0) -> dict:
+    """`discarded`: positions the engine ran for speculative proposals no row used (in no row's stats)."""
     decoded = out.stats.tokens_decoded.sum().item()
-    forwarded = out.stats.tokens_forwarded.sum().item()
+    forwarded = out.stats.tokens_forwarded.sum().item() + discarded
     result = {
         "forward_with_padding": forwarded / (prompt_tokens + decoded),
         "prompt_padding": (padded_prompt_tokens - prompt_tokens) / (prompt_tokens + decoded),
@@ -210,9 +215,10 @@ def measure_vllm(llm, rows: int, args) -> dict:
     batch = encode_prompts(llm.get_tokenizer(), prompts(rows))
     requests = [TokensPrompt(prompt_token_ids=row[keep].tolist())
                 for row, keep in zip(batch.input_ids, batch.attention_mask.bool())]
-    ecmh_times, plain_times, ecmh_parts, plain_parts = [], [], [], []
+    ecmh_times, plain_times, ecmh_parts, plain_parts, speculation = [], [], [], [], []
     for repeat in range(args.repeats):
-        run_ecmh = functools.partial(ecmh.generate, llm, batch.input_ids, attention_mask=batch.attention_mask,
+        backend = VLLMBackend(llm, speculative=not args.no_speculation)
+        run_ecmh = functools.partial(ecmh.generate, backend, batch.input_ids, attention_mask=batch.attention_mask,
                                      **sampler_options(args, repeat))
         params = SamplingParams(temperature=1 / args.alpha, max_tokens=args.max_new_tokens, seed=repeat)
         run_plain = functools.partial(llm.generate, requests, params, use_tqdm=False)
@@ -228,12 +234,20 @@ def measure_vllm(llm, rows: int, args) -> dict:
             plain, plain_seconds = timed(run_plain)
         ecmh_times.append(seconds / out.stats.tokens_decoded.sum().item())
         plain_times.append(plain_seconds / max(sum(len(o.outputs[0].token_ids) for o in plain), 1))
+        speculation.append(dataclasses.asdict(backend.speculation))
     result = {"rows": rows, **summarise(out, ecmh_times, plain_times, batch.attention_mask.sum().item(),
-                                        batch.input_ids.numel()), "peak_memory_mb": float("nan")}
+                                        batch.input_ids.numel(), speculation[-1]["discarded_forwarded"]),
+              "peak_memory_mb": float("nan"), "speculation": speculation[-1]}
     if args.profile:
         result["profile"] = {name: {part: statistics.median(p[part] for p in parts) for part in parts[0]}
                              for name, parts in (("ecmh", ecmh_parts), ("plain", plain_parts))}
     return result
+
+
+def print_speculation(counts: dict) -> None:
+    """What decoding ahead did in the last repeat (`ecmh.backends.vllm.backend`, "Speculation")."""
+    print(f"  proposals decoded ahead: {counts['sent']}, adopted {counts['adopted']}, discarded {counts['discarded']} "
+          f"({counts['discarded_forwarded']} positions, counted in fwd/useful)", flush=True)
 
 
 def print_vllm_profile(model: str, result: dict) -> None:
@@ -313,6 +327,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="where the time goes: the share inside model.forward "
                         "(transformers), or per part of the engine and of ecmh around it (vllm, benchmarks/vllm_profile.py)")
+    parser.add_argument("--no-speculation", action="store_true", help="vllm: do not decode ahead the proposal that "
+                        "follows a rejection (`VLLMBackend(speculative=False)`; the answers are the same)")
     parser.add_argument("--skip-reencode", action="store_true", help="skip the re-encoding baseline (slow)")
     parser.add_argument("--skip-latency", action="store_true", help="skip the per-method latency table")
     parser.add_argument("--out", default="benchmarks/results/speed.json")
@@ -347,6 +363,8 @@ def main(argv=None):
                     f"{f'{low:.2f}-{high:.2f}':>11} {r.get('kv_reuse_speedup', float('nan')):>8.2f} "
                     f"{r['decoded_tokens_per_s']:>8.1f} {r['acceptance_rate']:>7.2f} {r['peak_memory_mb']:>8.0f}")
             print(line + (f"  {r['forward_share']:>9.2f}" if "forward_share" in r else ""), flush=True)
+            if "speculation" in r:
+                print_speculation(r["speculation"])
             if "profile" in r:
                 print_vllm_profile(model_name, r)
         if not args.skip_latency:

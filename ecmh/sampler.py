@@ -8,6 +8,10 @@ row's next proposal starts at the next decoding step, so rows with short proposa
 in the batch as padding while others decode long ones; finished rows leave the batch. Each row's cuts,
 decisions and engine seeds come from its own key (`ecmh.keyed`), so what a row draws does not depend on
 which rows finish together.
+
+A backend that can decode ahead (`speculate`, e.g. vLLM's) is told, whenever an MH proposal starts, the
+proposal that would follow its rejection: a rejection leaves the state as it is, so that proposal is known
+before the decision.
 """
 
 from typing import Callable, NamedTuple, Optional
@@ -79,6 +83,7 @@ def run(
                         chain_key, proposal_key(chain_key, zeros, zeros, mcmc_steps))
     backend.start(torch.ones_like(batch_row, dtype=torch.bool), schedule.start, schedule.cap, state.tokens,
                   kernel.engine_seed(schedule.key))
+    speculate = getattr(backend, "speculate", None)
     result = state
     while True:
         decoded = backend.step(rng)
@@ -92,7 +97,13 @@ def run(
             on_step(info._replace(row=batch_row, block=schedule.block))
         schedule, done = advance(schedule, state, finished, block_size=block_size, mcmc_steps=mcmc_steps,
                                  terminal=terminal)
-        backend.start(finished & ~done, schedule.start, schedule.cap, state.tokens, kernel.engine_seed(schedule.key))
+        starting = finished & ~done
+        backend.start(starting, schedule.start, schedule.cap, state.tokens, kernel.engine_seed(schedule.key))
+        if speculate is not None:
+            mh = starting & (schedule.mh_index > 0)
+            if_rejected, ends = advance(schedule, state, mh, block_size=block_size, mcmc_steps=mcmc_steps,
+                                        terminal=terminal)
+            speculate(mh & ~ends, if_rejected.start, if_rejected.cap, state.tokens, kernel.engine_seed(if_rejected.key))
         if not done.any():
             continue
         leaving = done.nonzero().squeeze(1)

@@ -92,10 +92,11 @@ def sweep_case(request, tmp_path_factory):
 
 class Spy:
     """Records what the backend hands the engine and gets back: per `LLM.enqueue` call, its request count and how
-    many requests were still in the engine then; every finished `RequestOutput`, in order."""
+    many requests were still in the engine then; every finished `RequestOutput`, in order; each request's latest
+    output (finished or not)."""
 
     def __init__(self, llm, monkeypatch):
-        self.enqueued, self.finished = [], []
+        self.enqueued, self.finished, self.latest = [], [], {}
         enqueue, step = llm.enqueue, llm.llm_engine.step
 
         def spy_enqueue(prompts, *args, **kwargs):
@@ -105,6 +106,7 @@ class Spy:
         def spy_step():
             outputs = step()
             self.finished += [o for o in outputs if o.finished]
+            self.latest.update((o.request_id, o) for o in outputs)
             return outputs
 
         monkeypatch.setattr(llm, "enqueue", spy_enqueue)
@@ -207,8 +209,8 @@ def test_greedy_chains_equal_the_transformers_backend(llm, hf_model):
 def test_proposals_reuse_the_prefix_cache_and_forwarded_counts_what_the_engine_computed(llm, monkeypatch):
     spy = Spy(llm, monkeypatch)
     prompt = [(7 * i) % 4 for i in range(CACHE_BLOCK + 8)]  # one full KV block and some
-    out = ecmh.generate(llm, [prompt], alpha=2.0, mcmc_steps=3, max_new_tokens=12, block_size=4, eos_token_id=None,
-                        num_return_sequences=2, seed=3, return_dict_in_generate=True)
+    out = ecmh.generate(VLLMBackend(llm, speculative=False), [prompt], alpha=2.0, mcmc_steps=3, max_new_tokens=12,
+                        block_size=4, eos_token_id=None, num_return_sequences=2, seed=3, return_dict_in_generate=True)
     later = spy.finished[2:]  # after the two rows' first proposals
     assert later and all(o.num_cached_tokens >= CACHE_BLOCK for o in later)
     computed = sum(len(o.prompt_token_ids) - o.num_cached_tokens + len(o.outputs[0].token_ids) for o in spy.finished)
@@ -222,8 +224,8 @@ def test_proposals_reuse_the_prefix_cache_and_forwarded_counts_what_the_engine_c
 def test_proposals_stream_one_request_each_and_join_while_others_decode(llm, monkeypatch):
     spy = Spy(llm, monkeypatch)
     infos = []
-    ecmh.generate(llm, [[0, 1], [1, 0, 3]], max_new_tokens=8, block_size=4, mcmc_steps=2, eos_token_id=None,
-                  num_return_sequences=2, seed=0, on_step=infos.append)
+    ecmh.generate(VLLMBackend(llm, speculative=False), [[0, 1], [1, 0, 3]], max_new_tokens=8, block_size=4,
+                  mcmc_steps=2, eos_token_id=None, num_return_sequences=2, seed=0, on_step=infos.append)
     proposals = 4 * 2 * (1 + 2)  # 4 rows x 2 blocks x (extension + 2 MH steps)
     assert len(spy.finished) == sum(len(i.finished.nonzero()) for i in infos) == proposals
     assert sum(count for count, _ in spy.enqueued) == proposals
@@ -267,12 +269,74 @@ def test_speed_benchmark_runs_on_the_engine(llm, monkeypatch):
                              "attention_mask": torch.tensor([[0, 1, 1], [1, 1, 1]])})
     monkeypatch.setattr(llm, "get_tokenizer", lambda: None)  # the tiny model has no tokenizer: fixed token ids
     monkeypatch.setattr(speed, "encode_prompts", lambda tokenizer, texts: prompts)
-    args = argparse.Namespace(alpha=2.0, mcmc_steps=1, block_size=4, max_new_tokens=8, repeats=1, profile=False)
+    args = argparse.Namespace(alpha=2.0, mcmc_steps=1, block_size=4, max_new_tokens=8, repeats=1, profile=False,
+                              no_speculation=False)
     result = speed.measure_vllm(llm, 2, args)
     assert result["rows"] == 2 and result["decoded_tokens"] >= 2
     assert result["prompt_padding"] == 1 / (5 + result["decoded_tokens"])
     assert result["cost_vs_generate"] > 0 and result["decoded_tokens_per_s"] > 0
     assert "forward_useful" not in result  # the engine recomputes partial KV blocks: only the measured ratio
+    counts = result["speculation"]
+    assert counts["sent"] == counts["adopted"] + counts["discarded"]
+
+
+SPECULATION_PROMPTS = [[0, 1, 3], [1, 1, 0, 2], [2, 0]]
+
+
+def _with_speculation(llm, speculative: bool, seed: int):
+    backend = VLLMBackend(llm, speculative=speculative)
+    out = ecmh.generate(backend, SPECULATION_PROMPTS, alpha=2.0, mcmc_steps=4, max_new_tokens=16, block_size=4,
+                        num_return_sequences=2, seed=seed, pad_token_id=PAD, eos_token_id=None,  # long answers:
+                        return_dict_in_generate=True)  # rows that still run when others are done, cuts that vary
+    return out, backend.speculation
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_speculation_changes_no_answer_and_counts_every_position_the_engine_ran(llm, monkeypatch, seed):
+    from ecmh.backends.vllm.backend import SpeculationCounts, forwarded
+
+    plain, counts = _with_speculation(llm, False, seed)
+    assert counts == SpeculationCounts()
+    spy = Spy(llm, monkeypatch)
+    ours, counts = _with_speculation(llm, True, seed)
+    assert counts.adopted > 0 and counts.discarded > 0 and counts.sent == counts.adopted + counts.discarded
+    assert torch.equal(ours.sequences, plain.sequences)
+    for name in ("proposals", "accepted", "tokens_decoded", "log_p"):  # tokens_forwarded: the cache is warmer
+        assert torch.equal(getattr(ours.stats, name), getattr(plain.stats, name)), name
+    assert all(torch.equal(a, b) for a, b in zip(ours.trace, plain.trace))
+    # every position the engine ran is in a row's stats or in the discarded count, once
+    ran = sum(forwarded(output) for output in spy.latest.values())
+    assert ours.stats.tokens_forwarded.sum().item() + counts.discarded_forwarded == ran
+
+
+def _decode_after_a_guess(llm, speculative: bool, answer: list):
+    """One row: a first proposal, then (named ahead as the guess, kept prefix [1, 2]) a proposal from position 2
+    of `answer`; returns that second proposal's tokens and numbers, and the speculation counts."""
+    backend = VLLMBackend(llm, speculative=speculative)
+    backend.prepare(torch.tensor([[0, 1]]), torch.ones(1, 2).long(), proposal=PowerProposal(2.0, None, None),
+                    terminal=Terminal((), None, 8, "cpu"))
+    row, seed = torch.tensor([True]), torch.tensor([5])
+    backend.start(row, torch.tensor([0]), torch.tensor([4]), torch.zeros(1, 8).long(), torch.tensor([1]))
+    backend.speculate(row, torch.tensor([2]), torch.tensor([8]), torch.tensor([[1, 2, 0, 0, 0, 0, 0, 0]]), seed)
+    while backend.step(torch.Generator()) is None:
+        pass
+    backend.start(row, torch.tensor([2]), torch.tensor([8]), torch.tensor([answer]), seed)
+    while (decoded := backend.step(torch.Generator())) is None:
+        pass
+    backend.close()
+    suffix = decoded[1]
+    return suffix.tokens[0, : suffix.length[0]], suffix.log_p[0, : suffix.length[0]], backend.speculation
+
+
+@pytest.mark.parametrize("answer, adopted", [([1, 2, 3, 3, 0, 0, 0, 0], True), ([1, 3, 3, 3, 0, 0, 0, 0], False)])
+def test_a_guess_is_adopted_only_for_the_same_proposal(llm, answer, adopted):
+    tokens, log_p, counts = _decode_after_a_guess(llm, True, answer)
+    expected_tokens, expected_log_p, _ = _decode_after_a_guess(llm, False, answer)
+    assert (counts.sent, counts.adopted, counts.discarded) == (1, int(adopted), int(not adopted))
+    assert torch.equal(tokens, expected_tokens) and torch.equal(log_p, expected_log_p)
+    # negative control: what the guess decoded (kept prefix [1, 2]) is not what the other prefix decodes
+    if not adopted:
+        assert not torch.equal(log_p, _decode_after_a_guess(llm, False, [1, 2, 3, 3, 0, 0, 0, 0])[1])
 
 
 def test_same_seed_same_output_and_other_seed_differs(llm):

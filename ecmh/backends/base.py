@@ -10,7 +10,10 @@
     backend.select_rows(keep)                    # rows whose schedule is over leave the batch
     backend.close()                              # always, also after an error
 
-`start` .. `select_rows` repeat until every row is done (`ecmh.sampler.run`). The answer itself
+`start` .. `select_rows` repeat until every row is done (`ecmh.sampler.run`). A backend may also have
+`speculate(rows, start, cap, answer, seed)` (arguments as for `start`): the proposal each of these rows
+starts next if the one in flight is rejected, which it may decode ahead where it has room, as long as what
+every row decodes stays the same (`ecmh.backends.vllm.backend`). The answer itself
 lives in the sampler's `State` (`ecmh.kernel`) and nowhere else: a backend reads the prefix a
 proposal keeps from the `answer` passed to `start`, and keeps only what it derives from it for its
 own cache (e.g. which cache column holds each answer position), updated in `commit`.

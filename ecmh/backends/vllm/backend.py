@@ -19,8 +19,23 @@ returned proposal at its first terminal event with `Terminal.first_end` over the
 passes the stop strings to vLLM's `stop` only to end requests early (when the engine has its tokenizer). Where vLLM stops at a stop string that the tokens do
 not hold (its detokenizer's text can differ from the tokens' bytes), the proposal is decoded on by a
 second request, without vLLM's `stop`.
+
+Speculation (`speculate`). A row's MH proposals run one after another, so once rows finish and leave the
+batch the engine runs part-empty while the busiest rows decode on. The proposal that follows a rejection is
+known before the decision (a rejection leaves the answer as it is, and the next proposal's cut and seed come
+from the row's key), so the sampler names it, and the backend decodes it in an engine slot that no row's own
+proposal needs: at most as many requests in the engine as the batch has rows (two for a batch of one row,
+whose engine steps cost about the same with one more request), and no more than the engine's `max_num_seqs`.
+When the row's next proposal turns out to be that one (same start, cap, seed and kept prefix: after an
+acceptance too, when the new cut keeps a prefix the two answers share) the backend adopts the request,
+finished or not; otherwise it aborts it. Each request's tokens depend
+only on its prompt, seed and length, so the answers and every per-row number are the same with speculation
+or without (tested); the per-row `tokens_forwarded` counts adopted work only, and `speculation` counts what
+was discarded.
 """
 
+from collections import Counter
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -35,14 +50,56 @@ from . import channel, engine
 SETTLE_GROUPS = 8  # `step` returns once 1/8 of the rows in flight (at least one) have finished
 
 
+@dataclass
+class Guess:
+    """A proposal decoded ahead for a row (`speculate`): what it starts from, and its request once sent."""
+
+    start: int
+    cap: int
+    seed: int
+    kept: list  # the answer prefix it keeps
+    request: Optional[str] = None  # its engine request id, once sent
+    output: object = None  # the request's latest `RequestOutput` (cumulative), once the engine returned one
+
+    def forwarded(self) -> int:
+        return 0 if self.output is None else forwarded(self.output)
+
+
+@dataclass
+class SpeculationCounts:
+    """What speculation did in one generation (`VLLMBackend.speculation`)."""
+
+    sent: int = 0  # proposals decoded ahead
+    adopted: int = 0  # ... that were the row's next proposal
+    discarded: int = 0  # ... that were not (aborted, or finished for nothing)
+    discarded_forwarded: int = 0  # positions the engine ran for the discarded ones (not in any row's stats)
+
+
+def forwarded(output) -> int:
+    """Positions the engine ran for a request so far: its prompt less prefix-cache hits, plus its tokens."""
+    return len(output.prompt_token_ids) - (output.num_cached_tokens or 0) + len(output.outputs[0].token_ids)
+
+
 class VLLMBackend:
     """Runs ECMH's decoding on a `vllm.LLM` built by `ecmh.load_vllm` (see `ecmh.backends.base.Backend`).
 
     `tokens_forwarded` counts per request the prompt tokens the engine actually computed (prompt +
     kept prefix, less its prefix-cache hits) plus the tokens decoded.
+
+    Args:
+        llm: a `vllm.LLM` built by `ecmh.load_vllm`.
+        speculative: decode, in engine slots no row needs, the proposal that follows a rejection (module
+            docstring); the answers are the same either way. `speculation` counts what it did.
+
+    Example:
+        >>> llm = ecmh.load_vllm("smollm2-135m-instruct", dtype="float32")  # doctest: +SKIP
+        >>> out = ecmh.generate(VLLMBackend(llm, speculative=False), [[1, 2, 3]], seed=0)  # doctest: +SKIP
     """
 
-    def __init__(self, llm):
+    def __init__(self, llm, *, speculative: bool = True):
+        if not isinstance(speculative, bool):
+            raise ValueError(f"VLLMBackend: `speculative` must be True or False, got {speculative!r}.")
+        self.speculative = speculative
         if not engine.is_ready(llm):
             raise ValueError(engine.NOT_LOADED)
         self.llm = llm
@@ -57,13 +114,17 @@ class VLLMBackend:
             else getattr(model_config.hf_text_config, name, None) if name in ("eos_token_id", "pad_token_id") else None)
         self.vocab_size = model_config.get_vocab_size()
         self.tokenizer = None if model_config.skip_tokenizer_init else llm.get_tokenizer()
+        self.max_num_seqs = llm.llm_engine.vllm_config.scheduler_config.max_num_seqs
 
     def close(self) -> None:
-        """Abort what is still in the engine (after an error or ctrl-C), so the next call starts clean."""
+        """Abort what is still in the engine (guesses no row needed; everything after an error or ctrl-C), so the
+        next call starts clean."""
+        for guess in getattr(self, "guesses", {}).values():  # e.g. a last row's, named before it was done
+            self._discard(guess)
         in_flight = list(getattr(self, "in_flight", {}))
         if in_flight:
             self.llm.llm_engine.abort_request(in_flight)
-        self.in_flight, self.waiting = {}, []
+        self.in_flight, self.waiting, self.guesses, self.guessing, self.adopted = {}, [], {}, {}, []
 
     def prepare(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, proposal: PowerProposal,
                 terminal: Terminal) -> torch.Tensor:
@@ -76,6 +137,11 @@ class VLLMBackend:
         self.decoded: list[tuple[list, list]] = [([], []) for _ in range(rows)]  # per row: token ids, [log p, log Z, H]
         self.waiting: list[tuple[int, bool]] = []  # (row, use vLLM's stop strings): requests to send at the next step
         self.in_flight: dict[str, int] = {}  # engine request id -> row
+        self.guesses: dict[int, Guess] = {}  # row -> the proposal decoded ahead for it (`speculate`)
+        self.guessing: dict[str, int] = {}  # engine request id of a guess still decoding -> row
+        self.adopted: list[tuple[int, object]] = []  # (row, finished RequestOutput): guesses adopted after they finished
+        self.slots = min(max(rows, 2), self.max_num_seqs)  # requests in the engine at most, guesses included
+        self.speculation = SpeculationCounts()
         self.buffer = Suffix.empty(rows, max_new_tokens, self.device)
         self.start_at, self.cap = torch.zeros(rows, dtype=torch.long), torch.zeros(rows, dtype=torch.long)
         self.seed = torch.zeros(rows, dtype=torch.long)
@@ -92,54 +158,113 @@ class VLLMBackend:
         for row in starting.nonzero().squeeze(1).tolist():
             self.kept[row] = answer[row, : self.start_at[row]].tolist()
             self.decoded[row] = ([], [])
-            self.waiting.append((row, self._engine_stops))
+            guess = self.guesses.pop(row, None)
+            if guess is not None and guess.request is not None and (guess.start, guess.cap, guess.seed, guess.kept) == (
+                    int(self.start_at[row]), int(self.cap[row]), int(self.seed[row]), self.kept[row]):
+                self._adopt(row, guess)
+            else:
+                self._discard(guess)
+                self.waiting.append((row, self._engine_stops))
 
-    def _request(self, row: int, engine_stops: bool):
+    def speculate(self, rows: torch.Tensor, start: torch.Tensor, cap: torch.Tensor, answer: torch.Tensor,
+                  seed: torch.Tensor) -> None:
+        """Rows where `rows` is True name the proposal that follows a rejection of the one in flight (`start` ..
+        `seed` as for `start`); it is decoded ahead when the engine has a slot to spare (module docstring)."""
+        if not self.speculative:
+            return
+        answer = answer.cpu()
+        for row in rows.cpu().nonzero().squeeze(1).tolist():
+            self._discard(self.guesses.pop(row, None))
+            self.guesses[row] = Guess(int(start[row]), int(cap[row]), int(seed[row]), answer[row, : start[row]].tolist())
+
+    def _adopt(self, row: int, guess: Guess) -> None:
+        self.speculation.adopted += 1
+        if self.guessing.pop(guess.request, None) is not None:
+            self.in_flight[guess.request] = row
+        else:
+            self.adopted.append((row, guess.output))
+
+    def _discard(self, guess: Optional[Guess]) -> None:
+        if guess is None or guess.request is None:
+            return
+        if self.guessing.pop(guess.request, None) is not None:
+            self.llm.llm_engine.abort_request([guess.request])
+        self.speculation.discarded += 1
+        self.speculation.discarded_forwarded += guess.forwarded()
+
+    def _request(self, prompt: list, max_tokens: int, seed: int, engine_stops: bool):
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        p, decoded = self.proposal, self.decoded[row][0]
+        p = self.proposal
         params = SamplingParams(
-            n=1, temperature=0.0, max_tokens=int(self.cap[row] - self.start_at[row]) - len(decoded), ignore_eos=True,
+            n=1, temperature=0.0, max_tokens=max_tokens, ignore_eos=True,
             stop_token_ids=list(self.terminal.eos_token_ids), logprobs=channel.LOGPROBS, skip_special_tokens=False,
             stop=list(self.terminal.stop_strings.stop_strings) if engine_stops else None, detokenize=engine_stops,
-            extra_args={channel.EXTRA_ARGS_KEY: channel.request_spec(p.alpha, p.top_k, p.top_p, int(self.seed[row]))},
+            extra_args={channel.EXTRA_ARGS_KEY: channel.request_spec(p.alpha, p.top_k, p.top_p, seed)},
         )
-        return TokensPrompt(prompt_token_ids=self.prompts[row] + self.kept[row] + decoded), params
+        return TokensPrompt(prompt_token_ids=prompt), params
+
+    def _proposal_request(self, row: int, engine_stops: bool):
+        decoded = self.decoded[row][0]
+        return self._request(self.prompts[row] + self.kept[row] + decoded,
+                             int(self.cap[row] - self.start_at[row]) - len(decoded), int(self.seed[row]), engine_stops)
+
+    def _guess_request(self, row: int):
+        guess = self.guesses[row]
+        return self._request(self.prompts[row] + guess.kept, guess.cap - guess.start, guess.seed, self._engine_stops)
 
     def step(self, rng: torch.Generator) -> Optional[tuple[torch.Tensor, Suffix]]:
+        finished = [row for row, output in self.adopted if self._take(row, output)]
+        self.adopted = []
         self._submit()
+        if finished:  # guesses that had finished before their rows needed them
+            return self._finished(finished)
         if not self.in_flight:
             raise RuntimeError("VLLMBackend.step: no proposal is in flight (start one first).")
         enough = -(-len(self.in_flight) // SETTLE_GROUPS)  # rows to settle together: amortises the host's work
-        finished = []
         while self.in_flight and len(finished) < enough:
             if not self.llm.llm_engine.has_unfinished_requests():  # LLMEngine.step would wait forever
                 raise RuntimeError(f"VLLMBackend.step: the engine holds none of the requests {sorted(self.in_flight)} "
                                    "that ecmh waits for (were they aborted from outside?).")
             for output in self.llm.llm_engine.step():
-                if output.finished and output.request_id in self.in_flight:
+                if output.request_id in self.guessing:
+                    row = self.guessing[output.request_id]
+                    self.guesses[row].output = output
+                    if output.finished:
+                        del self.guessing[output.request_id]
+                elif output.finished and output.request_id in self.in_flight:
                     row = self.in_flight.pop(output.request_id)
                     if self._take(row, output):
                         finished.append(row)
-            self._submit()  # proposals that decode on
+            self._submit()  # proposals that decode on, and guesses in the slots that rows left
         return self._finished(finished) if finished else None
 
     def _submit(self) -> None:
-        """Send the waiting rows' requests to the engine; they join its running batch at its next step."""
-        if self.waiting:
-            prompts, params = zip(*(self._request(row, engine_stops) for row, engine_stops in self.waiting))
-            ids = self.llm.enqueue(list(prompts), list(params), use_tqdm=False)
-            self.in_flight.update(zip(map(engine.request_id, ids), (row for row, _ in self.waiting)))
-            self.waiting = []
+        """Send the waiting rows' requests, then guesses while the engine has slots to spare; they join its
+        running batch at its next step."""
+        requests = [(row, self._proposal_request(row, engine_stops), self.in_flight) for row, engine_stops in self.waiting]
+        self.waiting = []
+        spare = self.slots - len(self.in_flight) - len(requests) - len(self.guessing)
+        unsent = [row for row, guess in self.guesses.items() if guess.request is None][: max(spare, 0)]
+        requests += [(row, self._guess_request(row), self.guessing) for row in unsent]
+        if not requests:
+            return
+        rows, prompts_and_params, registries = zip(*requests)
+        prompts, params = zip(*prompts_and_params)
+        for row, registry, request in zip(rows, registries, map(engine.request_id, self.llm.enqueue(
+                list(prompts), list(params), use_tqdm=False))):
+            registry[request] = row
+            if registry is self.guessing:
+                self.guesses[row].request = request
+                self.speculation.sent += 1
 
     def _take(self, row: int, output) -> bool:
         """Add a finished request's tokens to its row's proposal; False if the proposal must decode on."""
         completion, (ids, numbers) = output.outputs[0], self.decoded[row]
         ids += completion.token_ids
         numbers += [channel.decode(t, lp) for t, lp in zip(completion.token_ids, completion.logprobs)]
-        self.buffer.forwarded[row] += (len(output.prompt_token_ids) - (output.num_cached_tokens or 0)
-                                       + len(completion.token_ids))
+        self.buffer.forwarded[row] += forwarded(output)
         if self.terminal.stop_strings is not None and not self._cut_at_terminal_event(row, ids, numbers):
             if isinstance(completion.stop_reason, str) and len(ids) < self.cap[row] - self.start_at[row]:
                 # vLLM's detokenizer saw a stop string the tokens do not hold (after a kept prefix that ends
@@ -176,7 +301,8 @@ class VLLMBackend:
         """Nothing to do: the engine's prefix cache follows the prompts it is sent (`start` reads the answer)."""
 
     def select_rows(self, keep: torch.Tensor) -> None:
-        """Keep these rows; a row in flight keeps its request (rows repeat only when none is in flight)."""
+        """Keep these rows; a row in flight keeps its request (rows repeat only when none is in flight), a row
+        kept once keeps its guess."""
         keep = keep.cpu().tolist()
         new_row = {old: new for new, old in enumerate(keep)}
         leaving = [request for request, row in self.in_flight.items() if row not in new_row]
@@ -184,6 +310,12 @@ class VLLMBackend:
             self.llm.llm_engine.abort_request(leaving)
         self.in_flight = {request: new_row[row] for request, row in self.in_flight.items() if row in new_row}
         self.waiting = [(new_row[row], stops) for row, stops in self.waiting if row in new_row]
+        self.adopted = [(new_row[row], output) for row, output in self.adopted if row in new_row]
+        once = {row for row, times in Counter(keep).items() if times == 1}
+        for row in set(self.guesses) - once:
+            self._discard(self.guesses.pop(row))
+        self.guesses = {new_row[row]: guess for row, guess in self.guesses.items()}
+        self.guessing = {request: new_row[row] for request, row in self.guessing.items()}
         self.prompts, self.kept = [self.prompts[row] for row in keep], [self.kept[row] for row in keep]
         self.decoded = [(list(self.decoded[row][0]), list(self.decoded[row][1])) for row in keep]
         self.start_at, self.cap, self.seed = self.start_at[keep], self.cap[keep], self.seed[keep]
