@@ -92,9 +92,22 @@ def test_the_speed_benchmark_on_vllm(vllm_chat_model_dir, tmp_path):
             here = sum(parts[f"{part}_ms"] for part in ("engine_wait", "output_processing", "requests", "host"))
             assert abs(here - parts["ms_per_token"]) < 1e-6 * parts["ms_per_token"]  # this process's parts: the whole
         assert ecmh_parts["requests_ms"] > 0 and plain_parts["requests_ms"] == 0
-        # a step decodes one token per running row: at most `rows`, and exactly 1 for one plain row
-        assert all(0 < parts["decoded_per_forward"] <= r["rows"] for parts in (ecmh_parts, plain_parts))
+        # a step decodes one token per running request: at most `rows` (ECMH: one proposal decoded ahead beside a
+        # lone row, whose tokens count once adopted), and exactly 1 for one plain row
+        assert 0 < plain_parts["decoded_per_forward"] <= r["rows"] and 0 < ecmh_parts["decoded_per_forward"] <= max(r["rows"], 2)
         assert r["rows"] > 1 or plain_parts["decoded_per_forward"] == 1
+        counts = r["speculation"]
+        assert counts["sent"] == counts["adopted"] + counts["discarded"]
     assert "where a decoded token's time goes" in done.stdout
     assert [list(r["per_answer"]) for r in report["latency"]] == [["plain", "ecmh", "uniform_mh", "smc"]] * 2
     assert "wrote" in done.stdout
+
+
+def test_the_speed_benchmark_on_vllm_without_speculation(vllm_chat_model_dir, tmp_path):
+    out = tmp_path / "speed.json"
+    done = command("--backend", "vllm", "--model", str(vllm_chat_model_dir), "--rows", "2", "--max-new-tokens", "8",
+                   "--block-size", "4", "--mcmc-steps", "2", "--repeats", "1", "--dtype", "float32", "--skip-latency",
+                   "--no-speculation", "--out", str(out), module="benchmarks.speed")
+    (result,) = json.loads(out.read_text())["results"]
+    assert result["speculation"] == {"sent": 0, "adopted": 0, "discarded": 0, "discarded_forwarded": 0}
+    assert "proposals decoded ahead: 0" in done.stdout
