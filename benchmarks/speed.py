@@ -215,7 +215,7 @@ def measure_vllm(llm, rows: int, args) -> dict:
     batch = encode_prompts(llm.get_tokenizer(), prompts(rows))
     requests = [TokensPrompt(prompt_token_ids=row[keep].tolist())
                 for row, keep in zip(batch.input_ids, batch.attention_mask.bool())]
-    ecmh_times, plain_times, ecmh_parts, plain_parts, speculation = [], [], [], [], []
+    ecmh_times, plain_times, ecmh_parts, plain_parts = [], [], [], []
     for repeat in range(args.repeats):
         backend = VLLMBackend(llm, speculative=not args.no_speculation)
         run_ecmh = functools.partial(ecmh.generate, backend, batch.input_ids, attention_mask=batch.attention_mask,
@@ -234,10 +234,10 @@ def measure_vllm(llm, rows: int, args) -> dict:
             plain, plain_seconds = timed(run_plain)
         ecmh_times.append(seconds / out.stats.tokens_decoded.sum().item())
         plain_times.append(plain_seconds / max(sum(len(o.outputs[0].token_ids) for o in plain), 1))
-        speculation.append(dataclasses.asdict(backend.speculation))
+    speculation = dataclasses.asdict(backend.speculation)  # the last repeat's, as `out` is
     result = {"rows": rows, **summarise(out, ecmh_times, plain_times, batch.attention_mask.sum().item(),
-                                        batch.input_ids.numel(), speculation[-1]["discarded_forwarded"]),
-              "peak_memory_mb": float("nan"), "speculation": speculation[-1]}
+                                        batch.input_ids.numel(), speculation["discarded_forwarded"]),
+              "peak_memory_mb": float("nan"), "speculation": speculation}
     if args.profile:
         result["profile"] = {name: {part: statistics.median(p[part] for p in parts) for part in parts[0]}
                              for name, parts in (("ecmh", ecmh_parts), ("plain", plain_parts))}
