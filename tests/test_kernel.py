@@ -5,7 +5,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ecmh import keyed, kernel, sampler
+from ecmh import keyed, kernel, sampler, scoring
 from ecmh.cuts import EntropyCut, RestartCut, UniformCut, resolve_cut
 from ecmh.scoring import PowerProposal
 from ecmh.terminal import Terminal
@@ -69,6 +69,24 @@ def test_proposal_scores_equal_a_float64_recomputation_even_where_probabilities_
     torch.testing.assert_close((weights / weights.sum(-1, keepdim=True)).double(), q, rtol=1e-5, atol=1e-30)
     assert (weights[torch.isneginf(log_p)] == 0).all()  # truncated tokens are never drawn
     assert (weights[weights > 0] >= torch.finfo(torch.float32).tiny).all()  # no subnormal weights
+
+
+@given(rows=st.integers(2, 9), vocab=st.integers(4, 300), per_block=st.integers(1, 4),
+       top_k=st.sampled_from([None, 3]), seed=st.integers(0, 2**16))
+def test_a_draw_in_blocks_of_rows_equals_the_draw_of_each_row_alone(rows, vocab, per_block, top_k, seed):
+    generator = torch.Generator().manual_seed(seed)
+    logits, uniform = torch.randn(rows, vocab, generator=generator) * 4, torch.rand(rows, generator=generator)
+    proposal = PowerProposal(3.0, top_k)
+    blocks = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(scoring, "ROW_BLOCK_BYTES", 4 * vocab * per_block)
+        spy = proposal._draw
+        patch.setattr(proposal, "_draw", lambda *args: blocks.append(args[0].shape[0]) or spy(*args))
+        blocked = proposal.draw(logits, uniform)
+    assert blocks == [len(b) for b in torch.arange(rows).split(per_block)]  # it did run in blocks
+    alone = [proposal.draw(logits[r : r + 1], uniform[r : r + 1]) for r in range(rows)]
+    for name, column in zip(blocked._fields, zip(*alone)):
+        assert torch.equal(getattr(blocked, name), torch.cat(column)), name
 
 
 def _random_suffix(rows, width, generator, vocab=5):

@@ -26,3 +26,16 @@ def test_speed_benchmark_writes_its_table(tmp_path, capsys):
             assert per_answer[method]["sequential_passes"] == pytest.approx(per_answer[method]["decoded_tokens"] + 1)
         smc = per_answer["smc"]  # 4 particles in lockstep: at most the cap's passes, 4 particles' tokens
         assert smc["sequential_passes"] <= 8 + 1 and smc["decoded_tokens"] >= smc["sequential_passes"] - 1
+
+
+def test_the_draw_benchmark_times_both_ways_and_refuses_bad_sizes(tmp_path, capsys):
+    from benchmarks import draw_speed
+
+    out = tmp_path / "draw.json"
+    results = draw_speed.main(["--vocab", "300", "--rows", "1,3", "--repeats", "2", "--out", str(out)])
+    assert [(r["vocab"], r["rows"]) for r in results] == [(300, 1), (300, 3)]
+    assert json.loads(out.read_text())["results"] == results
+    assert all(r["blocked_ms"] > 0 and r["one_block_ms"] > 0 for r in results)
+    with pytest.raises(SystemExit):
+        draw_speed.main(["--rows", "0"])
+    assert "--rows" in capsys.readouterr().err

@@ -307,6 +307,8 @@ def test_speculation_changes_no_answer_and_counts_every_position_the_engine_ran(
     # every position the engine ran is in a row's stats or in the discarded count, once
     ran = sum(forwarded(output) for output in spy.latest.values())
     assert ours.stats.tokens_forwarded.sum().item() + counts.discarded_forwarded == ran
+    # at most two requests per row in the engine (its proposal and the one after its rejection), as at the start
+    assert max(sent + before for sent, before in spy.enqueued) == 2 * 2 * len(SPECULATION_PROMPTS)
 
 
 def _decode_after_a_guess(llm, speculative: bool, answer: list):

@@ -24,8 +24,9 @@ Speculation (`speculate`). A row's MH proposals run one after another, so once r
 batch the engine runs part-empty while the busiest rows decode on. The proposal that follows a rejection is
 known before the decision (a rejection leaves the answer as it is, and the next proposal's cut and seed come
 from the row's key), so the sampler names it, and the backend decodes it in an engine slot that no row's own
-proposal needs: at most as many requests in the engine as the batch has rows (two for a batch of one row,
-whose engine steps cost about the same with one more request), and no more than the engine's `max_num_seqs`.
+proposal needs: at most two requests per row in the engine (its proposal and the one after its rejection), and
+no more than the engine's `max_num_seqs`. A decoding step costs little more with more requests while the batch
+is small (on a GPU until its compute, not its memory reads, bounds the step), so that work is nearly free there.
 When the row's next proposal turns out to be that one (same start, cap, seed and kept prefix: after an
 acceptance too, when the new cut keeps a prefix the two answers share) the backend adopts the request,
 finished or not; otherwise it aborts it. Each request's tokens depend
@@ -140,7 +141,7 @@ class VLLMBackend:
         self.guesses: dict[int, Guess] = {}  # row -> the proposal decoded ahead for it (`speculate`)
         self.guessing: dict[str, int] = {}  # engine request id of a guess still decoding -> row
         self.adopted: list[tuple[int, object]] = []  # (row, finished RequestOutput): guesses adopted after they finished
-        self.slots = min(max(rows, 2), self.max_num_seqs)  # requests in the engine at most, guesses included
+        self.slots = min(2 * rows, self.max_num_seqs)  # requests in the engine at most, guesses included
         self.speculation = SpeculationCounts()
         self.buffer = Suffix.empty(rows, max_new_tokens, self.device)
         self.start_at, self.cap = torch.zeros(rows, dtype=torch.long), torch.zeros(rows, dtype=torch.long)

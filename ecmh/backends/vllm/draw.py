@@ -5,26 +5,24 @@ vLLM has two model runners with two logits-processor interfaces (`processor.py` 
 the logits rows of ecmh's requests with each row's request seed and the sequence position of the
 token being sampled, and write back what `draw` returns, so the math cannot drift between them:
 
-1. `log p` with `ecmh.scoring.PowerProposal.log_probs` and `log Z`, `H` and the proposal's weights with
-   `PowerProposal.scores`: the very code of the transformers backend;
-2. the token from `q = p^alpha / Z`, by inverting its CDF at `ecmh.keyed.uniforms(seed, position)`: a
-   fixed function of the request's seed (its proposal's key, `ecmh.keyed`) and the position, so
-   the draw does not depend on how vLLM batches, chunks, reorders or re-runs the step;
+1. `log p`, `log Z`, `H` and the token from `q = p^alpha / Z` with `ecmh.scoring.PowerProposal.draw`, the
+   very code of the transformers backend;
+2. the token's uniform is `ecmh.keyed.uniforms(seed, position)`: a fixed function of the request's seed (its
+   proposal's key, `ecmh.keyed`) and the position, so the draw does not depend on how vLLM batches, chunks,
+   reorders or re-runs the step;
 3. the draw and its numbers encoded as processed logits (`channel.encode`).
 """
 
 import torch
 
 from ... import keyed
-from ...scoring import PowerProposal, invert_cdf
+from ...scoring import PowerProposal
 from . import channel
 
 
 def draw(logits: torch.Tensor, proposal: PowerProposal, seed: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
     """Processed logits `[R, V]` for raw logits `[R, V]`: each row's token drawn from `p^alpha / Z` at
     `keyed.uniforms(seed, position)`, with its `log p`, `log Z` and `H` (`channel.encode`)."""
-    log_p = proposal.log_probs(logits)  # float32, truncated as on the transformers backend
-    log_z, entropy, weights = proposal.scores(log_p)
-    token = invert_cdf(weights, keyed.uniforms(seed.to(weights.device), position.to(weights.device)))
-    numbers = torch.stack([log_p.gather(1, token[:, None]).squeeze(1), log_z, entropy], dim=1)
-    return channel.encode(token, numbers, logits.shape[1], logits.dtype)
+    drawn = proposal.draw(logits, keyed.uniforms(seed.to(logits.device), position.to(logits.device)))
+    numbers = torch.stack([drawn.log_p, drawn.log_z, drawn.entropy], dim=1)
+    return channel.encode(drawn.token, numbers, logits.shape[1], logits.dtype)
