@@ -32,7 +32,7 @@ from .checks import check_int
 # float32's resolution of any sum it joins.
 MIN_NORMAL_EXPONENT = -87.0
 _SMALLEST_KEPT = float(torch.tensor(MIN_NORMAL_EXPONENT).exp())
-# a CPU draws from blocks of rows of about this many logits bytes: a block's passes then run in the core's L2 cache
+# a CPU draws from blocks of rows of about this many bytes of float32 logits: a block's passes then run in L2 cache
 ROW_BLOCK_BYTES = 1 << 20
 
 

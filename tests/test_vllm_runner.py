@@ -92,8 +92,8 @@ def test_the_speed_benchmark_on_vllm(vllm_chat_model_dir, tmp_path):
             here = sum(parts[f"{part}_ms"] for part in ("engine_wait", "output_processing", "requests", "host"))
             assert abs(here - parts["ms_per_token"]) < 1e-6 * parts["ms_per_token"]  # this process's parts: the whole
         assert ecmh_parts["requests_ms"] > 0 and plain_parts["requests_ms"] == 0
-        # a step decodes one token per running request: at most `rows` (ECMH: one proposal decoded ahead beside a
-        # lone row, whose tokens count once adopted), and exactly 1 for one plain row
+        # a step decodes one token per running request: at most `rows` (ECMH: `2 * rows`, each row's proposal and the
+        # one decoded ahead, whose tokens count once adopted), and exactly 1 for one plain row
         assert 0 < plain_parts["decoded_per_forward"] <= r["rows"] and 0 < ecmh_parts["decoded_per_forward"] <= 2 * r["rows"]
         assert r["rows"] > 1 or plain_parts["decoded_per_forward"] == 1
         counts = r["speculation"]

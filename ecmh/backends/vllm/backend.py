@@ -25,8 +25,8 @@ batch the engine runs part-empty while the busiest rows decode on. The proposal 
 known before the decision (a rejection leaves the answer as it is, and the next proposal's cut and seed come
 from the row's key), so the sampler names it, and the backend decodes it in an engine slot that no row's own
 proposal needs: at most two requests per row in the engine (its proposal and the one after its rejection), and
-no more than the engine's `max_num_seqs`. A decoding step costs little more with more requests while the batch
-is small (on a GPU until its compute, not its memory reads, bounds the step), so that work is nearly free there.
+no more than the engine's `max_num_seqs`. On a GPU a small batch's decoding step is bound by reading the weights,
+so the extra requests cost little; on vLLM's CPU build each costs its share of the step (docs/vllm.md, "Speed").
 When the row's next proposal turns out to be that one (same start, cap, seed and kept prefix: after an
 acceptance too, when the new cut keeps a prefix the two answers share) the backend adopts the request,
 finished or not; otherwise it aborts it. Each request's tokens depend
