@@ -260,6 +260,14 @@ def test_load_vllm_gives_the_cpu_engine_small_kv_blocks_unless_told_otherwise(mo
     assert CPU_BLOCK_SIZE == 32 and built["block_size"] == expected
 
 
+def test_load_vllm_refuses_a_kv_block_the_cpu_attention_cannot_run_before_building_the_engine(model_dir, monkeypatch):
+    import vllm
+
+    monkeypatch.setattr(vllm, "LLM", lambda model, **options: pytest.fail("the engine was built"))
+    with pytest.raises(ValueError, match=r"block_size=16: .*multiple of 32"):
+        ecmh.load_vllm(model_dir, dtype="float32", block_size=16)
+
+
 def test_speed_benchmark_runs_on_the_engine(llm, monkeypatch):
     from transformers import BatchEncoding
 

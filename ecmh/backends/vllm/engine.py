@@ -112,7 +112,8 @@ def load_vllm(
             `kv_cache_memory_bytes`, `gpu_memory_utilization` or `$VLLM_CPU_KVCACHE_SPACE`, the KV
             cache gets 2 GiB (vLLM's own default wants 92 % of RAM free), and without `block_size` its KV
             blocks hold 32 tokens (vLLM's CPU default is 128; the prefix cache reuses whole blocks only, so a
-            cut recomputes the kept prefix's last partial block: on a GPU vLLM's default is 16).
+            cut recomputes the kept prefix's last partial block: on a GPU vLLM's default is 16); a
+            `block_size` its CPU attention cannot run (vLLM 0.32: not a multiple of 32) is refused here.
 
     Example:
         >>> import ecmh
@@ -134,8 +135,9 @@ def load_vllm(
         llm_kwargs["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES
     if _on_cpu():
         # after a cut the prefix cache serves whole KV blocks only: the CPU default (128) recomputes up to 127
-        # kept tokens per proposal, 32 (the smallest the CPU kernels run fast with) up to 31
+        # kept tokens per proposal, 32 (the smallest the CPU attention runs) up to 31
         llm_kwargs.setdefault("block_size", CPU_BLOCK_SIZE)
+        _check_cpu_block_size(llm_kwargs["block_size"])
     if distributed_executor_backend is not None:
         llm_kwargs["distributed_executor_backend"] = distributed_executor_backend
     return vllm.LLM(
@@ -145,6 +147,20 @@ def load_vllm(
         logits_processors=processors + [processor_for_runner()],
         **llm_kwargs,
     )
+
+
+def _check_cpu_block_size(block_size: int) -> None:
+    """Refuse a KV block that vLLM's CPU attention cannot run now, not minutes later inside its worker."""
+    try:
+        from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+    except ImportError:  # another vLLM layout: its own check stands
+        return
+    # the kernel's block sizes, each an int or a `MultipleOf(base)`; vLLM splits a KV block into kernel blocks
+    bases = [getattr(size, "base", size) for size in CPUAttentionBackend.get_supported_kernel_block_sizes()]
+    if not any(block_size % base == 0 for base in bases):
+        raise ValueError(f"block_size={block_size}: the KV blocks of vLLM's CPU build must be a multiple of "
+                         f"{' or '.join(map(str, bases))} tokens; leave `block_size` out (ecmh uses {CPU_BLOCK_SIZE} "
+                         "on a CPU).")
 
 
 def _on_cpu() -> bool:
