@@ -25,8 +25,8 @@ from .figures import (ACCEPTANCE_PLOT, ACCURACY_PLOT, has_acceptance, panels, pl
                       plot_accuracy_vs_tokens)
 from .registry import method_rank
 from .results_file import SAMPLE_KEY, read_rows, row_key
-from .stats import (CLUSTERED_CI, accuracy_interval, clustered_mcnemar, mean_or_none, pass_at_k,
-                         pass_at_k_levels, sd_or_none)
+from .stats import (CLUSTERED_CI, accuracy_interval, clustered_mcnemar, mean_or_none, paired_difference,
+                    pass_at_k, pass_at_k_levels, sd_or_none)
 
 REFERENCE_METHOD = "ecmh"
 REQUIRED_KEYS = (*SAMPLE_KEY, "correct")
@@ -117,6 +117,9 @@ class McNemarComparison:
     other_only: int
     statistic: float
     p_value: float
+    difference: float  # ecmh's accuracy less the other method's, over the pairs
+    difference_low: float | None  # its 95% interval, clustered by problem (None for one problem)
+    difference_high: float | None
     token_ratio: float | None  # ecmh's mean decoded tokens / the other method's, over the pairs
 
 
@@ -210,18 +213,22 @@ def compare_with_reference(reference: list[dict], other: list[dict]) -> McNemarC
     other_correct = {(row["problem_id"], row["seed"]): bool(row["correct"]) for row in other}
     paired = reference_correct.keys() & other_correct.keys()
     discordant = defaultdict(lambda: [0, 0])
+    pairs_per_problem = defaultdict(int)
     for problem, seed in paired:
+        pairs_per_problem[problem] += 1
         ours, theirs = reference_correct[problem, seed], other_correct[problem, seed]
         if ours != theirs:
             discordant[problem][0 if ours else 1] += 1
     statistic, p_value = clustered_mcnemar([tuple(counts) for counts in discordant.values()])
+    difference = paired_difference([(pairs, discordant[problem][0] - discordant[problem][1])
+                                    for problem, pairs in pairs_per_problem.items()])
     tokens = [mean_or_none(by_key[key].get("tokens_decoded") for key in paired)
               for by_key in ({(r["problem_id"], r["seed"]): r for r in rows} for rows in (reference, other))]
     return McNemarComparison(
         model=other[0]["model"], task=other[0]["task"], method=other[0]["method"], pairs=len(paired),
         ecmh_only=sum(b for b, _ in discordant.values()), other_only=sum(c for _, c in discordant.values()),
-        statistic=statistic, p_value=p_value,
-        token_ratio=tokens[0] / tokens[1] if None not in tokens and tokens[1] else None,
+        statistic=statistic, p_value=p_value, difference=difference[0], difference_low=difference[1],
+        difference_high=difference[2], token_ratio=tokens[0] / tokens[1] if None not in tokens and tokens[1] else None,
     )
 
 
@@ -310,11 +317,14 @@ def settings_lines(methods: list[MethodSummary]) -> list[str]:
 
 
 def mcnemar_table(comparisons: list[McNemarComparison]) -> list[str]:
-    lines = ["| model | task | ecmh vs | pairs | ecmh only | other only | statistic | p | ecmh tokens / other |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| model | task | ecmh vs | pairs | ecmh only | other only | statistic | p "
+             "| ecmh - other, points [95% CI] | ecmh tokens / other |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for c in comparisons:
+        interval = "" if c.difference_low is None else f" [{100 * c.difference_low:+.1f}, {100 * c.difference_high:+.1f}]"
         lines.append(f"| {c.model} | {c.task} | {c.method} | {c.pairs} | {c.ecmh_only} | {c.other_only} "
-                     f"| {c.statistic:.2f} | {c.p_value:.3g} | {number(c.token_ratio, 2)} |")
+                     f"| {c.statistic:.2f} | {c.p_value:.3g} | {100 * c.difference:+.1f}{interval} "
+                     f"| {number(c.token_ratio, 2)} |")
     return lines
 
 
@@ -356,7 +366,9 @@ def markdown(summary: Summary, command: str, rows: int) -> str:
     lines += ["", "## ecmh against each method: clustered McNemar", "",
               "Paired on (problem, seed) samples both methods have, clustered by problem (Durkalski et al. "
               "2003): statistic (B - C)² / Σ_problems (b - c)², chi-square with 1 degree of freedom, where "
-              "b (B in all) counts samples only ecmh got right and c (C) samples only the other method got right.",
+              "b (B in all) counts samples only ecmh got right and c (C) samples only the other method got right. "
+              "ecmh - other: the difference of their accuracies on those pairs, (B - C) / pairs, with its 95% "
+              "interval clustered by problem as for accuracy.",
               ""]
     if summary.comparisons:
         lines += mcnemar_table(summary.comparisons)

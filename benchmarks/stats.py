@@ -1,5 +1,5 @@
-"""The statistics of the benchmark report: pass@k, accuracy intervals (Wilson, cluster-robust by problem) and
-the clustered McNemar test, in the standard library alone."""
+"""The statistics of the benchmark report: pass@k, accuracy intervals (Wilson, cluster-robust by problem), the
+clustered McNemar test and the interval of a paired accuracy difference, in the standard library alone."""
 
 import math
 import statistics
@@ -64,20 +64,39 @@ def student_t_quantile(confidence: float, dof: int) -> float:
     return (low + high) / 2
 
 
-def clustered_interval(counts: list[tuple[int, int]]) -> tuple[float, float]:
-    """95% interval for sum(correct) / sum(samples) over problems given as (samples, correct).
+def clustered_mean(counts: list[tuple[int, int]]) -> tuple[float, float]:
+    """sum(x) / sum(samples) over problems given as (samples, sum of x), and the half-width of its 95% interval.
 
-    Cluster-robust (CR1) standard error of the ratio over the G problems,
-    sqrt(G / (G - 1) * sum_i (c_i - p * n_i)^2) / N, with a t quantile on G - 1 degrees of
+    Cluster-robust (CR1) standard error of the ratio over the G >= 2 problems,
+    sqrt(G / (G - 1) * sum_i (x_i - m * n_i)^2) / N, with a t quantile on G - 1 degrees of
     freedom; with equal samples per problem this is the standard error of the per-problem means.
     """
     total_samples = sum(n for n, _ in counts)
-    share = sum(c for _, c in counts) / total_samples
+    mean = sum(x for _, x in counts) / total_samples
     problems = len(counts)
-    spread = sum((c - share * n) ** 2 for n, c in counts)
+    spread = sum((x - mean * n) ** 2 for n, x in counts)
     error = math.sqrt(problems / (problems - 1) * spread) / total_samples
-    half = student_t_quantile(CONFIDENCE, problems - 1) * error
+    return mean, student_t_quantile(CONFIDENCE, problems - 1) * error
+
+
+def clustered_interval(counts: list[tuple[int, int]]) -> tuple[float, float]:
+    """95% interval for sum(correct) / sum(samples) over problems given as (samples, correct), clustered by
+    problem (`clustered_mean`), clipped to [0, 1]."""
+    share, half = clustered_mean(counts)
     return max(0.0, share - half), min(1.0, share + half)
+
+
+def paired_difference(differences: list[tuple[int, int]]) -> tuple[float, float | None, float | None]:
+    """Accuracy of one method less another's on paired samples, with its 95% interval clustered by problem.
+
+    `differences` holds, for every problem with pairs (concordant ones too), (pairs, b - c): b pairs
+    only the first method got right, c only the second. Returns (difference, low, high), the interval
+    clipped to [-1, 1]; (difference, None, None) with fewer than two problems.
+    """
+    if len(differences) < 2:
+        return sum(d for _, d in differences) / sum(n for n, _ in differences), None, None
+    difference, half = clustered_mean(differences)
+    return difference, max(-1.0, difference - half), min(1.0, difference + half)
 
 
 def accuracy_interval(counts: list[tuple[int, int]]) -> tuple[float, float, str]:

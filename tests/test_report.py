@@ -16,9 +16,12 @@ math500/ecmh.jsonl ends in a partial line (a killed run).
 import json
 import math
 import shutil
+import statistics
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from benchmarks import report, stats
 
@@ -90,6 +93,13 @@ def test_clustered_mcnemar_on_the_fake_results(summary):
     versus_uniform = summary.comparison("tiny-llama", "humaneval", "uniform_mh")
     assert (versus_uniform.ecmh_only, versus_uniform.other_only) == (0, 4)
     assert versus_uniform.statistic == pytest.approx(16 / 6)
+    # ecmh - standard: per-problem differences .5, .5, 0, 0 (p3 concordant, p4 balanced: both count), mean .25,
+    # sample variance (4 * .25²) / 3, standard error sqrt(1 / 12) / 2; t on 3 degrees of freedom
+    assert versus_standard.difference == 0.25
+    half = T_975_3_DOF * math.sqrt(1 / 12) / 2
+    assert (versus_standard.difference_low, versus_standard.difference_high) == (
+        pytest.approx(0.25 - half), pytest.approx(0.25 + half))
+    assert versus_uniform.difference == -0.5
     # no discordant pair at all, and discordant pairs that balance: p = 1
     for task, method in [("humaneval", "standard"), ("math500", "uniform_mh")]:
         comparison = summary.comparison("tiny-llama", task, method)
@@ -136,6 +146,21 @@ def test_pass_at_k_matches_the_closed_form():
                 assert stats.pass_at_k(n, c, k) == pytest.approx(stable)
     assert stats.pass_at_k_levels([4, 5, 8]) == [1, 2, 4]
     assert stats.pass_at_k_levels([3]) == [1, 2]
+
+
+@given(st.integers(1, 4), st.lists(st.integers(-4, 4), min_size=2, max_size=30))
+def test_the_paired_difference_interval_is_the_t_interval_of_the_per_problem_differences(seeds, differences):
+    differences = [max(-seeds, min(seeds, d)) for d in differences]  # b - c of `seeds` pairs
+    difference, low, high = stats.paired_difference([(seeds, d) for d in differences])
+    means = [d / seeds for d in differences]
+    assert difference == pytest.approx(statistics.fmean(means))
+    half = stats.student_t_quantile(0.95, len(means) - 1) * statistics.stdev(means) / math.sqrt(len(means))
+    assert (low, high) == (pytest.approx(max(-1.0, difference - half), abs=1e-12),
+                           pytest.approx(min(1.0, difference + half), abs=1e-12))
+
+
+def test_a_paired_difference_over_one_problem_has_no_interval():
+    assert stats.paired_difference([(3, -2)]) == (pytest.approx(-2 / 3), None, None)
 
 
 def test_clustered_mcnemar_hand_example():
