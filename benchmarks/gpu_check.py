@@ -97,7 +97,8 @@ def main(argv=None) -> None:
         else:
             engine, plain = model, plain_transformers
         vocab_size = CONFIGS[name]["vocab_size"]
-        ecmh_seconds_per_token(engine, prompts(1, vocab_size), block_size, block_size)  # warm-up
+        ecmh_seconds_per_token(engine, prompts(1, vocab_size), block_size, block_size)  # warm-ups
+        plain(engine, prompts(1, vocab_size), block_size)
         for rows in rows_list:
             ids = prompts(rows, vocab_size)
             ours = ecmh_seconds_per_token(engine, ids, max_new_tokens, block_size)
