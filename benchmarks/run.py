@@ -11,8 +11,11 @@ unit's wall time divided by the unit's problems. Units run one after another on 
 actors (`--ray`, `ray_sweep.py`), the driver still the one writer.
 """
 
+import contextlib
 import itertools
+import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,12 +180,30 @@ class Results:
         return unit.method not in methods.BEST_OF_N or self.budgets(unit) is not None
 
     def write(self, rows: list[dict]) -> int:
-        """Append the rows not yet stored (a unit redone after an interruption repeats its stored ones)."""
+        """Append the rows not yet stored (a unit redone after an interruption repeats its stored ones); a ctrl-C
+        waits until they are stored and counted, so what the interruption reports is what the files hold."""
         new = [row for row in rows if row_key(row) not in self.files[row["method"]].done]
-        for row in new:
-            self.files[row["method"]].append(row)
-        self.written += len(new)
+        with ctrl_c_deferred():
+            for row in new:
+                self.files[row["method"]].append(row)
+            self.written += len(new)
         return len(new)
+
+
+@contextlib.contextmanager
+def ctrl_c_deferred():
+    """A ctrl-C during the block is raised when it ends (in the main thread, where Python handles signals)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda number, frame: caught.append(number))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -239,7 +260,7 @@ def run(
                 bar.update(results.write(sampler.rows(unit, results.budgets(unit))))
     except KeyboardInterrupt:
         bar.close()
-        raise RunInterrupted(out, results.written, len(results.done), max(0, todo - int(bar.n))) from None
+        raise RunInterrupted(out, results.written, len(results.done), max(0, todo - results.written)) from None
     bar.close()
     return out
 

@@ -237,3 +237,21 @@ def test_ctrl_c_prints_one_line_with_what_was_kept_and_the_resume_command(tiny_c
     last = stderr.strip().splitlines()[-1]
     assert f"interrupted: {kept} new row(s) kept ({kept} in {tmp_path})" in last, last
     assert "the same command resumes (python -m benchmarks run --model" in last and "--limit 40" in last
+
+
+def test_a_ctrl_c_just_after_a_row_is_stored_still_counts_it(tiny_chat_model_dir, tmp_path, monkeypatch, capsys):
+    import os
+    import signal
+
+    from benchmarks.results_file import ResultsFile
+
+    store = ResultsFile.append
+
+    def store_then_interrupt(self, row):  # the signal lands between the row's write and its bookkeeping
+        store(self, row)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(ResultsFile, "append", store_then_interrupt)
+    assert _run(tiny_chat_model_dir, tmp_path, "--task", "gsm8k", "--method", "low_temp", "--limit", "4") == 130
+    kept = len(_rows(tmp_path))
+    assert kept >= 1 and f"interrupted: {kept} new row(s) kept ({kept} in" in capsys.readouterr().err
