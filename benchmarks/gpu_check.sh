@@ -6,7 +6,8 @@
 # 2. the transformers backend's ECMH cost per decoded token against plain `generate` at 1, 16 and 64 rows, on
 #    random-weight Qwen2.5-0.5B and -7B configs in bfloat16 (benchmarks/gpu_check.py);
 # 3. where vLLM is installed: the vLLM backend's tests, and the same timing through vLLM, once per model runner
-#    (VLLM_USE_V2_MODEL_RUNNER=0: the V1 runner; =1: Model Runner V2 with ecmh's V2 logits processor).
+#    (VLLM_USE_V2_MODEL_RUNNER=0: the V1 runner; =1: Model Runner V2 with ecmh's V2 logits processor; vLLM 0.34
+#    has Model Runner V2 alone).
 # Each part prints its own verdict; the script goes on after a failure and exits non-zero if any part failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -41,6 +42,7 @@ if python -c "import vllm" 2>/dev/null; then
   part python -m pytest -q -p no:cacheprovider tests/test_vllm.py tests/test_vllm_processors.py "${quick_vllm[@]}"
   runners=(0 1)
   [ "$device" = cpu ] && runners=(0)  # Model Runner V2 needs Triton's GPU backend
+  python -c "from ecmh.backends.vllm.engine import has_v1_runner; exit(not has_v1_runner())" || runners=(1)  # >= 0.34
   for runner in "${runners[@]}"; do
     part env VLLM_USE_V2_MODEL_RUNNER=$runner python -m benchmarks.gpu_check --backend vllm "${tiny[@]}"
   done

