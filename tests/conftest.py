@@ -20,6 +20,11 @@ PAD = 3  # an ordinary token too: continuations are read up to their first EOS
 TEXTS = ["a", "b", "<eos>", "c", "ab", "ca", "bb", "ac"]  # token i's text in `tiny_tokenizer`, for stop strings
 
 
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:  # `pytest -n N`: N processes share the cores, and so do their threads
+    THREADS = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    torch.set_num_threads(THREADS)
+    os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))  # for the programs the tests start
+
 DEVICE = os.environ.get("ECMH_TEST_DEVICE", "cpu")  # `ECMH_TEST_DEVICE=cuda`: the models live there (benchmarks/gpu_check.sh)
 
 
