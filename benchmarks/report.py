@@ -120,6 +120,9 @@ class McNemarComparison:
     difference: float  # ecmh's accuracy less the other method's, over the pairs
     difference_low: float | None  # its 95% interval, clustered by problem (None for one problem)
     difference_high: float | None
+    # the difference had every answer the token limit cut off gone against ecmh (ecmh's wrong, the other's right):
+    # how far the limit could move it; None when no answer in the pairs was cut off
+    difference_if_cut_offs_went_against_ecmh: float | None
     token_ratio: float | None  # ecmh's mean decoded tokens / the other method's, over the pairs
 
 
@@ -222,13 +225,19 @@ def compare_with_reference(reference: list[dict], other: list[dict]) -> McNemarC
     statistic, p_value = clustered_mcnemar([tuple(counts) for counts in discordant.values()])
     difference = paired_difference([(pairs, discordant[problem][0] - discordant[problem][1])
                                     for problem, pairs in pairs_per_problem.items()])
-    tokens = [mean_or_none(by_key[key].get("tokens_decoded") for key in paired)
-              for by_key in ({(r["problem_id"], r["seed"]): r for r in rows} for rows in (reference, other))]
+    by_keys = [{(row["problem_id"], row["seed"]): row for row in rows} for rows in (reference, other)]
+    tokens = [mean_or_none(by_key[key].get("tokens_decoded") for key in paired) for by_key in by_keys]
+    cut_off = {key: [at_token_limit(by_key[key]) == 1.0 for by_key in by_keys] for key in paired}
+    would_flip = sum((reference_correct[key] and cut_off[key][0]) + (not other_correct[key] and cut_off[key][1])
+                     for key in paired)
     return McNemarComparison(
         model=other[0]["model"], task=other[0]["task"], method=other[0]["method"], pairs=len(paired),
         ecmh_only=sum(b for b, _ in discordant.values()), other_only=sum(c for _, c in discordant.values()),
         statistic=statistic, p_value=p_value, difference=difference[0], difference_low=difference[1],
-        difference_high=difference[2], token_ratio=tokens[0] / tokens[1] if None not in tokens and tokens[1] else None,
+        difference_high=difference[2],
+        difference_if_cut_offs_went_against_ecmh=difference[0] - would_flip / len(paired)
+        if any(any(flags) for flags in cut_off.values()) else None,
+        token_ratio=tokens[0] / tokens[1] if None not in tokens and tokens[1] else None,
     )
 
 
@@ -265,6 +274,10 @@ def summarise(rows: list[dict]) -> Summary:
 
 def percent(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
+
+
+def signed_points(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:+.1f}"
 
 
 def number(value: float | None, digits: int) -> str:
@@ -318,13 +331,13 @@ def settings_lines(methods: list[MethodSummary]) -> list[str]:
 
 def mcnemar_table(comparisons: list[McNemarComparison]) -> list[str]:
     lines = ["| model | task | ecmh vs | pairs | ecmh only | other only | statistic | p "
-             "| ecmh - other, points [95% CI] | ecmh tokens / other |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| ecmh - other, points [95% CI] | had cut-off answers gone against ecmh | ecmh tokens / other |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for c in comparisons:
         interval = "" if c.difference_low is None else f" [{100 * c.difference_low:+.1f}, {100 * c.difference_high:+.1f}]"
         lines.append(f"| {c.model} | {c.task} | {c.method} | {c.pairs} | {c.ecmh_only} | {c.other_only} "
                      f"| {c.statistic:.2f} | {c.p_value:.3g} | {100 * c.difference:+.1f}{interval} "
-                     f"| {number(c.token_ratio, 2)} |")
+                     f"| {signed_points(c.difference_if_cut_offs_went_against_ecmh)} | {number(c.token_ratio, 2)} |")
     return lines
 
 
@@ -368,7 +381,9 @@ def markdown(summary: Summary, command: str, rows: int) -> str:
               "2003): statistic (B - C)² / Σ_problems (b - c)², chi-square with 1 degree of freedom, where "
               "b (B in all) counts samples only ecmh got right and c (C) samples only the other method got right. "
               "ecmh - other: the difference of their accuracies on those pairs, (B - C) / pairs, with its 95% "
-              "interval clustered by problem as for accuracy.",
+              "interval clustered by problem as for accuracy. Had cut-off answers gone against ecmh: that difference "
+              "if every answer that used all of `max_new_tokens` had gone against ecmh (its right ones wrong, the "
+              "other's wrong ones right), so how far the token limit could move it; – where no answer was cut off.",
               ""]
     if summary.comparisons:
         lines += mcnemar_table(summary.comparisons)

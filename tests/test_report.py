@@ -232,3 +232,45 @@ def test_agreement_between_methods():
     names, matrix = report.agreement(rows, "m", "t")
     assert names == ["standard", "low_temp", "ecmh"]
     assert matrix[0] == [1.0, 1.0, 0.5] and matrix[1][2] == 1.0 and matrix[2][0] == 0.5
+
+
+answer_at = st.tuples(st.booleans(), st.sampled_from([3, 7, 8]))  # (correct, completion tokens); the limit is 8
+
+
+@given(st.lists(st.tuples(answer_at, answer_at), min_size=1, max_size=12), st.integers(1, 3))
+def test_the_token_limit_bound_is_the_difference_had_every_cut_off_answer_gone_against_ecmh(pairs, seeds):
+    def row(method, index, answer):
+        correct, tokens = answer
+        return {"model": "m", "task": "humaneval", "method": method, "problem_id": f"p{index // seeds}",
+                "seed": index % seeds, "correct": correct, "completion_tokens": tokens,
+                "config": {"max_new_tokens": 8}}
+
+    def against_ecmh(method, index, answer):
+        correct, tokens = answer
+        cut_off = tokens >= 8
+        return row(method, index, (correct and not cut_off if method == "ecmh" else correct or cut_off, tokens))
+
+    rows = [row(m, i, pair[k]) for i, pair in enumerate(pairs) for k, m in enumerate(["ecmh", "low_temp"])]
+    [comparison] = report.summarise(rows).comparisons
+    flipped = [against_ecmh(m, i, pair[k]) for i, pair in enumerate(pairs) for k, m in enumerate(["ecmh", "low_temp"])]
+    [recomputed] = report.summarise(flipped).comparisons
+    if any(answer[1] >= 8 for pair in pairs for answer in pair):
+        assert comparison.difference_if_cut_offs_went_against_ecmh == pytest.approx(recomputed.difference)
+        assert comparison.difference_if_cut_offs_went_against_ecmh <= comparison.difference
+    else:
+        assert comparison.difference_if_cut_offs_went_against_ecmh is None
+
+
+def test_the_token_limit_bound_in_the_markdown():
+    def row(method, problem, correct, tokens):
+        return {"model": "m", "task": "humaneval", "method": method, "problem_id": str(problem), "seed": 0,
+                "correct": correct, "completion_tokens": tokens, "config": {"max_new_tokens": 8}}
+
+    # ecmh right on 3 of 4, low_temp on 1; low_temp's wrong answer to p1 and ecmh's right one to p2 were cut off:
+    # +50 points as graded, 0 had both gone against ecmh
+    rows = [row("ecmh", p, p < 3, 8 if p == 2 else 5) for p in range(4)]
+    rows += [row("low_temp", p, p == 0, 8 if p == 1 else 5) for p in range(4)]
+    [comparison] = report.summarise(rows).comparisons
+    assert (comparison.difference, comparison.difference_if_cut_offs_went_against_ecmh) == (0.5, 0.0)
+    assert "| +50.0 [" in (text := report.markdown(report.summarise(rows), "report", len(rows)))
+    assert "| +0.0 |" in text
