@@ -8,6 +8,7 @@ import pytest
 from benchmarks.__main__ import main
 from benchmarks.methods import METHODS
 from benchmarks.results_file import read_rows
+from interrupted import run_benchmarks_signalled
 
 MATH500 = Path(__file__).resolve().parents[2] / "shared" / "data" / "math500.json"
 TINY = ["--max-new-tokens", "8", "--block-size", "4", "--mcmc-steps", "1", "--batch-size", "2"]
@@ -216,25 +217,12 @@ def test_smc_methods_take_their_particles_and_the_report_prints_costs_against_lo
 
 
 def test_ctrl_c_prints_one_line_with_what_was_kept_and_the_resume_command(tiny_chat_model_dir, tmp_path):
-    import signal
-    import subprocess
-    import sys
-    import time
-
     args = ["run", "--model", str(tiny_chat_model_dir), "--out", str(tmp_path), *TINY, "--task", "gsm8k",
             "--method", "ecmh", "--limit", "40", "--batch-size", "1"]
-    run = subprocess.Popen([sys.executable, "-m", "benchmarks", *args], cwd=Path(__file__).resolve().parents[1],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    results = tmp_path / "gsm8k" / "ecmh.jsonl"
-    deadline = time.monotonic() + 300
-    while not (results.exists() and results.read_text().count("\n") >= 2):
-        assert run.poll() is None and time.monotonic() < deadline, "no row was written"
-        time.sleep(0.05)
-    run.send_signal(signal.SIGINT)
-    _, stderr = run.communicate(timeout=120)
-    kept = len(read_rows(results))
-    assert run.returncode == 130 and "Traceback" not in stderr
-    last = stderr.strip().splitlines()[-1]
+    run = run_benchmarks_signalled(args, rows=2, signal="SIGINT")
+    kept = len(read_rows(tmp_path / "gsm8k" / "ecmh.jsonl"))
+    assert run.returncode == 130 and "Traceback" not in run.stderr and kept == 2
+    last = run.stderr.strip().splitlines()[-1]
     assert f"interrupted: {kept} new row(s) kept ({kept} in {tmp_path})" in last, last
     assert "the same command resumes (python -m benchmarks run --model" in last and "--limit 40" in last
 

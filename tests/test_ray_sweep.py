@@ -14,6 +14,7 @@ from benchmarks.methods import RunSettings  # noqa: E402
 from benchmarks.ray_sweep import RaySweep, SweepFailed  # noqa: E402
 from benchmarks.results_file import read_rows  # noqa: E402
 from benchmarks.run import ModelSpec, run  # noqa: E402
+from interrupted import run_benchmarks_signalled  # noqa: E402
 
 TINY = ["--max-new-tokens", "8", "--block-size", "4", "--mcmc-steps", "1", "--batch-size", "2"]
 SWEEP = ["--task", "gsm8k", "--method", "low_temp,ecmh,bon_low_temp", "--limit", "4"]
@@ -76,23 +77,8 @@ def test_a_unit_that_raises_is_reported_and_the_others_finish(tiny_chat_model_di
 
 
 def test_a_driver_killed_mid_sweep_resumes_to_the_uninterrupted_rows(tiny_chat_model_dir, tmp_path, serial):
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
     args = ["run", "--model", str(tiny_chat_model_dir), "--out", str(tmp_path), *TINY, *SWEEP]
-    driver = subprocess.Popen([sys.executable, "-m", "benchmarks", *args, "--ray", "auto"],  # joins this cluster
-                              cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    results = tmp_path / "gsm8k" / "low_temp.jsonl"
-    deadline = time.monotonic() + 300
-    while not (results.exists() and results.read_text().count("\n") >= 2) and driver.poll() is None:
-        assert time.monotonic() < deadline, "the driver wrote no row"
-        time.sleep(0.05)
-    os.kill(driver.pid, signal.SIGKILL)
-    driver.wait()
-    assert len(rows(tmp_path)) < len(serial)  # killed mid-sweep
+    killed = run_benchmarks_signalled([*args, "--ray", "auto"], rows=2, signal="SIGKILL")  # joins this cluster
+    assert killed.returncode == -9 and len(rows(tmp_path)) == 2
     assert main([*args, "--ray"]) == 0
     assert rows(tmp_path) == serial
