@@ -214,7 +214,7 @@ def compare_with_reference(reference: list[dict], other: list[dict]) -> McNemarC
     """Clustered McNemar of the reference method's samples against another method's."""
     reference_correct = {(row["problem_id"], row["seed"]): bool(row["correct"]) for row in reference}
     other_correct = {(row["problem_id"], row["seed"]): bool(row["correct"]) for row in other}
-    paired = reference_correct.keys() & other_correct.keys()
+    paired = sorted(reference_correct.keys() & other_correct.keys())  # sums in one order: the same digits every run
     discordant = defaultdict(lambda: [0, 0])
     pairs_per_problem = defaultdict(int)
     for problem, seed in paired:
@@ -334,9 +334,10 @@ def mcnemar_table(comparisons: list[McNemarComparison]) -> list[str]:
              "| ecmh - other, points [95% CI] | had cut-off answers gone against ecmh | ecmh tokens / other |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for c in comparisons:
-        interval = "" if c.difference_low is None else f" [{100 * c.difference_low:+.1f}, {100 * c.difference_high:+.1f}]"
+        interval = "" if c.difference_low is None else \
+            f" [{signed_points(c.difference_low)}, {signed_points(c.difference_high)}]"
         lines.append(f"| {c.model} | {c.task} | {c.method} | {c.pairs} | {c.ecmh_only} | {c.other_only} "
-                     f"| {c.statistic:.2f} | {c.p_value:.3g} | {100 * c.difference:+.1f}{interval} "
+                     f"| {c.statistic:.2f} | {c.p_value:.3g} | {signed_points(c.difference)}{interval} "
                      f"| {signed_points(c.difference_if_cut_offs_went_against_ecmh)} | {number(c.token_ratio, 2)} |")
     return lines
 

@@ -15,6 +15,7 @@ math500/ecmh.jsonl ends in a partial line (a killed run).
 
 import json
 import math
+import os
 import shutil
 import statistics
 from pathlib import Path
@@ -274,3 +275,23 @@ def test_the_token_limit_bound_in_the_markdown():
     assert (comparison.difference, comparison.difference_if_cut_offs_went_against_ecmh) == (0.5, 0.0)
     assert "| +50.0 [" in (text := report.markdown(report.summarise(rows), "report", len(rows)))
     assert "| +0.0 |" in text
+
+
+def test_the_summary_is_the_same_whatever_the_order_python_hashes_strings_in(tmp_path):
+    import random
+    import subprocess
+    import sys
+
+    draw = random.Random(0)
+    rows = [{"model": "m", "task": "humaneval", "method": method, "problem_id": f"HumanEval/{p}", "seed": seed,
+             "correct": draw.random() < 0.5, "tokens_decoded": draw.randrange(1, 500), "config": {}}
+            for method in ["ecmh", "low_temp"] for p in range(164) for seed in range(2)]
+    (tmp_path / "humaneval").mkdir()
+    (tmp_path / "humaneval" / "rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    program = ("import sys; from benchmarks import report\n"
+               "print(report.summary_json(report.summarise(report.load_rows(sys.argv[1]))))")
+    # the per-problem sums of the intervals once ran in the order of a set of (problem, seed) keys: digits changed
+    outputs = {subprocess.run([sys.executable, "-c", program, str(tmp_path)], capture_output=True, text=True,
+                              check=True, cwd=Path(__file__).resolve().parents[1],
+                              env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in range(8)}
+    assert len(outputs) == 1
