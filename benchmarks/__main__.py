@@ -6,7 +6,8 @@ from the repository root is the same program."""
 
 EXAMPLES = """examples:
   ecmh-benchmarks run --task gsm8k --method all --limit 20 --seeds 0,1 --max-new-tokens 256 --out runs/smol
-  ecmh-benchmarks run --task math500 --method ecmh,low_temp --data ../shared/data/math500.json --limit 50
+  ecmh-benchmarks run --task math500 --method ecmh,low_temp --limit 50                 # MATH500 from the hub
+  ecmh-benchmarks run --task math500 --method ecmh,low_temp --limit 50 --data math500.json  # ... or a local copy
   ecmh-benchmarks run --task humaneval --method all --model qwen2.5-coder-0.5b-instruct --no-chat --shard 0/2
   ecmh-benchmarks report runs/smol
   ecmh-benchmarks regrade runs/smol
@@ -19,13 +20,24 @@ from pathlib import Path
 
 from ecmh.checks import check_int
 
-from .methods import RunSettings
+from .methods import SELECTORS, SMC_PARTICLES, RunSettings
 from .ray_sweep import SweepFailed
+from .registry import METHODS
+from .results_file import FileInUse
 from .run import RunInterrupted
-from .registry import METHODS, SELECTORS, SMC_PARTICLES
 from .tasks import TASK_NAMES
 
 DEFAULTS = RunSettings()
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's and examples' lines; every option's help ends with its default, where it has one."""
+
+    def _get_help_string(self, action):
+        help_text = action.help or ""
+        if "%(default)" in help_text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return help_text
+        return f"{help_text} (default: %(default)s)".lstrip()
 
 
 def _shard(text: str) -> tuple:
@@ -47,22 +59,27 @@ def _seeds(text: str) -> list:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ecmh-benchmarks", description=__doc__, epilog=EXAMPLES,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="sample and grade a task with one or more methods (resumable)")
+    run = commands.add_parser("run", help="sample and grade a task with one or more methods (resumable)",
+                              formatter_class=HelpFormatter)
     run.add_argument("--task", required=True, choices=TASK_NAMES)
     run.add_argument("--method", required=True,
-                     help=f"comma-separated: {', '.join(METHODS)}, or all (best-of-N needs ecmh, run first)")
+                     help=f"comma-separated: {', '.join(METHODS)}, or all (a method whose budget is another's runs "
+                          "that one too, first)")
     run.add_argument("--model", default="smollm2-135m-instruct", help="embedded name, hub id or local path")
-    run.add_argument("--limit", type=int, default=None, help="only the first N problems")
-    run.add_argument("--seeds", type=_seeds, default=[0], help="comma-separated run seeds (default: 0)")
+    run.add_argument("--limit", type=int, default=None, help="only the first N problems (N >= 1; default: all)")
+    run.add_argument("--seeds", type=_seeds, default="0", help="comma-separated run seeds, each >= 0")
     run.add_argument("--out", default=None, help="results folder (default: ecmh-results/<model>)")
-    run.add_argument("--data", default=None, help="the task's data as a JSON/JSONL/CSV/parquet file")
-    run.add_argument("--alpha", type=float, default=DEFAULTS.alpha)
-    run.add_argument("--mcmc-steps", type=int, default=DEFAULTS.mcmc_steps)
-    run.add_argument("--block-size", type=int, default=DEFAULTS.block_size, help="default: max-new-tokens // 16, at least 16")
-    run.add_argument("--max-new-tokens", type=int, default=DEFAULTS.max_new_tokens)
-    run.add_argument("--cut-power", type=float, default=DEFAULTS.cut_power)
+    run.add_argument("--data", default=None,
+                     help="the task's data as a JSON/JSONL/CSV/parquet file (default: the packaged copy, else the hub)")
+    run.add_argument("--alpha", type=float, default=DEFAULTS.alpha, help="the power of the target p^alpha")
+    run.add_argument("--mcmc-steps", type=int, default=DEFAULTS.mcmc_steps, help="MH steps per block")
+    run.add_argument("--block-size", type=int, default=DEFAULTS.block_size,
+                     help="tokens per MH block (default: max-new-tokens // 16, at least 16)")
+    run.add_argument("--max-new-tokens", type=int, default=DEFAULTS.max_new_tokens, help="tokens per answer at most")
+    run.add_argument("--cut-power", type=float, default=DEFAULTS.cut_power,
+                     help="the exponent of the entropy-jump cut weights")
     run.add_argument("--particles", type=int, default=None,
                      help=f"SMC methods' particles per prompt (default: {SMC_PARTICLES}, the entropy-cut paper's)")
     run.add_argument("--batch-size", type=int, default=8, help="problems per sampler call")
@@ -72,11 +89,11 @@ def _parser() -> argparse.ArgumentParser:
                           "--no-chat: the task's own (HumanEval: its five), else none")
     run.add_argument("--no-stop-strings", action="store_true", help="end answers at EOS or the length limit only")
     run.add_argument("--select", default="log_p", choices=SELECTORS,
-                     help="best-of-N: the draw kept (every selector's pick is graded and recorded; default: %(default)s)")
+                     help="best-of-N: the draw kept (every selector's pick is graded and recorded)")
     run.add_argument("--shard", type=_shard, default=None, help="i/n: this engine takes every n-th problem from i")
     run.add_argument("--dtype", default=None, help="weights dtype, e.g. bfloat16 or float32 (default: the backend's)")
     run.add_argument("--device", default=None, help="cpu, cuda, ... (transformers backend)")
-    run.add_argument("--backend", choices=("transformers", "vllm"), default="transformers")
+    run.add_argument("--backend", choices=("transformers", "vllm"), default="transformers", help="what runs the model")
     run.add_argument("--tensor-parallel-size", type=int, default=1, help="vLLM backend")
     run.add_argument("--pipeline-parallel-size", type=int, default=1, help="vLLM backend")
     run.add_argument("--distributed-executor-backend", default=None, help="vLLM backend: ray or mp")
@@ -87,10 +104,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--gpus-per-actor", type=float, default=None,
                      help="GPUs per Ray actor (default on a cluster with GPUs: vLLM's tensor x pipeline parallel size, "
                           "else 1; without GPUs: 0)")
-    report = commands.add_parser("report", help="accuracy, pass@k, costs, McNemar tests and plots of a results folder")
+    report = commands.add_parser("report", help="accuracy, pass@k, costs, McNemar tests and plots of a results folder",
+                                 formatter_class=HelpFormatter)
     report.add_argument("directory")
     report.add_argument("--out", default=None, help="where to write the summary (default: the results folder)")
-    regrade = commands.add_parser("regrade", help="grade a results folder's stored completions again, in place")
+    regrade = commands.add_parser("regrade", help="grade a results folder's stored completions again, in place",
+                                  formatter_class=HelpFormatter)
     regrade.add_argument("directory")
     regrade.add_argument("--task", action="append", choices=TASK_NAMES, help="only this task (repeatable)")
     regrade.add_argument("--data", default=None, help="the task's data, as given to `run` (needs --task)")
@@ -98,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _model_spec(args):
-    from .run import ModelSpec
+    from .sweep import ModelSpec
 
     vllm_options = (("tensor_parallel_size", args.tensor_parallel_size), ("pipeline_parallel_size", args.pipeline_parallel_size),
                     ("distributed_executor_backend", args.distributed_executor_backend))
@@ -114,7 +133,10 @@ def main(argv=None) -> int:
     if args.command == "report":
         from .report import main_report
 
-        report = main_report(args.directory, args.out)
+        try:
+            report = main_report(args.directory, args.out)
+        except ValueError as error:
+            return _error(str(error))
         print(report.read_text())
         print(report)
         return 0
@@ -123,7 +145,7 @@ def main(argv=None) -> int:
 
         try:
             print(main_regrade(args.directory, args.task, args.data))
-        except (ValueError, FileNotFoundError) as error:
+        except (ValueError, FileNotFoundError, FileInUse) as error:
             return _error(str(error))
         return 0
     if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
@@ -143,13 +165,12 @@ def main(argv=None) -> int:
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()  # "Loading weights": stderr keeps the samples' bar only
-        model, tokenizer = spec.load() if ray is None else (None, None)
-        out = run(args.task, args.method.split(","), model, tokenizer, model_name=args.model, seeds=args.seeds,
+        out = run(args.task, args.method.split(","), spec.load, model_name=args.model, seeds=args.seeds,
                   out=args.out, limit=args.limit, data=args.data, settings=settings, batch_size=args.batch_size,
                   chat=not args.no_chat, shard=args.shard, select=args.select, ray=ray)
     except (ValueError, TypeError, FileNotFoundError) as error:
         return _error(" ".join(str(error).split()))
-    except SweepFailed as error:
+    except (SweepFailed, FileInUse) as error:
         return _error(str(error))
     except RunInterrupted as interrupted:
         command = "python -m benchmarks " + shlex.join(sys.argv[1:] if argv is None else argv)

@@ -1,33 +1,24 @@
-"""The samplers a benchmark compares. Each turns a batch of prompts into one answer per prompt.
+"""The kinds of sampler a benchmark compares, each turning a batch of prompts into one answer per prompt:
+`Plain` (temperature 1, or the tempered proposal at 1/alpha), `MH` (block-wise MH on `p^alpha` with a cut rule),
+`SMC` (Sequential Monte Carlo on `p^alpha`) and `BestOfN` (the best of plain draws under another method's token
+budget). The benchmark's methods are instances of these, registered by name in `registry.py`.
 
-| method         | what it samples                                                                  |
-| -------------- | -------------------------------------------------------------------------------- |
-| `standard`     | the base model at temperature 1                                                  |
-| `low_temp`     | the token-wise tempered model `p^alpha / Z` (temperature 1/alpha)                 |
-| `uniform_mh`   | `p^alpha` by block-wise MH with uniform cuts (Karan & Du, arXiv 2510.14901)        |
-| `ecmh`         | `p^alpha` by block-wise MH with entropy-jump cuts (arXiv 2605.30327)              |
-| `restart_mh`   | `p^alpha` by block-wise MH whose every proposal restarts the answer               |
-| `bon_std`      | best of N temperature-1 draws, N such that the draws spend ECMH's decoded tokens  |
-| `bon_low_temp` | the same with draws at temperature 1/alpha                                        |
-| `smc`          | `p^alpha` by Sequential Monte Carlo, 64 particles (the entropy-cut paper's baseline) |
-| `power_smc`    | the same with Power-SMC's settings: exponent bridging, the ESS checked every 64 tokens |
+All of them run through `ecmh.generate` (plain sampling is its `mcmc_steps=0` case, which samples the tempered
+proposal exactly), so every method is seeded and counted alike: decoded tokens (rejected proposals and discarded
+particles included), forwarded positions and sequential forward passes (the decoding steps an answer waits for
+one after another: what latency on a GPU follows).
 
-All of them run through `ecmh.generate` (`standard` and `low_temp` are its `mcmc_steps=0` case,
-which samples the tempered proposal exactly), so every method is seeded and counted alike: decoded tokens
-(rejected proposals and discarded particles included), forwarded positions and sequential forward passes
-(the decoding steps an answer waits for one after another: what latency on a GPU follows).
-Best-of-N returns every draw (`Answer.candidates`); `choose` picks one with an `ecmh.select`
-selector: the highest mean base-model log-likelihood per token (`log_p`), the lowest High-Entropy
-Sum (`hes`), or the most common extracted answer (`majority`). Its budget
-is the same problem's ECMH decoded tokens; it draws as if one at a time and stops at the draw
-that brings its decoded tokens closest to the budget (the draw that would cross it is kept only
-when it overshoots by less than stopping before it falls short), so draws made in parallel
-beyond that are discarded unread.
+Best-of-N returns every draw (`Answer.candidates`); `choose` picks one with an `ecmh.select` selector: the highest
+mean base-model log-likelihood per token (`log_p`), the lowest High-Entropy Sum (`hes`), or the most common
+extracted answer (`majority`). Its budget is the same problem's decoded tokens under the method it is matched
+to; it draws as if one at a time and stops at the draw that brings its decoded tokens closest to the budget (the
+draw that would cross it is kept only when it overshoots by less than stopping before it falls short), so draws
+made in parallel beyond that are discarded unread.
 """
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple, Optional, Sequence
 
 import torch
@@ -37,7 +28,8 @@ from ecmh.checks import check_int
 from ecmh.settings import DEFAULTS, SamplerConfig, SMCConfig
 from ecmh.select import scores as selection_scores
 
-from .registry import BEST_OF_N, METHODS, MH_CUTS, SELECTORS, SMC_METHODS, SMC_PARTICLES
+SELECTORS = ("log_p", "hes", "majority")  # ecmh.select's rules that need no second model
+SMC_PARTICLES = 64  # SMC methods' particles per prompt unless `--particles` says otherwise (the entropy-cut paper's)
 
 
 @dataclass(frozen=True)
@@ -49,35 +41,26 @@ class RunSettings:
     block_size: Optional[int] = DEFAULTS.block_size  # None: max_new_tokens // 16, at least 16
     max_new_tokens: int = 3072
     cut_power: float = DEFAULTS.cut_power
-    stop_strings: tuple = ()  # end answers there, exactly (needs the tokenizer: `sample(..., tokenizer=)`)
-    particles: Optional[int] = None  # SMC methods' particles per prompt (None: registry.SMC_PARTICLES)
+    stop_strings: tuple = ()  # end answers there, exactly (needs the tokenizer: `Method.sample(..., tokenizer)`)
+    particles: Optional[int] = None  # SMC methods' particles per prompt (None: SMC_PARTICLES)
 
     def __post_init__(self):  # every setting checked before any model loads
         check_int("max_new_tokens", self.max_new_tokens, 1)
         SamplerConfig(self.alpha, self.mcmc_steps, self.block_size, cut_power=self.cut_power).block_size_for(
             self.max_new_tokens)
-        for method in SMC_METHODS:
-            SMCConfig(**self.smc_options(method))
+        if self.particles is not None:
+            check_int("--particles", self.particles, 1)
 
-    def config(self, method: Optional[str] = None) -> dict:
-        """What a results row of `method` records of these settings (stop strings only where there are some, and
-        SMC's options only for SMC methods, so rows made before they existed still resume)."""
+    def config(self) -> dict:
+        """What a results row records of these settings (stop strings only where there are some, so rows made
+        before they existed still resume; a method adds its own options: `Method.config`)."""
         config = {**self.__dict__, "block_size": self.resolved_block_size}
         del config["particles"]
         if not self.stop_strings:
             del config["stop_strings"]
         else:
             config["stop_strings"] = list(self.stop_strings)
-        if method in SMC_METHODS:
-            config["smc"] = self.smc_options(method)
         return config
-
-    def smc_options(self, method: str) -> dict:
-        """`ecmh.generate`'s SMC options for an SMC method at these settings."""
-        options = dict(SMC_METHODS[method])
-        bridge_fraction = options.pop("bridge_fraction")
-        return dict(particles=SMC_PARTICLES if self.particles is None else self.particles, bridge_tokens=round(bridge_fraction * self.max_new_tokens),
-                    **options)
 
     @property
     def resolved_block_size(self) -> int:
@@ -109,7 +92,6 @@ class Answer(NamedTuple):
     candidates: list = []  # best-of-N: every draw (`Draw`), for `choose`
 
 
-
 def choose(candidates: Sequence[Draw], selector: str, answers: Optional[Sequence[Optional[str]]] = None) -> int:
     """The index of the draw `selector` picks, by `ecmh.select`'s rules; `majority` needs each draw's extracted answer."""
     if selector not in SELECTORS:
@@ -124,62 +106,114 @@ def stable_seed(*parts) -> int:
     return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:7], "big")
 
 
-def sample(
-    method: str,
-    model,
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
-    settings: RunSettings,
-    seed: int,
-    budgets: Optional[Sequence[int]] = None,
-    tokenizer=None,
-) -> list[Answer]:
-    """One answer per prompt row with `method`; best-of-N methods need each row's token `budgets`,
-    stop strings the `tokenizer`."""
-    if method in BEST_OF_N:
-        if budgets is None or len(budgets) != input_ids.shape[0]:
-            raise ValueError(f"{method} needs one decoded-token budget per prompt (the same problem's ECMH run).")
-        return _best_of_n(BEST_OF_N[method], model, input_ids, attention_mask, settings, seed, budgets, tokenizer)
-    if method not in METHODS:
-        raise ValueError(f"Unknown method {method!r}: use one of {', '.join(METHODS)}.")
-    if method in ("standard", "low_temp"):
-        out = _draw(method, model, input_ids, attention_mask, settings, seed, tokenizer)
-        return [Answer(d.tokens, d.cost, None, [], d.log_p) for d in _answers(out, input_ids)]
-    if method in SMC_METHODS:
+# ---------------------------------------------------------------- the kinds of method
+
+
+@dataclass(frozen=True)
+class Method:
+    """A benchmark method: its name, what it samples (`summary`, for the docs), and how.
+
+    `budget_from` names the method whose decoded tokens per problem (same problem, same seed) are this one's
+    budget: the runner runs that method first and hands its counts to `sample` as `budgets`."""
+
+    name: str
+    summary: str
+    budget_from: Optional[str] = None
+
+    def config(self, settings: RunSettings) -> dict:
+        """What its rows record of the settings: the run's, plus the method's own options (checked here, before
+        any model loads)."""
+        return settings.config()
+
+    def sample(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor, settings: RunSettings, seed: int,
+               tokenizer=None, budgets: Optional[Sequence[int]] = None) -> list[Answer]:
+        """One answer per prompt row (`budgets`: one per row where `budget_from` is set; stop strings need the
+        `tokenizer`)."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Plain(Method):
+    """Plain sampling, at temperature 1, or tempered (temperature 1/alpha: the proposal MH corrects)."""
+
+    tempered: bool = False
+
+    def draw(self, model, input_ids, attention_mask, settings: RunSettings, seed: int, tokenizer) -> ecmh.ECMHOutput:
+        return ecmh.generate(
+            model, input_ids, attention_mask=attention_mask, alpha=settings.alpha if self.tempered else 1.0,
+            mcmc_steps=0, max_new_tokens=settings.max_new_tokens, seed=seed, return_dict_in_generate=True,
+            **_stop_strings(settings, tokenizer))
+
+    def sample(self, model, input_ids, attention_mask, settings, seed, tokenizer=None, budgets=None):
+        out = self.draw(model, input_ids, attention_mask, settings, seed, tokenizer)
+        return [Answer(d.tokens, d.cost, None, [], d.log_p) for d in draws(out, input_ids)]
+
+
+@dataclass(frozen=True)
+class MH(Method):
+    """Block-wise MH on `p^alpha` with the cut rule `cut` (`ecmh.cuts`)."""
+
+    cut: str = "entropy"
+
+    def sample(self, model, input_ids, attention_mask, settings, seed, tokenizer=None, budgets=None):
+        out = ecmh.generate(
+            model, input_ids, attention_mask=attention_mask, alpha=settings.alpha, mcmc_steps=settings.mcmc_steps,
+            block_size=settings.resolved_block_size, max_new_tokens=settings.max_new_tokens, cut=self.cut,
+            cut_power=settings.cut_power, seed=seed, record_history=True, return_dict_in_generate=True,
+            **_stop_strings(settings, tokenizer))
+        blocks = -(-settings.max_new_tokens // settings.resolved_block_size)
+        by_block = ecmh.diagnostics.acceptance_by_block(out.history, input_ids.shape[0], blocks).tolist()
+        rates = out.stats.acceptance_rate.tolist()
+        return [Answer(d.tokens, d.cost, None if math.isnan(rate) else rate,
+                       [None if math.isnan(value) else value for value in row], d.log_p)
+                for d, rate, row in zip(draws(out, input_ids), rates, by_block)]
+
+
+@dataclass(frozen=True)
+class SMC(Method):
+    """Sequential Monte Carlo on `p^alpha`: `options` are `ecmh.generate`'s SMC options besides `particles` (the
+    run's `--particles`, else `SMC_PARTICLES`) and `bridge_tokens` (`bridge_fraction` of `max_new_tokens`)."""
+
+    options: dict = field(default_factory=dict)
+    bridge_fraction: float = 0.0
+
+    def smc_options(self, settings: RunSettings) -> dict:
+        particles = SMC_PARTICLES if settings.particles is None else settings.particles
+        return dict(particles=particles, bridge_tokens=round(self.bridge_fraction * settings.max_new_tokens),
+                    **self.options)
+
+    def config(self, settings):
+        options = self.smc_options(settings)
+        SMCConfig(**options)
+        return {**settings.config(), "smc": options}
+
+    def sample(self, model, input_ids, attention_mask, settings, seed, tokenizer=None, budgets=None):
         out = ecmh.generate(
             model, input_ids, attention_mask=attention_mask, alpha=settings.alpha, algorithm="smc",
             max_new_tokens=settings.max_new_tokens, seed=seed, return_dict_in_generate=True,
-            **settings.smc_options(method), **_stop_strings(settings, tokenizer))
-        return [Answer(d.tokens, d.cost, None, [], d.log_p) for d in _answers(out, input_ids)]
-    out = ecmh.generate(
-        model, input_ids, attention_mask=attention_mask, alpha=settings.alpha, mcmc_steps=settings.mcmc_steps,
-        block_size=settings.resolved_block_size, max_new_tokens=settings.max_new_tokens, cut=MH_CUTS[method],
-        cut_power=settings.cut_power, seed=seed, record_history=True, return_dict_in_generate=True,
-        **_stop_strings(settings, tokenizer),
-    )
-    blocks = -(-settings.max_new_tokens // settings.resolved_block_size)
-    by_block = ecmh.diagnostics.acceptance_by_block(out.history, input_ids.shape[0], blocks).tolist()
-    rates = out.stats.acceptance_rate.tolist()
-    return [
-        Answer(d.tokens, d.cost, None if math.isnan(rate) else rate,
-               [None if math.isnan(value) else value for value in row], d.log_p)
-        for d, rate, row in zip(_answers(out, input_ids), rates, by_block)
-    ]
+            **self.smc_options(settings), **_stop_strings(settings, tokenizer))
+        return [Answer(d.tokens, d.cost, None, [], d.log_p) for d in draws(out, input_ids)]
+
+
+@dataclass(frozen=True)
+class BestOfN(Method):
+    """Plain draws (`draws_from`) until each row's decoded tokens come closest to its budget, every draw kept as a
+    candidate and the best by `log_p` answered (`choose` records what each selector picks)."""
+
+    draws_from: Plain = None
+
+    def sample(self, model, input_ids, attention_mask, settings, seed, tokenizer=None, budgets=None):
+        if budgets is None or len(budgets) != input_ids.shape[0]:
+            raise ValueError(f"{self.name} needs one decoded-token budget per prompt (the same problem's "
+                             f"{self.budget_from} run).")
+        return _best_of_n(self.draws_from.draw, model, input_ids, attention_mask, settings, seed, budgets, tokenizer)
 
 
 def _stop_strings(settings: RunSettings, tokenizer) -> dict:
     return dict(stop_strings=list(settings.stop_strings), tokenizer=tokenizer) if settings.stop_strings else {}
 
 
-def _draw(kind: str, model, input_ids, attention_mask, settings: RunSettings, seed: int, tokenizer):
-    return ecmh.generate(
-        model, input_ids, attention_mask=attention_mask, alpha=1.0 if kind == "standard" else settings.alpha,
-        mcmc_steps=0, max_new_tokens=settings.max_new_tokens, seed=seed, return_dict_in_generate=True,
-        **_stop_strings(settings, tokenizer),
-    )
-
-
-def _answers(out: ecmh.ECMHOutput, input_ids: torch.Tensor):
+def draws(out: ecmh.ECMHOutput, input_ids: torch.Tensor):
     """A `Draw` per row of an ECMH output."""
     continuations = out.sequences[:, input_ids.shape[1]:].tolist()
     stats = out.stats
@@ -190,7 +224,7 @@ def _answers(out: ecmh.ECMHOutput, input_ids: torch.Tensor):
         yield Draw(tokens[:length], Cost(*cost), *numbers)
 
 
-def _best_of_n(kind, model, input_ids, attention_mask, settings, seed, budgets, tokenizer) -> list[Answer]:
+def _best_of_n(draw_plain, model, input_ids, attention_mask, settings, seed, budgets, tokenizer) -> list[Answer]:
     rows = input_ids.shape[0]
     spent, closed = [0] * rows, [False] * rows
     forwarded, passes = [0] * rows, [0] * rows
@@ -200,10 +234,10 @@ def _best_of_n(kind, model, input_ids, attention_mask, settings, seed, budgets, 
     while not all(closed):
         counts = [0 if closed[r] else max(1, math.ceil((budgets[r] - spent[r]) / mean_length[r])) for r in range(rows)]
         source = torch.tensor([r for r, count in enumerate(counts) for _ in range(count)], device=input_ids.device)
-        out = _draw(kind, model, input_ids[source], attention_mask[source], settings,
-                    stable_seed(seed, round_index), tokenizer)
+        out = draw_plain(model, input_ids[source], attention_mask[source], settings, stable_seed(seed, round_index),
+                         tokenizer)
         longest = [0] * rows  # a round's draws of one row run in parallel: it waits for the longest
-        for r, draw in zip(source.tolist(), _answers(out, input_ids[source])):
+        for r, draw in zip(source.tolist(), draws(out, input_ids[source])):
             forwarded[r] += draw.cost.tokens_forwarded
             longest[r] = max(longest[r], draw.cost.sequential_passes)
             if closed[r]:

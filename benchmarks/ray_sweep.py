@@ -1,10 +1,11 @@
 """Sweeps on a Ray cluster: `python -m benchmarks run ... --ray [ADDRESS]`.
 
-The run's units (`run.plan`: one batch of problems for one method and seed) go to Ray actors. Each actor
-loads the model once (`run.ModelSpec.load`: a transformers model on its GPU, or a vLLM engine, tensor
-parallel inside the actor where asked) and samples and grades units (`run.UnitSampler`). The driver keeps the
-one results folder: it hands units to idle actors, best-of-N units only once their ECMH rows are written, and
-writes every row itself, so the folder stays one resumable, append-only set with no duplicate rows.
+The run's units (`sweep.plan`: one batch of problems for one method and seed) go to Ray actors. Each actor
+loads the model once (`sweep.ModelSpec.load`: a transformers model on its GPU, or a vLLM engine, tensor
+parallel inside the actor where asked) and samples and grades units (`sweep.UnitSampler`). The driver keeps the
+one results folder: it hands units to idle actors (a unit whose budget is another method's decoded tokens only
+once those rows are written) and writes every row itself, so the folder stays one resumable, append-only set with
+no duplicate rows.
 
 Faults. An actor that dies in the middle of a unit (killed, out of memory, its node gone) is replaced and
 the unit given to the next idle actor, up to `retries` times; a unit whose sampling raises is reported with
@@ -18,7 +19,7 @@ Ray is optional (`pip install "ecmh[ray]"`); nothing imports it unless `--ray` i
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from .run import ModelSpec, Results, Sweep, Unit, UnitSampler
+from .sweep import ModelSpec, Results, Sweep, Unit, UnitSampler
 
 
 @dataclass(frozen=True)
@@ -103,8 +104,8 @@ def run_on_ray(options: RaySweep, sweep: Sweep, units: list[Unit], results: Resu
                 running[actor.rows.remote(unit, results.budgets(unit))] = (actor, unit)
                 if options.on_unit_started is not None:
                     options.on_unit_started(actor, unit)
-            if not running:  # best-of-N units whose ECMH units failed
-                failures += [(u, "the same problems' ECMH rows are missing") for u in queue]
+            if not running:  # units whose budget's units failed
+                failures += [(u, "the rows its budget comes from are missing") for u in queue]
                 break
             [finished], _ = ray.wait(list(running), num_returns=1)
             actor, unit = running.pop(finished)
@@ -123,7 +124,7 @@ def run_on_ray(options: RaySweep, sweep: Sweep, units: list[Unit], results: Resu
                 failures.append((unit, str(error.cause if error.cause is not None else error).strip().splitlines()[-1]))
                 idle.append(actor)
                 continue
-            bar.set_postfix_str(f"{unit.method} seed {unit.seed}")
+            bar.set_postfix_str(unit.label)
             bar.update(results.write(rows))
             idle.append(actor)
     finally:

@@ -1,22 +1,47 @@
-"""The benchmark's names, in one place: its methods (in report order) and its best-of-N selectors. The CLI's
-choices, the runner, the report's order and `methods.sample` all read these tables."""
+"""The benchmark's methods, by name, in report order: the one place that names them. The CLI's choices, the
+runner's order and budgets, and the report's comparisons all read this table.
 
-MH_CUTS = {"uniform_mh": "uniform", "ecmh": "entropy", "restart_mh": "restart"}  # MH method -> its cut
-BEST_OF_N = {"bon_std": "standard", "bon_low_temp": "low_temp"}  # best-of-N method -> the method of its draws
-# SMC method -> its options besides `particles` (`ecmh.settings.SMCConfig`); `bridge_fraction` * max_new_tokens is
-# the exponent-bridging length. `smc`: the entropy-cut paper's SMC baseline (64 particles, arXiv 2605.30327), the
-# textbook filter with the ESS checked every 16 tokens; `power_smc`: Power-SMC's settings (arXiv 2602.10273: ESS
-# checked every 64 tokens, the exponent raised from 1 to alpha over the first 400 of 2048 tokens).
-SMC_METHODS = {
-    "smc": dict(ess_threshold=0.5, resampling="systematic", resample_every=16, bridge_fraction=0.0),
-    "power_smc": dict(ess_threshold=0.5, resampling="systematic", resample_every=64, bridge_fraction=400 / 2048),
-}
-SMC_PARTICLES = 64  # both methods' particles per prompt unless `--particles` says otherwise
-METHODS = ("standard", "low_temp", "bon_std", "bon_low_temp", "smc", "power_smc", "uniform_mh", "restart_mh",
-           "ecmh")  # report order
-SELECTORS = ("log_p", "hes", "majority")  # ecmh.select's rules that need no second model
+A new method is one `register` line: an instance of a kind in `methods.py` (or of a new `methods.Method`
+subclass). SMC with ECMH's moves, say, would be
+    register(SMC("smc_ecmh", "...", options=dict(SMC_OPTIONS, resample_every=16, moves=4, cut="entropy")))
+What a method needs from another it says itself (`budget_from`: whose decoded tokens per problem are its budget);
+which method the report tests against every other and divides costs by is said here (`SUBJECT`, `COST_REFERENCE`).
+"""
+
+from .methods import MH, SMC, BestOfN, Method, Plain
+
+METHODS: dict[str, Method] = {}
+SUBJECT = "ecmh"  # the method the report tests against every other one (the pre-registered family)
+COST_REFERENCE = "low_temp"  # the method whose cost per answer the report divides every other's by
+
+
+def register(method: Method) -> Method:
+    """Add `method` to the benchmark (after the ones already there, in report order)."""
+    if method.name in METHODS:
+        raise ValueError(f"a benchmark method named {method.name!r} is already registered")
+    METHODS[method.name] = method
+    return method
 
 
 def method_rank(method: str) -> tuple[int, str]:
-    """Sort key: the known methods in `METHODS` order, then any other alphabetically."""
-    return (METHODS.index(method) if method in METHODS else len(METHODS), method)
+    """Sort key: the registered methods in report order, then any other alphabetically."""
+    names = list(METHODS)
+    return (names.index(method) if method in names else len(names), method)
+
+
+SMC_OPTIONS = dict(ess_threshold=0.5, resampling="systematic")
+STANDARD = register(Plain("standard", "the base model at temperature 1"))
+LOW_TEMP = register(Plain("low_temp", "the tempered model, temperature 1/α", tempered=True))
+register(BestOfN("bon_std", "best of N draws at temperature 1 whose decoded tokens come closest to the same "
+                 "problem's ECMH decoded tokens", budget_from="ecmh", draws_from=STANDARD))
+register(BestOfN("bon_low_temp", "the same with draws at temperature 1/α", budget_from="ecmh", draws_from=LOW_TEMP))
+# the entropy-cut paper's SMC baseline (arXiv 2605.30327): the textbook filter, the ESS checked every 16 tokens
+register(SMC("smc", "`p^α` by Sequential Monte Carlo, 64 particles (the entropy-cut paper's baseline)",
+             options=dict(SMC_OPTIONS, resample_every=16)))
+# Power-SMC's settings (arXiv 2602.10273): the ESS checked every 64 tokens, the exponent raised from 1 to alpha over
+# the first 400 of 2048 tokens
+register(SMC("power_smc", "the same with Power-SMC's settings: exponent bridging, the ESS checked every 64 tokens",
+             options=dict(SMC_OPTIONS, resample_every=64), bridge_fraction=400 / 2048))
+register(MH("uniform_mh", "`p^α` by block-wise MH with uniform cuts (Karan & Du, arXiv 2510.14901)", cut="uniform"))
+register(MH("restart_mh", "`p^α` by block-wise MH whose every proposal restarts the answer", cut="restart"))
+register(MH("ecmh", "`p^α` by block-wise MH with entropy-jump cuts (arXiv 2605.30327)", cut="entropy"))

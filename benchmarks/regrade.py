@@ -3,8 +3,8 @@
 After a grader changes, the samples need not be drawn again: every row's `correct` and
 `extracted` are recomputed from its stored completion, with the problem as the run saw it (GPQA's
 choice order depends on the run seed). Each file is rewritten beside itself and renamed over the
-old one, so an interrupted regrade leaves either file whole. Do not regrade a folder that a run is
-still appending to.
+old one, so an interrupted regrade leaves either file whole. A file a run is still appending to is refused
+(`results_file.Lock`).
 """
 
 import json
@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .results_file import read_rows
+from .results_file import Lock, read_rows
 from .tasks import TASK_NAMES, get_task
 
 
@@ -29,21 +29,30 @@ def regrade(directory, task_names: Optional[Sequence[str]] = None, data=None) ->
         task = get_task(name, data=data)
         problems_by_seed = {}
         for path in sorted((directory / name).glob("*.jsonl")):
-            rows, changed = read_rows(path), 0
-            for row in rows:
-                seed = row["seed"]
-                if seed not in problems_by_seed:
-                    problems_by_seed[seed] = {problem["id"]: problem for problem in task.problems(seed=seed)}
-                problem = problems_by_seed[seed].get(row["problem_id"])
-                if problem is None:
-                    raise ValueError(f"{path}: problem {row['problem_id']!r} is not in the {name} data; "
-                                     "pass the `--data` the run used.")
-                verdict = task.verdict(problem, row["completion"])
-                changed += verdict["correct"] != row["correct"]
-                row.update(verdict)
-            _replace(path, rows)
-            counts[path] = (len(rows), changed)
+            lock = Lock(path)
+            try:
+                counts[path] = _regrade_file(path, task, problems_by_seed)
+            finally:
+                lock.release()
     return counts
+
+
+def _regrade_file(path: Path, task, problems_by_seed: dict) -> tuple[int, int]:
+    """Regrade one file in place; (rows, verdicts changed). `problems_by_seed` caches the task's problems."""
+    rows, changed = read_rows(path), 0
+    for row in rows:
+        seed = row["seed"]
+        if seed not in problems_by_seed:
+            problems_by_seed[seed] = {problem["id"]: problem for problem in task.problems(seed=seed)}
+        problem = problems_by_seed[seed].get(row["problem_id"])
+        if problem is None:
+            raise ValueError(f"{path}: problem {row['problem_id']!r} is not in the {task.name} data; "
+                             "pass the `--data` the run used.")
+        verdict = task.verdict(problem, row["completion"])
+        changed += verdict["correct"] != row["correct"]
+        row.update(verdict)
+    _replace(path, rows)
+    return len(rows), changed
 
 
 def _replace(path: Path, rows: list[dict]) -> None:

@@ -6,11 +6,10 @@ from pathlib import Path
 import pytest
 
 from benchmarks.__main__ import main
-from benchmarks.methods import METHODS
+from benchmarks.registry import METHODS
 from benchmarks.results_file import read_rows
 from interrupted import run_benchmarks_signalled
 
-MATH500 = Path(__file__).resolve().parents[2] / "shared" / "data" / "math500.json"
 TINY = ["--max-new-tokens", "8", "--block-size", "4", "--mcmc-steps", "1", "--batch-size", "2"]
 
 
@@ -23,6 +22,16 @@ def _rows(out) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
+def math500_file(tmp_path_factory):
+    """Three problems in MATH500's format (the hub set's columns)."""
+    path = tmp_path_factory.mktemp("data") / "math500.json"
+    path.write_text(json.dumps([{"problem": f"What is {i} + {i}?", "solution": f"$\\boxed{{{2 * i}}}$",
+                                 "answer": str(2 * i), "subject": "Algebra", "level": 1,
+                                 "unique_id": f"test/algebra/{i}.json"} for i in range(1, 4)]))
+    return path
+
+
+@pytest.fixture(scope="module")
 def aime_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "aime.jsonl"
     path.write_text("".join(json.dumps({"id": str(i), "problem": f"What is {i} + {i}?", "answer": str(2 * i)}) + "\n"
@@ -31,8 +40,8 @@ def aime_file(tmp_path_factory):
 
 
 @pytest.mark.parametrize("task", ["math500", "humaneval", "gpqa_diamond", "aime24", "aime25", "aime26", "gsm8k"])
-def test_two_problems_of_every_task_with_every_method(tiny_chat_model_dir, tmp_path, task, aime_file):
-    data = {"math500": ["--data", str(MATH500)], "aime24": ["--data", str(aime_file)], "aime26": ["--data", str(aime_file)]}
+def test_two_problems_of_every_task_with_every_method(tiny_chat_model_dir, tmp_path, task, aime_file, math500_file):
+    data = {"math500": ["--data", str(math500_file)], "aime24": ["--data", str(aime_file)], "aime26": ["--data", str(aime_file)]}
     assert _run(tiny_chat_model_dir, tmp_path, "--task", task, "--method", "all", "--limit", "2",
                 *data.get(task, [])) == 0
     rows = _rows(tmp_path)
@@ -56,20 +65,25 @@ def test_two_problems_of_every_task_with_every_method(tiny_chat_model_dir, tmp_p
             assert all(0 <= pick["draw"] < row["draws"] for pick in row["by_selector"].values())
 
 
-def test_a_rerun_resumes_without_duplicates_even_after_a_torn_line(tiny_chat_model_dir, tmp_path):
+def test_a_rerun_cuts_a_torn_last_line_once_and_keeps_every_complete_row(tiny_chat_model_dir, tmp_path, capsys):
     args = ["--task", "gsm8k", "--method", "ecmh,low_temp"]
-    assert _run(tiny_chat_model_dir, tmp_path, *args, "--limit", "1") == 0
+    assert _run(tiny_chat_model_dir, tmp_path, *args, "--limit", "2") == 0
     first = {(r["method"], r["problem_id"]): r for r in _rows(tmp_path)}
-    assert len(first) == 2
-    ecmh_file = tmp_path / "gsm8k" / "ecmh.jsonl"
+    ecmh_file, low_temp_file = tmp_path / "gsm8k" / "ecmh.jsonl", tmp_path / "gsm8k" / "low_temp.jsonl"
     with open(ecmh_file, "a") as out:
         out.write('{"model": "killed mid-wri')  # a kill -9 during a write
+    low_temp_file.write_bytes(low_temp_file.read_bytes().rstrip(b"\n"))  # killed just before a row's newline
+    capsys.readouterr()
     assert _run(tiny_chat_model_dir, tmp_path, *args, "--limit", "3") == 0
+    said = capsys.readouterr().err
+    assert said.count("cut off a partial last line") == 1 and f"{ecmh_file}: cut off" in said, said
+    assert b"killed mid-wri" not in ecmh_file.read_bytes()
     rows = _rows(tmp_path)
     assert len(rows) == 6 and len({(r["method"], r["problem_id"]) for r in rows}) == 6
     assert all(first[(r["method"], r["problem_id"])] == r for r in rows if (r["method"], r["problem_id"]) in first)
-    assert _run(tiny_chat_model_dir, tmp_path, *args, "--limit", "3") == 0
-    assert len(_rows(tmp_path)) == 6
+    assert _run(tiny_chat_model_dir, tmp_path, *args, "--limit", "3") == 0 and len(_rows(tmp_path)) == 6
+    assert main(["report", str(tmp_path)]) == 0
+    assert "cut off" not in capsys.readouterr().err and "not a complete JSON line" not in capsys.readouterr().err
 
 
 def test_a_resumed_runs_bar_counts_only_the_samples_left_and_names_what_runs(tiny_chat_model_dir, tmp_path, capsys):
@@ -82,7 +96,8 @@ def test_a_resumed_runs_bar_counts_only_the_samples_left_and_names_what_runs(tin
     assert bar.index("low_temp seed 0") < bar.index("ecmh seed 0") and "Loading weights" not in bar, bar
 
 
-def test_regrade_recomputes_verdicts_in_place_and_the_run_still_resumes(tiny_chat_model_dir, tmp_path, capsys):
+def test_regrade_recomputes_verdicts_in_place_and_the_run_still_resumes(tiny_chat_model_dir, tmp_path, capsys,
+                                                                        math500_file):
     args = ["--task", "gsm8k", "--method", "low_temp", "--limit", "2"]
     assert _run(tiny_chat_model_dir, tmp_path, *args) == 0
     path = tmp_path / "gsm8k" / "low_temp.jsonl"
@@ -96,17 +111,10 @@ def test_regrade_recomputes_verdicts_in_place_and_the_run_still_resumes(tiny_cha
     assert [row["correct"] for row in regraded] == [True, False]
     assert regraded[0]["extracted"] == right["answer"] and list(path.parent.iterdir()) == [path]
     assert _run(tiny_chat_model_dir, tmp_path, *args) == 0 and read_rows(path) == regraded  # nothing redrawn
-    assert main(["regrade", str(tmp_path), "--data", str(MATH500)]) == 2
+    assert main(["regrade", str(tmp_path), "--data", str(math500_file)]) == 2
     assert main(["regrade", str(tmp_path / "missing")]) == 2
     errors = capsys.readouterr().err
     assert "pass the `--data` the run used" in errors and "missing does not exist" in errors
-
-
-def test_resuming_with_other_settings_is_refused(tiny_chat_model_dir, tmp_path, capsys):
-    assert _run(tiny_chat_model_dir, tmp_path, "--task", "gsm8k", "--method", "low_temp", "--limit", "1") == 0
-    assert _run(tiny_chat_model_dir, tmp_path, "--task", "gsm8k", "--method", "low_temp", "--limit", "1",
-                "--alpha", "2") == 2
-    assert "another --out" in capsys.readouterr().err
 
 
 def test_same_seed_same_samples_and_shards_cover_the_problems(tiny_chat_model_dir, tmp_path):
@@ -123,11 +131,93 @@ def test_same_seed_same_samples_and_shards_cover_the_problems(tiny_chat_model_di
         (r["seed"], r["problem_id"]) for r in _rows(tmp_path / "a")}
 
 
-def test_bad_arguments_get_clear_errors(tiny_chat_model_dir, tmp_path, capsys):
-    assert _run(tiny_chat_model_dir, tmp_path, "--task", "gsm8k", "--method", "beam") == 2
-    assert "Unknown --method 'beam'" in capsys.readouterr().err
+def test_every_refusal_comes_in_one_line_before_the_model_loads(tiny_chat_model_dir, tmp_path, capsys):
+    gsm8k = ["--task", "gsm8k", "--method", "low_temp", "--limit", "1"]
+    assert _run(tiny_chat_model_dir, tmp_path / "made", *gsm8k) == 0
+    (tmp_path / "empty").mkdir()
+    refusals = {
+        "Unknown --method 'beam'": ["run", "--task", "gsm8k", "--method", "low_temp,beam"],
+        "missing.json does not exist": ["run", "--task", "math500", "--method", "ecmh", "--data", str(tmp_path / "missing.json")],
+        "another --out": ["run", *gsm8k, "--alpha", "2", "--out", str(tmp_path / "made")],
+        "`--limit` must be an integer >= 1, got 0": ["run", *gsm8k, "--limit", "0"],
+        "`--limit` must be an integer >= 1, got -1": ["run", *gsm8k, "--limit", "-1"],
+        "`--seeds` must be an integer >= 0, got -1": ["run", *gsm8k, "--seeds=0,-1"],
+        "--particles": ["run", *gsm8k, "--method", "smc", "--particles", "0"],
+        "no *.jsonl result files under": ["report", str(tmp_path / "empty")],
+        "missing does not exist": ["report", str(tmp_path / "missing")],
+    }
+    capsys.readouterr()
+    with pytest.MonkeyPatch.context() as patch:
+        from benchmarks.sweep import ModelSpec
+
+        patch.setattr(ModelSpec, "load", lambda self: pytest.fail("the model was loaded"))
+        for message, args in refusals.items():
+            if args[0] == "run" and "--model" not in args:
+                args = ["run", "--model", str(tiny_chat_model_dir), "--out", str(tmp_path / "out"), *TINY, *args[1:]]
+            assert main(args) == 2, args
+            said = capsys.readouterr().err.strip()
+            assert said.startswith("benchmarks: error: ") and len(said.splitlines()) == 1, said
+            assert message in said, said
+        assert _run(tiny_chat_model_dir, tmp_path / "made", *gsm8k) == 0  # nothing left to sample: no model needed
     with pytest.raises(SystemExit):
         main(["run", "--task", "gsm8k", "--method", "ecmh", "--shard", "3/2"])
+
+
+HOLDER = """\
+import runpy, sys
+from benchmarks.results_file import ResultsFile
+store = ResultsFile.append
+def store_then_hold(self, row):
+    store(self, row)
+    print("holding", flush=True)  # the test runs its second runner now
+    sys.stdin.readline()  # ... and lets this one go on when that one is done
+ResultsFile.append = store_then_hold
+sys.argv = ["benchmarks", *sys.argv[1:]]
+runpy.run_module("benchmarks", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_a_second_runner_on_the_same_results_file_is_refused_naming_the_first(tiny_chat_model_dir, tmp_path, capsys):
+    import subprocess
+    import sys
+
+    args = ["run", "--model", str(tiny_chat_model_dir), "--out", str(tmp_path), *TINY, "--task", "gsm8k",
+            "--method", "low_temp", "--limit", "3", "--batch-size", "1"]
+    first = subprocess.Popen([sys.executable, "-c", HOLDER, *args], cwd=Path(__file__).resolve().parents[1],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert first.stdout.readline() == "holding\n"  # the first runner holds the file, mid-run
+        capsys.readouterr()
+        assert main(args) == 2
+        said = capsys.readouterr().err.strip()
+        assert len(said.splitlines()) == 1 and f"is being written by pid {first.pid} on " in said, said
+        assert "--limit 3" in said  # its command
+        assert _run(tiny_chat_model_dir, tmp_path, "--task", "gsm8k", "--method", "low_temp", "--limit", "3",
+                    "--shard", "0/2") == 0  # another shard of the folder runs beside it
+        first.communicate("\n" * 3, timeout=600)
+    finally:
+        first.kill()
+    assert first.returncode == 0
+    rows = read_rows(tmp_path / "gsm8k" / "low_temp.jsonl")
+    assert sorted(r["problem_id"] for r in rows) == ["0", "1", "2"]
+    assert not list(tmp_path.rglob("*.lock"))  # released, and cleared away
+
+
+def test_a_killed_runner_leaves_no_lock_behind(tiny_chat_model_dir, tmp_path):
+    args = ["run", "--model", str(tiny_chat_model_dir), "--out", str(tmp_path), *TINY, "--task", "gsm8k",
+            "--method", "low_temp", "--limit", "3", "--batch-size", "1"]
+    killed = run_benchmarks_signalled(args, rows=1, signal="SIGKILL")
+    assert killed.returncode == -9 and list(tmp_path.rglob("*.lock"))
+    assert main(args) == 0
+    assert sorted(r["problem_id"] for r in _rows(tmp_path)) == ["0", "1", "2"]
+
+
+def test_a_method_that_needs_another_says_so_and_the_bar_names_what_runs(tiny_chat_model_dir, tmp_path, capsys):
+    assert _run(tiny_chat_model_dir, tmp_path, "--task", "gsm8k", "--method", "bon_std", "--limit", "2") == 0
+    said = capsys.readouterr().err
+    assert "benchmarks: bon_std spends, per problem, what ecmh decoded on it: ecmh runs too, first" in said, said
+    assert "ecmh seed 0 (bon_std's budget)" in said and "bon_std seed 0" in said
+    assert sorted({r["method"] for r in _rows(tmp_path)}) == ["bon_std", "ecmh"]
 
 
 def test_prompts_are_left_padded_whatever_the_tokenizer_says(tiny_chat_model_dir):
@@ -150,7 +240,7 @@ def test_best_of_n_stops_at_the_draw_closest_to_its_budget(monkeypatch, budget, 
     lengths = iter([4, 4, 4, 10, 10, 10, 10, 10])  # the decoded tokens of successive draws of the one prompt
     made = []
 
-    def draws(kind, model, input_ids, attention_mask, settings, seed, tokenizer):
+    def draw_plain(model, input_ids, attention_mask, settings, seed, tokenizer):
         return input_ids.shape[0]
 
     def answers(count, input_ids):
@@ -159,11 +249,10 @@ def test_best_of_n_stops_at_the_draw_closest_to_its_budget(monkeypatch, budget, 
             made.append(length)
             yield methods.Draw([1] * length, methods.Cost(length, length + 2, length + 1), -float(length), -1.0, 0.0)
 
-    monkeypatch.setattr(methods, "_draw", draws)
-    monkeypatch.setattr(methods, "_answers", answers)
+    monkeypatch.setattr(methods, "draws", answers)
     ids = torch.zeros(1, 2, dtype=torch.long)
     settings = methods.RunSettings(max_new_tokens=4)
-    [answer] = methods._best_of_n("standard", None, ids, torch.ones_like(ids), settings, 0, [budget], None)
+    [answer] = methods._best_of_n(draw_plain, None, ids, torch.ones_like(ids), settings, 0, [budget], None)
     assert answer.cost.tokens_decoded == spent
     assert answer.cost.tokens_forwarded == sum(n + 2 for n in made)  # discarded draws' work included
     assert max(made) + 1 <= answer.cost.sequential_passes <= sum(n + 1 for n in made)

@@ -13,7 +13,8 @@ from benchmarks.__main__ import main  # noqa: E402
 from benchmarks.methods import RunSettings  # noqa: E402
 from benchmarks.ray_sweep import RaySweep, SweepFailed  # noqa: E402
 from benchmarks.results_file import read_rows  # noqa: E402
-from benchmarks.run import ModelSpec, run  # noqa: E402
+from benchmarks.run import run  # noqa: E402
+from benchmarks.sweep import ModelSpec  # noqa: E402
 from interrupted import run_benchmarks_signalled  # noqa: E402
 
 TINY = ["--max-new-tokens", "8", "--block-size", "4", "--mcmc-steps", "1", "--batch-size", "2"]
@@ -56,7 +57,7 @@ def test_an_actor_killed_mid_unit_loses_and_duplicates_nothing(tiny_chat_model_d
             ray.kill(actor)
 
     options = RaySweep(ModelSpec(str(tiny_chat_model_dir)), actors=2, on_unit_started=kill_the_second)
-    run("gsm8k", ["low_temp", "ecmh", "bon_low_temp"], None, None, model_name=str(tiny_chat_model_dir), limit=4,
+    run("gsm8k", ["low_temp", "ecmh", "bon_low_temp"], None, model_name=str(tiny_chat_model_dir), limit=4,
         out=tmp_path, settings=RunSettings(max_new_tokens=8, block_size=4, mcmc_steps=1), batch_size=2,
         progress=False, ray=options)
     assert len(started) == 6 + 1  # six units, the killed one handed out again
@@ -70,7 +71,7 @@ def test_a_unit_that_raises_is_reported_and_the_others_finish(tiny_chat_model_di
     data.write_text("".join(json.dumps(p) + "\n" for p in problems))
     out = tmp_path / "out"
     with pytest.raises(SweepFailed, match=r"(?s)1 unit\(s\).*low_temp seed 0 problem 1: .*context"):
-        run("gsm8k", ["low_temp"], None, None, model_name=str(tiny_chat_model_dir), data=str(data), out=out,
+        run("gsm8k", ["low_temp"], None, model_name=str(tiny_chat_model_dir), data=str(data), out=out,
             settings=RunSettings(max_new_tokens=8), batch_size=1, chat=False, progress=False,
             ray=RaySweep(ModelSpec(str(tiny_chat_model_dir)), actors=2))
     assert len(rows(out)) == 2  # the two other problems
