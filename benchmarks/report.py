@@ -5,7 +5,9 @@ problem_id, correct, tokens_decoded, seconds, acceptance_rate, acceptance_by_blo
 and writes next to the data (or to `out`):
   - `summary.md`: per model x task, a table of methods (accuracy with a 95% interval clustered by
     problem, unbiased pass@k over seeds, decoded tokens and seconds per problem, MH acceptance),
-    then a clustered McNemar test of `ecmh` against every other method, then the plots;
+    then a clustered McNemar test (asymptotic, exact and Holm-adjusted) of the subject method (`registry.SUBJECT`)
+    against every other method, the target check (each method's law of `log p(answer)` and length against the
+    subject's), then the plots;
   - `summary.json`: the same numbers;
   - `accuracy_vs_tokens.png` and `acceptance_by_block.png`.
 Unreadable lines (a killed run's partial last line) are skipped with a warning on stderr, and a
@@ -23,12 +25,12 @@ from pathlib import Path
 
 from .figures import (ACCEPTANCE_PLOT, ACCURACY_PLOT, has_acceptance, panels, plot_acceptance_by_block,
                       plot_accuracy_vs_tokens)
-from .registry import method_rank
+from .registry import COST_REFERENCE, SUBJECT, method_rank
 from .results_file import SAMPLE_KEY, read_rows, row_key
-from .stats import (CLUSTERED_CI, accuracy_interval, clustered_mcnemar, mean_or_none, paired_difference,
-                    pass_at_k, pass_at_k_levels, sd_or_none)
+from .stats import (CLUSTERED_CI, accuracy_interval, clustered_mcnemar, holm, mean_interval, mean_or_none,
+                    paired_difference, pass_at_k, pass_at_k_levels, sd_or_none, sign_flip_p_value, spread)
 
-REFERENCE_METHOD = "ecmh"
+COST_FIELDS = ("tokens_decoded", "tokens_forwarded", "sequential_passes", "seconds")  # per answer, in the rows
 REQUIRED_KEYS = (*SAMPLE_KEY, "correct")
 
 
@@ -98,6 +100,11 @@ class MethodSummary:
     at_token_limit: float | None
     seconds_per_problem: float | None
     passes_per_problem: float | None  # sequential forward passes per answer (rows made before it was recorded: None)
+    forwarded_per_problem: float | None  # positions run through the model per answer, prompts included
+    rows_with: dict[str, int]  # per cost field (COST_FIELDS), how many of the samples record it
+    # decoded tokens / the cost reference's on the same (problem, seed), over the samples both have:
+    # (10th percentile, median, 90th percentile, samples); None without the reference or fewer than two pairs
+    token_ratio_spread: tuple[float, float, float, int] | None
     acceptance_rate: float | None
     acceptance_by_block: list[float | None]
     configs: list[dict]
@@ -107,31 +114,52 @@ class MethodSummary:
 
 @dataclasses.dataclass
 class McNemarComparison:
-    """`ecmh` against `method` on the (problem, seed) samples both have, clustered by problem."""
+    """The subject method (`registry.SUBJECT`) against `method` on the (problem, seed) samples both have, clustered
+    by problem."""
+
+    model: str
+    task: str
+    subject: str
+    method: str
+    pairs: int
+    subject_only: int  # pairs only the subject got right
+    other_only: int
+    statistic: float
+    p_value: float  # asymptotic: the clustered McNemar statistic against chi-square(1)
+    exact_p: float  # the sign-flip permutation test by problem (the binomial McNemar test with one seed)
+    holm_p: float  # exact_p adjusted by Holm over the family: the subject against every other method of the panel
+    difference: float  # the subject's accuracy less the other method's, over the pairs
+    difference_low: float | None  # its 95% interval, clustered by problem (None for one problem)
+    difference_high: float | None
+    # the difference had every answer the token limit cut off gone against the subject (the subject's wrong, the
+    # other's right): how far the limit could move it; None when no answer in the pairs was cut off
+    difference_if_cut_offs_went_against_subject: float | None
+    token_ratio: float | None  # the subject's mean decoded tokens / the other method's, over the pairs
+
+
+@dataclasses.dataclass
+class TargetCheck:
+    """One method's law of `log p(answer)` and of the answer's length, and its paired difference from the subject's
+    (same problems, same seeds). Samplers of the same target agree on both, whatever their cost."""
 
     model: str
     task: str
     method: str
-    pairs: int
-    ecmh_only: int
-    other_only: int
-    statistic: float
-    p_value: float
-    difference: float  # ecmh's accuracy less the other method's, over the pairs
-    difference_low: float | None  # its 95% interval, clustered by problem (None for one problem)
-    difference_high: float | None
-    # the difference had every answer the token limit cut off gone against ecmh (ecmh's wrong, the other's right):
-    # how far the limit could move it; None when no answer in the pairs was cut off
-    difference_if_cut_offs_went_against_ecmh: float | None
-    token_ratio: float | None  # ecmh's mean decoded tokens / the other method's, over the pairs
+    samples: int  # with a recorded log p
+    log_p: tuple[float, float | None, float | None]  # mean, and its 95% interval clustered by problem
+    length: tuple[float, float | None, float | None]  # answer tokens: mean, interval
+    pairs: int  # (problem, seed) samples the subject has too
+    log_p_difference: tuple[float, float | None, float | None] | None  # this method's less the subject's, interval
+    length_difference: tuple[float, float | None, float | None] | None
 
 
 @dataclasses.dataclass
 class Summary:
-    """Every model x task x method, and every comparison of ecmh with another method."""
+    """Every model x task x method, every comparison of the subject with another method, and the target check."""
 
     methods: list[MethodSummary]
     comparisons: list[McNemarComparison]
+    targets: list[TargetCheck]
 
     def method(self, model: str, task: str, method: str) -> MethodSummary:
         return next(s for s in self.methods if (s.model, s.task, s.method) == (model, task, method))
@@ -184,6 +212,9 @@ def summarise_method(rows: list[dict]) -> MethodSummary:
         at_token_limit=mean_or_none(map(at_token_limit, rows)),
         seconds_per_problem=mean_or_none(row.get("seconds") for row in rows),
         passes_per_problem=mean_or_none(row.get("sequential_passes") for row in rows),
+        forwarded_per_problem=mean_or_none(row.get("tokens_forwarded") for row in rows),
+        rows_with={name: sum(row.get(name) is not None for row in rows) for name in COST_FIELDS},
+        token_ratio_spread=None,
         acceptance_rate=mean_or_none(row.get("acceptance_rate") for row in rows),
         acceptance_by_block=mean_acceptance_by_block(rows),
         configs=configs,
@@ -210,35 +241,87 @@ def accuracy_by_selector(rows: list[dict]) -> dict[str, tuple[int, float]]:
     return {name: (len(results), sum(results) / len(results)) for name, results in sorted(picks.items())}
 
 
-def compare_with_reference(reference: list[dict], other: list[dict]) -> McNemarComparison:
-    """Clustered McNemar of the reference method's samples against another method's."""
-    reference_correct = {(row["problem_id"], row["seed"]): bool(row["correct"]) for row in reference}
-    other_correct = {(row["problem_id"], row["seed"]): bool(row["correct"]) for row in other}
-    paired = sorted(reference_correct.keys() & other_correct.keys())  # sums in one order: the same digits every run
+def by_sample(rows: list[dict]) -> dict[tuple, dict]:
+    """The rows by (problem, seed)."""
+    return {(row["problem_id"], row["seed"]): row for row in rows}
+
+
+def compare_with_subject(subject: list[dict], other: list[dict]) -> McNemarComparison:
+    """Clustered McNemar, asymptotic and exact, of the subject method's samples against another method's (its Holm
+    p is the family's: `summarise` sets it)."""
+    subject_correct = {key: bool(row["correct"]) for key, row in by_sample(subject).items()}
+    other_correct = {key: bool(row["correct"]) for key, row in by_sample(other).items()}
+    paired = sorted(subject_correct.keys() & other_correct.keys())  # sums in one order: the same digits every run
     discordant = defaultdict(lambda: [0, 0])
     pairs_per_problem = defaultdict(int)
     for problem, seed in paired:
         pairs_per_problem[problem] += 1
-        ours, theirs = reference_correct[problem, seed], other_correct[problem, seed]
+        ours, theirs = subject_correct[problem, seed], other_correct[problem, seed]
         if ours != theirs:
             discordant[problem][0 if ours else 1] += 1
     statistic, p_value = clustered_mcnemar([tuple(counts) for counts in discordant.values()])
     difference = paired_difference([(pairs, discordant[problem][0] - discordant[problem][1])
                                     for problem, pairs in pairs_per_problem.items()])
-    by_keys = [{(row["problem_id"], row["seed"]): row for row in rows} for rows in (reference, other)]
+    by_keys = [by_sample(subject), by_sample(other)]
     tokens = [mean_or_none(by_key[key].get("tokens_decoded") for key in paired) for by_key in by_keys]
     cut_off = {key: [at_token_limit(by_key[key]) == 1.0 for by_key in by_keys] for key in paired}
-    would_flip = sum((reference_correct[key] and cut_off[key][0]) + (not other_correct[key] and cut_off[key][1])
+    would_flip = sum((subject_correct[key] and cut_off[key][0]) + (not other_correct[key] and cut_off[key][1])
                      for key in paired)
+    exact_p = sign_flip_p_value([b - c for b, c in discordant.values()])
     return McNemarComparison(
-        model=other[0]["model"], task=other[0]["task"], method=other[0]["method"], pairs=len(paired),
-        ecmh_only=sum(b for b, _ in discordant.values()), other_only=sum(c for _, c in discordant.values()),
-        statistic=statistic, p_value=p_value, difference=difference[0], difference_low=difference[1],
-        difference_high=difference[2],
-        difference_if_cut_offs_went_against_ecmh=difference[0] - would_flip / len(paired)
+        model=other[0]["model"], task=other[0]["task"], subject=subject[0]["method"], method=other[0]["method"],
+        pairs=len(paired), subject_only=sum(b for b, _ in discordant.values()),
+        other_only=sum(c for _, c in discordant.values()), statistic=statistic, p_value=p_value, exact_p=exact_p,
+        holm_p=exact_p, difference=difference[0], difference_low=difference[1], difference_high=difference[2],
+        difference_if_cut_offs_went_against_subject=difference[0] - would_flip / len(paired)
         if any(any(flags) for flags in cut_off.values()) else None,
         token_ratio=tokens[0] / tokens[1] if None not in tokens and tokens[1] else None,
     )
+
+
+def with_holm(comparisons: list[McNemarComparison]) -> list[McNemarComparison]:
+    """The comparisons with Holm's adjustment of their exact p over each model x task's family."""
+    panels = defaultdict(list)
+    for c in comparisons:
+        panels[c.model, c.task].append(c)
+    for family in panels.values():
+        for c, adjusted in zip(family, holm([c.exact_p for c in family])):
+            c.holm_p = adjusted
+    return comparisons
+
+
+def token_ratio_spread(rows: list[dict], reference: list[dict]) -> tuple[float, float, float, int] | None:
+    """Per (problem, seed) both have, decoded tokens / the reference's: (10th percentile, median, 90th, samples)."""
+    theirs = by_sample(reference)
+    ratios = [row["tokens_decoded"] / theirs[key]["tokens_decoded"] for key, row in sorted(by_sample(rows).items())
+              if key in theirs and row.get("tokens_decoded") is not None and theirs[key].get("tokens_decoded")]
+    quantiles = spread(ratios)
+    return None if quantiles is None else (*quantiles, len(ratios))
+
+
+def target_check(rows: list[dict], subject: list[dict] | None) -> TargetCheck:
+    """The law of `log p` and of the length of one method's answers, against the subject's on shared samples."""
+    scored = {key: row for key, row in by_sample(rows).items() if row.get("log_p") is not None}
+
+    def by_problem(values: dict) -> list[list[float]]:
+        grouped = defaultdict(list)
+        for (problem, _), value in sorted(values.items()):
+            grouped[problem].append(value)
+        return list(grouped.values())
+
+    log_p = {key: row["log_p"] for key, row in scored.items()}
+    length = {key: row["completion_tokens"] for key, row in scored.items() if row.get("completion_tokens") is not None}
+    theirs = {key: row for key, row in by_sample(subject or []).items() if row.get("log_p") is not None}
+    shared = sorted(scored.keys() & theirs.keys())
+    log_p_difference = {key: log_p[key] - theirs[key]["log_p"] for key in shared}
+    length_difference = {key: length[key] - theirs[key]["completion_tokens"] for key in shared
+                         if key in length and theirs[key].get("completion_tokens") is not None}
+    first = rows[0]
+    return TargetCheck(
+        model=first["model"], task=first["task"], method=first["method"], samples=len(scored),
+        log_p=mean_interval(by_problem(log_p)), length=mean_interval(by_problem(length)), pairs=len(shared),
+        log_p_difference=mean_interval(by_problem(log_p_difference)) if log_p_difference else None,
+        length_difference=mean_interval(by_problem(length_difference)) if length_difference else None)
 
 
 def agreement(rows: list[dict], model: str, task: str) -> tuple[list[str], list[list[float | None]]]:
@@ -258,15 +341,23 @@ def agreement(rows: list[dict], model: str, task: str) -> tuple[list[str], list[
 
 
 def summarise(rows: list[dict]) -> Summary:
-    """Per model x task x method numbers, and `ecmh` against each other method of its model x task."""
+    """Per model x task x method numbers, the subject (`registry.SUBJECT`) against each other method of its
+    model x task, and every method's target check."""
     groups = defaultdict(list)
     for row in rows:
         groups[row["model"], row["task"], row["method"]].append(row)
     keys = sorted(groups, key=lambda key: (key[0], key[1], method_rank(key[2])))
-    comparisons = [compare_with_reference(groups[model, task, REFERENCE_METHOD], groups[model, task, method])
-                   for model, task, method in keys
-                   if method != REFERENCE_METHOD and (model, task, REFERENCE_METHOD) in groups]
-    return Summary(methods=[summarise_method(groups[key]) for key in keys], comparisons=comparisons)
+    comparisons = [compare_with_subject(groups[model, task, SUBJECT], groups[model, task, method])
+                   for model, task, method in keys if method != SUBJECT and (model, task, SUBJECT) in groups]
+    methods = []
+    for model, task, method in keys:
+        summary = summarise_method(groups[model, task, method])
+        reference = groups.get((model, task, COST_REFERENCE))
+        summary.token_ratio_spread = token_ratio_spread(groups[model, task, method], reference) if reference else None
+        methods.append(summary)
+    targets = [target_check(groups[key], groups.get((key[0], key[1], SUBJECT)) if key[2] != SUBJECT else None)
+               for key in keys if any(row.get("log_p") is not None for row in groups[key])]
+    return Summary(methods=methods, comparisons=with_holm(comparisons), targets=targets)
 
 
 # ---------------------------------------------------------------- markdown
@@ -300,24 +391,35 @@ def method_table(methods: list[MethodSummary]) -> list[str]:
     return lines
 
 
-COST_REFERENCE = "low_temp"
-
-
 def cost_table(methods: list[MethodSummary]) -> list[str]:
-    """Each method's mean decoded tokens, sequential passes and seconds per answer as ratios to `low_temp`'s."""
+    """Each method's mean cost per answer as ratios to the cost reference's, each figure with the rows it rests on
+    where some rows do not record it, and the spread over samples of its decoded tokens / the reference's."""
     reference = next((s for s in methods if s.method == COST_REFERENCE), None)
     if reference is None:
         return []
+    means = {"tokens_decoded": "tokens_per_problem", "tokens_forwarded": "forwarded_per_problem",
+             "sequential_passes": "passes_per_problem", "seconds": "seconds_per_problem"}
 
-    def ratio(value, base):
-        return number(value / base if value is not None and base else None, 2)
+    def ratio(s: MethodSummary, field: str) -> str:
+        value, base = getattr(s, means[field]), getattr(reference, means[field])
+        text = number(value / base if value is not None and base else None, 2)
+        rows = s.rows_with[field]
+        return text if text == "–" or rows == s.samples else f"{text} ({rows} of {s.samples} rows)"
 
-    lines = ["", f"Cost per answer as a ratio to `{COST_REFERENCE}` (latency on a GPU follows the sequential passes):",
-             "", "| method | decoded tokens | sequential passes | seconds |", "| --- | --- | --- | --- |"]
+    def spread_cell(s: MethodSummary) -> str:
+        if s.token_ratio_spread is None:
+            return "–"
+        low, median, high, pairs = s.token_ratio_spread
+        return f"{median:.2f} [{low:.2f}, {high:.2f}]" + ("" if pairs == s.samples else f" ({pairs} of {s.samples} rows)")
+
+    lines = ["", f"Cost per answer as a ratio to `{COST_REFERENCE}`'s mean (latency on a GPU follows the sequential "
+             "passes; a figure that rests on fewer than all rows says on how many), and the spread of the ratio "
+             f"over the samples both have: decoded tokens / `{COST_REFERENCE}`'s on the same problem and seed, "
+             "median [10th, 90th percentile]:", "",
+             "| method | decoded tokens | positions forwarded | sequential passes | seconds | decoded tokens per sample: "
+             "median [10th, 90th] |", "| --- | --- | --- | --- | --- | --- |"]
     for s in methods:
-        lines.append(f"| {s.method} | {ratio(s.tokens_per_problem, reference.tokens_per_problem)} "
-                     f"| {ratio(s.passes_per_problem, reference.passes_per_problem)} "
-                     f"| {ratio(s.seconds_per_problem, reference.seconds_per_problem)} |")
+        lines.append(f"| {s.method} | " + " | ".join(ratio(s, field) for field in COST_FIELDS) + f" | {spread_cell(s)} |")
     return lines
 
 
@@ -329,16 +431,44 @@ def settings_lines(methods: list[MethodSummary]) -> list[str]:
     return [f"- `{method}`: {text}" for text, method in described]
 
 
+def p_values(c: McNemarComparison) -> str:
+    """The exact p, with the asymptotic one beside it where they differ at the digits shown."""
+    exact, asymptotic = f"{c.exact_p:.2g}", f"{c.p_value:.2g}"
+    return exact if exact == asymptotic else f"{exact} ({asymptotic})"
+
+
+def interval(values: tuple | None, digits: int, signed: bool = False) -> str:
+    """`mean [low, high]` of a (mean, low, high) triple."""
+    if values is None:
+        return "–"
+    mean, low, high = values
+    form = f"{{:{'+' if signed else ''},.{digits}f}}"
+    return form.format(mean) + ("" if low is None else f" [{form.format(low)}, {form.format(high)}]")
+
+
 def mcnemar_table(comparisons: list[McNemarComparison]) -> list[str]:
-    lines = ["| model | task | ecmh vs | pairs | ecmh only | other only | statistic | p "
-             "| ecmh - other, points [95% CI] | had cut-off answers gone against ecmh | ecmh tokens / other |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    subject = comparisons[0].subject
+    lines = [f"| model | task | {subject} vs | pairs | {subject} only | other only | statistic | p exact (asymptotic) "
+             f"| p Holm | {subject} - other, points [95% CI] | had cut-off answers gone against {subject} "
+             f"| {subject} tokens / other |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for c in comparisons:
-        interval = "" if c.difference_low is None else \
+        difference = "" if c.difference_low is None else \
             f" [{signed_points(c.difference_low)}, {signed_points(c.difference_high)}]"
-        lines.append(f"| {c.model} | {c.task} | {c.method} | {c.pairs} | {c.ecmh_only} | {c.other_only} "
-                     f"| {c.statistic:.2f} | {c.p_value:.3g} | {signed_points(c.difference)}{interval} "
-                     f"| {signed_points(c.difference_if_cut_offs_went_against_ecmh)} | {number(c.token_ratio, 2)} |")
+        lines.append(f"| {c.model} | {c.task} | {c.method} | {c.pairs} | {c.subject_only} | {c.other_only} "
+                     f"| {c.statistic:.2f} | {p_values(c)} | {c.holm_p:.2g} | {signed_points(c.difference)}{difference} "
+                     f"| {signed_points(c.difference_if_cut_offs_went_against_subject)} | {number(c.token_ratio, 2)} |")
+    return lines
+
+
+def target_table(targets: list[TargetCheck]) -> list[str]:
+    lines = [f"| model | task | method | samples | mean log p [95% CI] | mean length, tokens [95% CI] "
+             f"| pairs with {SUBJECT} | log p - {SUBJECT}'s [95% CI] | length - {SUBJECT}'s [95% CI] |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for t in targets:
+        lines.append(f"| {t.model} | {t.task} | {t.method} | {t.samples} | {interval(t.log_p, 2)} "
+                     f"| {interval(t.length, 1)} | {t.pairs} | {interval(t.log_p_difference, 2, signed=True)} "
+                     f"| {interval(t.length_difference, 1, signed=True)} |")
     return lines
 
 
@@ -377,19 +507,32 @@ def markdown(summary: Summary, command: str, rows: int) -> str:
                   *breakdown_table(methods, "by_extraction", "Accuracy by how the answer was extracted"),
                   *breakdown_table(methods, "by_selector", "Best-of-N accuracy by the selector that picks the draw"), "",
                   "Settings:", "", *settings_lines(methods)]
-    lines += ["", "## ecmh against each method: clustered McNemar", "",
-              "Paired on (problem, seed) samples both methods have, clustered by problem (Durkalski et al. "
-              "2003): statistic (B - C)² / Σ_problems (b - c)², chi-square with 1 degree of freedom, where "
-              "b (B in all) counts samples only ecmh got right and c (C) samples only the other method got right. "
-              "ecmh - other: the difference of their accuracies on those pairs, (B - C) / pairs, with its 95% "
-              "interval clustered by problem as for accuracy. Had cut-off answers gone against ecmh: that difference "
-              "if every answer that used all of `max_new_tokens` had gone against ecmh (its right ones wrong, the "
-              "other's wrong ones right), so how far the token limit could move it; – where no answer was cut off.",
-              ""]
+    lines += ["", f"## {SUBJECT} against each method: clustered McNemar", "",
+              f"Paired on (problem, seed) samples both methods have, clustered by problem (Durkalski et al. "
+              "2003): statistic (B - C)² / Σ_problems (b - c)², chi-square with 1 degree of freedom (the asymptotic "
+              f"p, in brackets where it differs), where b (B in all) counts samples only {SUBJECT} got right and c "
+              "(C) samples only the other method got right. p exact: the sign-flip permutation test by problem "
+              "(each problem's b - c equally likely positive or negative under no difference, all 2^problems "
+              "signs counted), which is the exact binomial McNemar test where each problem has one sample; small "
+              f"samples make the asymptotic p too small. p Holm: the exact p adjusted by Holm's method over the "
+              f"pre-registered family, {SUBJECT} against every other method of the panel. {SUBJECT} - other: the "
+              "difference of their accuracies on those pairs, (B - C) / pairs, with its 95% interval clustered by "
+              f"problem as for accuracy. Had cut-off answers gone against {SUBJECT}: that difference if every answer "
+              f"that used all of `max_new_tokens` had gone against {SUBJECT} (its right ones wrong, the other's "
+              "wrong ones right), so how far the token limit could move it; – where no answer was cut off.", ""]
     if summary.comparisons:
         lines += mcnemar_table(summary.comparisons)
     else:
-        lines.append("Needs two methods: no model x task here has ecmh and another method.")
+        lines.append(f"Needs two methods: no model x task here has {SUBJECT} and another method.")
+    lines += ["", "## Sampler or target? The law of log p", "",
+              "Samplers that all sample `p^α` exactly draw answers from one law, so they agree on the law of "
+              "`log p(answer)` under the base model and of the answer's length, whatever they cost. Per method: the "
+              "mean of each with its 95% interval clustered by problem, and its paired difference from "
+              f"{SUBJECT}'s on the same problems and seeds. An interval of the difference that excludes 0 says the "
+              f"method samples another law than {SUBJECT}: by design (`standard`, `low_temp` and best-of-N do not "
+              "target `p^α`), by bias, or by not having mixed; which of the two `p^α` samplers is off it does not "
+              "say (the tests check ECMH's exactness on models small enough to enumerate).", ""]
+    lines += target_table(summary.targets) if summary.targets else ["No sample records its log p."]
     lines += ["", "## Plots", "", f"![accuracy against decoded tokens]({ACCURACY_PLOT})", ""]
     if has_acceptance(summary):
         lines += [f"![MH acceptance rate by block]({ACCEPTANCE_PLOT})", ""]

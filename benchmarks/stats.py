@@ -1,5 +1,7 @@
-"""The statistics of the benchmark report: pass@k, accuracy intervals (Wilson, cluster-robust by problem), the
-clustered McNemar test and the interval of a paired accuracy difference, in the standard library alone."""
+"""The statistics of the benchmark report, in the standard library alone: pass@k, accuracy intervals (Wilson,
+cluster-robust by problem), the clustered McNemar test and its exact counterpart (a sign-flip permutation test by
+problem, the binomial McNemar test with one pair per problem), Holm's multiplicity adjustment, intervals of means
+and paired differences clustered by problem, and percentile spreads."""
 
 import math
 import statistics
@@ -135,3 +137,50 @@ def sd_or_none(values) -> float | None:
     """Sample standard deviation of the values that are not None (None for fewer than two)."""
     present = [v for v in values if v is not None]
     return statistics.stdev(present) if len(present) > 1 else None
+
+
+def sign_flip_p_value(differences: list[int]) -> float:
+    """Exact two-sided p of the paired permutation test by problem: under no difference between two methods, each
+    problem's b - c (samples only the first got right less samples only the second did) is as likely to have
+    either sign, independently across problems. p = P(|sum of s_k (b_k - c_k)| >= |sum of (b_k - c_k)|) over the
+    2^G sign choices, counted exactly by convolution over the integer sums. With one pair per problem it is the
+    exact (binomial) McNemar test: p = P(|2X - n| >= |B - C|), X ~ Binomial(n = B + C, 1/2)."""
+    observed = abs(sum(differences))
+    ways = {0: 1}  # sum -> number of sign choices giving it
+    for d in (abs(d) for d in differences if d):
+        grown = {}
+        for total, count in ways.items():
+            for step in (d, -d):
+                grown[total + step] = grown.get(total + step, 0) + count
+        ways = grown
+    extreme = sum(count for total, count in ways.items() if abs(total) >= observed)
+    return extreme / sum(ways.values())
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment of a family of p-values (in the given order): the k-th smallest becomes
+    max over j <= k of min(1, (m - j + 1) p_(j)), which controls the family-wise error rate."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted, running = [0.0] * len(p_values), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def mean_interval(values_by_problem: list[list[float]]) -> tuple[float, float | None, float | None]:
+    """The mean over every value, with its 95% interval clustered by problem (`clustered_mean`): (mean, low, high);
+    (mean, None, None) with fewer than two problems."""
+    counts = [(len(values), math.fsum(values)) for values in values_by_problem if values]
+    if len(counts) < 2:
+        return math.fsum(x for _, x in counts) / sum(n for n, _ in counts), None, None
+    mean, half = clustered_mean(counts)
+    return mean, mean - half, mean + half
+
+
+def spread(values: list[float]) -> tuple[float, float, float] | None:
+    """(10th percentile, median, 90th percentile) of the values (None for fewer than two)."""
+    if len(values) < 2:
+        return None
+    deciles = statistics.quantiles(values, n=10, method="inclusive")
+    return deciles[0], statistics.median(values), deciles[-1]

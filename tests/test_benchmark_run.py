@@ -301,7 +301,8 @@ def test_smc_methods_take_their_particles_and_the_report_prints_costs_against_lo
     assert {row["config"]["smc"]["bridge_tokens"] for row in smc_rows} == {0, 2}  # power_smc: 400/2048 of 8 tokens
     assert main(["report", str(tmp_path)]) == 0
     report = (tmp_path / "summary.md").read_text()
-    assert "| method | decoded tokens | sequential passes | seconds |" in report and "| low_temp | 1.00 | 1.00 | 1.00 |" in report
+    assert "| method | decoded tokens | positions forwarded | sequential passes | seconds |" in report
+    assert "| low_temp | 1.00 | 1.00 | 1.00 | 1.00 | 1.00 [1.00, 1.00] |" in report
     assert _run(tiny_chat_model_dir, tmp_path / "bad", "--task", "gsm8k", "--method", "smc", "--particles", "0", "--limit", "1") == 2
 
 

@@ -87,12 +87,12 @@ def test_clustered_mcnemar_on_the_fake_results(summary):
     # B = 3, C = 1, sum (b - c)² = 1 + 1 + 0 + 0 = 2: statistic (3 - 1)² / 2 = 2, p = erfc(1)
     # (the unclustered McNemar would give (3 - 1)² / 4 = 1: p4's pairs cancel within the problem).
     versus_standard = summary.comparison("tiny-llama", "math500", "standard")
-    assert (versus_standard.pairs, versus_standard.ecmh_only, versus_standard.other_only) == (8, 3, 1)
+    assert (versus_standard.pairs, versus_standard.subject_only, versus_standard.other_only) == (8, 3, 1)
     assert versus_standard.statistic == 2.0
     assert versus_standard.p_value == pytest.approx(math.erfc(1.0))
     # humaneval, ecmh vs uniform_mh: (0,2), (0,1), (0,1): 4² / (4 + 1 + 1)
     versus_uniform = summary.comparison("tiny-llama", "humaneval", "uniform_mh")
-    assert (versus_uniform.ecmh_only, versus_uniform.other_only) == (0, 4)
+    assert (versus_uniform.subject_only, versus_uniform.other_only) == (0, 4)
     assert versus_uniform.statistic == pytest.approx(16 / 6)
     # ecmh - standard: per-problem differences .5, .5, 0, 0 (p3 concordant, p4 balanced: both count), mean .25,
     # sample variance (4 * .25²) / 3, standard error sqrt(1 / 12) / 2; t on 3 degrees of freedom
@@ -106,6 +106,73 @@ def test_clustered_mcnemar_on_the_fake_results(summary):
         comparison = summary.comparison("tiny-llama", task, method)
         assert (comparison.statistic, comparison.p_value) == (0.0, 1.0)
     assert len(summary.comparisons) == 4
+    # exact: math500 b - c by problem 1, 1, 0, 0: p = P(|±1 ±1| >= 2) = 1/2; humaneval vs uniform_mh: -2, -1, -1:
+    # |±2 ±1 ±1| >= 4 in 2 of 8 sign choices; Holm over each task's two comparisons
+    assert versus_standard.exact_p == 0.5 and versus_uniform.exact_p == 0.25
+    assert versus_standard.holm_p == 1.0 and versus_uniform.holm_p == 0.5
+
+
+@given(st.integers(0, 40), st.integers(0, 40))
+def test_the_exact_test_with_one_pair_per_problem_is_the_binomial_mcnemar_test(only_first, only_second):
+    from scipy.stats import binomtest
+
+    differences = [1] * only_first + [-1] * only_second + [0] * 3  # concordant problems change nothing
+    expected = 1.0 if only_first + only_second == 0 else binomtest(only_first, only_first + only_second).pvalue
+    assert stats.sign_flip_p_value(differences) == pytest.approx(expected, rel=1e-9)
+
+
+def test_the_exact_test_by_problem_hand_example():
+    # b - c per problem 2, 1, -1: |sum| = 2; of the 8 sign choices the sums are ±4 (2), ±2 (4), 0 (2): p = 6/8,
+    # where the asymptotic clustered statistic 2² / (4 + 1 + 1) says 0.41
+    assert stats.sign_flip_p_value([2, 1, -1]) == 0.75
+    assert stats.clustered_mcnemar([(2, 0), (1, 0), (0, 1)])[1] == pytest.approx(math.erfc(math.sqrt(4 / 12)))
+    # ten problems all one way: p = 2 / 2^10 (all plus or all minus); the same ten pooled in one problem: 1
+    assert stats.sign_flip_p_value([1] * 10) == 2 / 1024 and stats.sign_flip_p_value([10]) == 1.0
+
+
+def test_holm_hand_example():
+    # sorted .01, .03, .04, .5 times 4, 3, 2, 1: .04, .09, .08 -> .09 (monotone), .5
+    assert stats.holm([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.09, 0.09, 0.5])
+    assert stats.holm([0.9, 0.3]) == pytest.approx([0.9, 0.6]) and stats.holm([]) == []  # .3 * 2, then .9 * 1
+
+
+def test_cost_figures_say_how_many_rows_they_rest_on():
+    def row(method, problem, tokens, passes):
+        return {"model": "m", "task": "gsm8k", "method": method, "problem_id": str(problem), "seed": 0,
+                "correct": True, "tokens_decoded": tokens, "tokens_forwarded": tokens + 5, "sequential_passes": passes,
+                "seconds": 1.0, "config": {}}
+
+    rows = [row("low_temp", p, 10, 11) for p in range(4)]
+    rows += [row("uniform_mh", p, 10 * (p + 1), 10 * (p + 1) if p < 2 else None) for p in range(4)]
+    summary = report.summarise(rows)
+    uniform = summary.method("m", "gsm8k", "uniform_mh")
+    assert uniform.rows_with["sequential_passes"] == 2 and uniform.rows_with["tokens_decoded"] == 4
+    # ratios 1, 2, 3, 4: median 2.5, inclusive deciles 1.3 and 3.7
+    assert uniform.token_ratio_spread == pytest.approx((1.3, 2.5, 3.7, 4))
+    text = report.markdown(summary, "report", len(rows))
+    # tokens 25 / 10; forwarded 30 / 15; passes 15 (2 rows) / 11
+    assert "| uniform_mh | 2.50 | 2.00 | 1.36 (2 of 4 rows) | 1.00 | 2.50 [1.30, 3.70] |" in text, text
+
+
+def test_the_target_check_hand_example():
+    def row(method, problem, log_p, tokens):
+        return {"model": "m", "task": "gsm8k", "method": method, "problem_id": str(problem), "seed": 0,
+                "correct": True, "log_p": log_p, "completion_tokens": tokens, "config": {}}
+
+    # ecmh log p -1, -2, -3, -4 on problems 0-3; low_temp 1 lower on each, and problem 4 that ecmh lacks
+    rows = [row("ecmh", p, -1.0 - p, 10) for p in range(4)]
+    rows += [row("low_temp", p, -2.0 - p, 12 + p) for p in range(5)]
+    summary = report.summarise(rows)
+    low_temp = next(t for t in summary.targets if t.method == "low_temp")
+    assert (low_temp.samples, low_temp.pairs) == (5, 4)
+    assert low_temp.log_p[0] == pytest.approx(-4.0) and low_temp.length[0] == pytest.approx(14.0)
+    assert low_temp.log_p_difference == pytest.approx((-1.0, -1.0, -1.0))  # the same on every pair: zero width
+    assert low_temp.length_difference[0] == pytest.approx(3.5)  # 2, 3, 4, 5
+    ecmh = next(t for t in summary.targets if t.method == "ecmh")
+    assert ecmh.log_p_difference is None and ecmh.pairs == 0
+    text = report.markdown(summary, "report", len(rows))
+    assert "## Sampler or target?" in text and "| m | gsm8k | low_temp | 5 | -4.00 [" in text
+    assert "| 4 | -1.00 [-1.00, -1.00] | +3.5 [" in text
 
 
 def test_report_writes_markdown_json_and_plots(tmp_path):
@@ -114,7 +181,8 @@ def test_report_writes_markdown_json_and_plots(tmp_path):
     text = path.read_text()
     assert f"ecmh-benchmarks report {FAKE_RESULTS} --out {tmp_path / 'out'}" in text
     assert "| ecmh | 4 | 2 | 62.5 [22.7, 100.0] | 62.5 | 100.0 | 400 (63) | 12.5 | 4.50 | 37.5 |" in text
-    assert "| tiny-llama | math500 | standard | 8 | 3 | 1 | 2.00 | 0.157 |" in text
+    # exact p of the sign flips of b - c = 1, 1, 0, 0 by problem: |sum| >= 2 in 2 of 4 sign choices
+    assert "| tiny-llama | math500 | standard | 8 | 3 | 1 | 2.00 | 0.5 (0.16) | 1 |" in text
     assert "cluster-robust" in text
     for image in (report.ACCURACY_PLOT, report.ACCEPTANCE_PLOT):
         assert f"]({image})" in text
@@ -256,10 +324,10 @@ def test_the_token_limit_bound_is_the_difference_had_every_cut_off_answer_gone_a
     flipped = [against_ecmh(m, i, pair[k]) for i, pair in enumerate(pairs) for k, m in enumerate(["ecmh", "low_temp"])]
     [recomputed] = report.summarise(flipped).comparisons
     if any(answer[1] >= 8 for pair in pairs for answer in pair):
-        assert comparison.difference_if_cut_offs_went_against_ecmh == pytest.approx(recomputed.difference)
-        assert comparison.difference_if_cut_offs_went_against_ecmh <= comparison.difference
+        assert comparison.difference_if_cut_offs_went_against_subject == pytest.approx(recomputed.difference)
+        assert comparison.difference_if_cut_offs_went_against_subject <= comparison.difference
     else:
-        assert comparison.difference_if_cut_offs_went_against_ecmh is None
+        assert comparison.difference_if_cut_offs_went_against_subject is None
 
 
 def test_the_token_limit_bound_in_the_markdown():
@@ -272,7 +340,7 @@ def test_the_token_limit_bound_in_the_markdown():
     rows = [row("ecmh", p, p < 3, 8 if p == 2 else 5) for p in range(4)]
     rows += [row("low_temp", p, p == 0, 8 if p == 1 else 5) for p in range(4)]
     [comparison] = report.summarise(rows).comparisons
-    assert (comparison.difference, comparison.difference_if_cut_offs_went_against_ecmh) == (0.5, 0.0)
+    assert (comparison.difference, comparison.difference_if_cut_offs_went_against_subject) == (0.5, 0.0)
     assert "| +50.0 [" in (text := report.markdown(report.summarise(rows), "report", len(rows)))
     assert "| +0.0 |" in text
 
