@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ecmh.checks import check_int
 
+from .help import HelpFormatter
 from .methods import SELECTORS, SMC_PARTICLES, RunSettings
 from .ray_sweep import SweepFailed
 from .registry import METHODS
@@ -28,16 +29,6 @@ from .run import RunInterrupted
 from .tasks import TASK_NAMES
 
 DEFAULTS = RunSettings()
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps the description's and examples' lines; every option's help ends with its default, where it has one."""
-
-    def _get_help_string(self, action):
-        help_text = action.help or ""
-        if "%(default)" in help_text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
-            return help_text
-        return f"{help_text} (default: %(default)s)".lstrip()
 
 
 def _shard(text: str) -> tuple:

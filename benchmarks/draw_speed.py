@@ -15,6 +15,9 @@ from pathlib import Path
 import torch
 
 from ecmh import scoring
+from ecmh.settings import DEFAULTS
+
+from .help import HelpFormatter
 
 
 def _positive_ints(text: str) -> list[int]:
@@ -37,7 +40,7 @@ def _ms_per_draw(proposal: scoring.PowerProposal, logits: torch.Tensor, repeats:
 
 
 def measure(vocab: int, rows: int, repeats: int) -> dict:
-    proposal = scoring.PowerProposal(alpha=4.0)
+    proposal = scoring.PowerProposal(alpha=DEFAULTS.alpha)
     logits = torch.randn(rows, vocab, generator=torch.Generator().manual_seed(0)) * 3
     blocked = _ms_per_draw(proposal, logits, repeats)
     default = scoring.ROW_BLOCK_BYTES
@@ -50,7 +53,8 @@ def measure(vocab: int, rows: int, repeats: int) -> dict:
 
 
 def main(argv=None) -> list[dict]:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.draw_speed", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.draw_speed", description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--vocab", type=_positive_ints, default="49152,151936", help="vocabulary sizes, comma-separated")
     parser.add_argument("--rows", type=_positive_ints, default="1,16,32", help="rows drawn at once, comma-separated")
     parser.add_argument("--repeats", type=int, default=20, help="draws timed per measurement")

@@ -47,8 +47,11 @@ from ecmh import compat
 from ecmh.backends.transformers import TransformersBackend
 from ecmh.backends.vllm import VLLMBackend
 from ecmh.prompts import encode_prompts
+from ecmh.settings import DEFAULTS
 
 from . import vllm_profile
+from .help import HelpFormatter
+from .tasks import read_records
 
 FALLBACK_PROMPTS = [
     "What is 17 * 23? Think step by step.",
@@ -56,11 +59,13 @@ FALLBACK_PROMPTS = [
     "How many positive divisors does 196 have?",
     "Explain why the sum of two odd numbers is even.",
 ]
-MATH500 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "math500.json"
 
 
-def prompts(count: int) -> list[str]:
-    texts = [row["prompt"] for row in json.loads(MATH500.read_text())] if MATH500.exists() else FALLBACK_PROMPTS
+def prompts(count: int, args) -> list[str]:
+    """`count` prompts: the problems of `--data` (a MATH500-format file: `prompt` or `problem` per row), else the
+    built-in ones, repeated as needed (callers that build their own `args` may leave `data` out)."""
+    data = vars(args).get("data")
+    texts = [str(row.get("prompt") or row["problem"]) for row in read_records(data)] if data else FALLBACK_PROMPTS
     return [texts[i % len(texts)] for i in range(count)]
 
 
@@ -175,7 +180,7 @@ def sampler_options(args, repeat: int) -> dict:
 
 
 def measure(model, tokenizer, rows: int, args) -> dict:
-    batch = encode_prompts(tokenizer, prompts(rows))
+    batch = encode_prompts(tokenizer, prompts(rows, args))
     ids, mask = batch.input_ids.to(model.device), batch.attention_mask.to(model.device)
     ecmh_times, plain_times, forward_share, reuse_speedup = [], [], [], []
     for repeat in range(args.repeats):
@@ -212,7 +217,7 @@ def measure_vllm(llm, rows: int, args) -> dict:
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
-    batch = encode_prompts(llm.get_tokenizer(), prompts(rows))
+    batch = encode_prompts(llm.get_tokenizer(), prompts(rows, args))
     requests = [TokensPrompt(prompt_token_ids=row[keep].tolist())
                 for row, keep in zip(batch.input_ids, batch.attention_mask.bool())]
     ecmh_times, plain_times, ecmh_parts, plain_parts = [], [], [], []
@@ -276,7 +281,7 @@ def latency_options(method: str, args) -> dict:
 
 def measure_latency(model, tokenizer, rows: int, args) -> dict:
     """Per method: sequential passes, decoded tokens and seconds per answer (medians of `--repeats` runs, interleaved)."""
-    batch = encode_prompts(tokenizer, prompts(rows))
+    batch = encode_prompts(tokenizer, prompts(rows, args))
     runs = {method: [] for method in LATENCY_METHODS}
     for repeat in range(args.repeats):
         for method in LATENCY_METHODS:
@@ -311,17 +316,19 @@ def print_latency(results: list[dict]) -> None:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--model", default="smollm2-135m-instruct", help="a model, or several comma-separated, "
                         "measured one after the other in this run")
     parser.add_argument("--backend", choices=("transformers", "vllm"), default="transformers")
     parser.add_argument("--vllm-kwargs", default="{}", help="JSON object of extra `vllm.LLM` options")
     parser.add_argument("--dtype", default=None)
     parser.add_argument("--rows", default="1,4,16,64", help="comma-separated batch sizes")
+    parser.add_argument("--data", default=None, help="prompts: the problems of a MATH500-format JSON/JSONL/CSV file "
+                        "(default: four built-in prompts)")
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--block-size", type=int, default=32)
     parser.add_argument("--mcmc-steps", type=int, default=4)
-    parser.add_argument("--alpha", type=float, default=4.0)
+    parser.add_argument("--alpha", type=float, default=DEFAULTS.alpha, help="the power of the target p^alpha")
     parser.add_argument("--particles", type=int, default=16, help="SMC's particles per prompt (latency table)")
     parser.add_argument("--resample-every", type=int, default=16, help="SMC's tokens between ESS checks")
     parser.add_argument("--repeats", type=int, default=3)
