@@ -71,8 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--max-new-tokens", type=int, default=DEFAULTS.max_new_tokens, help="tokens per answer at most")
     run.add_argument("--cut-power", type=float, default=DEFAULTS.cut_power,
                      help="the exponent of the entropy-jump cut weights")
-    run.add_argument("--particles", type=int, default=None,
-                     help=f"SMC methods' particles per prompt (default: {SMC_PARTICLES}, the entropy-cut paper's)")
+    run.add_argument("--particles", type=int, default=SMC_PARTICLES,
+                     help="SMC methods' particles per prompt (the default is the entropy-cut paper's)")
     run.add_argument("--batch-size", type=int, default=8, help="problems per sampler call")
     run.add_argument("--no-chat", action="store_true", help="do not apply the model's chat template")
     run.add_argument("--stop-string", action="append", dest="stop_strings", metavar="TEXT",

@@ -52,13 +52,18 @@ def measure(vocab: int, rows: int, repeats: int) -> dict:
     return {"vocab": vocab, "rows": rows, "blocked_ms": blocked, "one_block_ms": whole, "speedup": whole / blocked}
 
 
-def main(argv=None) -> list[dict]:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.draw_speed", description=__doc__.split("\n\n")[0],
                                      formatter_class=HelpFormatter)
     parser.add_argument("--vocab", type=_positive_ints, default="49152,151936", help="vocabulary sizes, comma-separated")
     parser.add_argument("--rows", type=_positive_ints, default="1,16,32", help="rows drawn at once, comma-separated")
     parser.add_argument("--repeats", type=int, default=20, help="draws timed per measurement")
     parser.add_argument("--out", type=Path, help="also write the results here as JSON")
+    return parser
+
+
+def main(argv=None) -> list[dict]:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats must be at least 1, got {args.repeats}")

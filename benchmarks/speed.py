@@ -315,35 +315,39 @@ def print_latency(results: list[dict]) -> None:
                   f"{n['seconds_vs_plain']:>8.2f} {n['s_per_token_vs_plain']:>10.2f}", flush=True)
 
 
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--model", default="smollm2-135m-instruct", help="a model, or several comma-separated, "
                         "measured one after the other in this run")
-    parser.add_argument("--backend", choices=("transformers", "vllm"), default="transformers")
+    parser.add_argument("--backend", choices=("transformers", "vllm"), default="transformers", help="what runs the model")
     parser.add_argument("--vllm-kwargs", default="{}", help="JSON object of extra `vllm.LLM` options")
-    parser.add_argument("--dtype", default=None)
+    parser.add_argument("--dtype", default=None, help="weights dtype (default: the backend's)")
     parser.add_argument("--rows", default="1,4,16,64", help="comma-separated batch sizes")
     parser.add_argument("--data", default=None, help="prompts: the problems of a MATH500-format JSON/JSONL/CSV file "
                         "(default: four built-in prompts)")
-    parser.add_argument("--max-new-tokens", type=int, default=128)
-    parser.add_argument("--block-size", type=int, default=32)
-    parser.add_argument("--mcmc-steps", type=int, default=4)
+    parser.add_argument("--max-new-tokens", type=int, default=128, help="tokens per answer at most")
+    parser.add_argument("--block-size", type=int, default=32, help="tokens per MH block")
+    parser.add_argument("--mcmc-steps", type=int, default=4, help="MH steps per block")
     parser.add_argument("--alpha", type=float, default=DEFAULTS.alpha, help="the power of the target p^alpha")
     parser.add_argument("--particles", type=int, default=16, help="SMC's particles per prompt (latency table)")
     parser.add_argument("--resample-every", type=int, default=16, help="SMC's tokens between ESS checks")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats per measurement")
     parser.add_argument("--profile", action="store_true", help="where the time goes: the share inside model.forward "
                         "(transformers), or per part of the engine and of ecmh around it (vllm, benchmarks/vllm_profile.py)")
     parser.add_argument("--no-speculation", action="store_true", help="vllm: do not decode ahead the proposal that "
                         "follows a rejection (`VLLMBackend(speculative=False)`; the answers are the same)")
     parser.add_argument("--skip-reencode", action="store_true", help="skip the re-encoding baseline (slow)")
     parser.add_argument("--skip-latency", action="store_true", help="skip the per-method latency table")
-    parser.add_argument("--out", default="benchmarks/results/speed.json")
-    args = parser.parse_args(argv)
+    parser.add_argument("--out", default="benchmarks/results/speed.json", help="where the JSON goes")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     try:
         vllm_options = dict(json.loads(args.vllm_kwargs)) | ({"dtype": args.dtype} if args.dtype else {})
     except (ValueError, TypeError):
-        parser.error(f"--vllm-kwargs must be a JSON object such as '{{\"block_size\": 32}}', got {args.vllm_kwargs!r}.")
+        build_parser().error(f"--vllm-kwargs must be a JSON object such as '{{\"block_size\": 32}}', got {args.vllm_kwargs!r}.")
     if args.backend == "vllm" and args.profile:
         os.environ["VLLM_ALLOW_INSECURE_SERIALIZATION"] = "1"  # the profile's timers reach the worker by RPC
 

@@ -333,3 +333,115 @@ def test_a_ctrl_c_just_after_a_row_is_stored_still_counts_it(tiny_chat_model_dir
     assert _run(tiny_chat_model_dir, tmp_path, "--task", "gsm8k", "--method", "low_temp", "--limit", "4") == 130
     kept = len(_rows(tmp_path))
     assert kept >= 1 and f"interrupted: {kept} new row(s) kept ({kept} in" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the documented commands
+
+ROOT = Path(__file__).resolve().parents[1]
+# the runner's options a toy run replaces, and the ones it drops: the vLLM and Ray paths run in test_vllm_runner.py
+# and test_ray_sweep.py, and nothing here may load a model from the hub or reach a cluster
+TOY_VALUES = {"--limit": "1", "--seeds": "0", "--max-new-tokens": "8", "--block-size": "4", "--mcmc-steps": "1",
+              "--batch-size": "2", "--particles": "2"}
+DROPPED = {"--backend", "--tensor-parallel-size", "--pipeline-parallel-size", "--distributed-executor-backend", "--ray",
+           "--ray-actors", "--gpus-per-actor", "--dtype", "--device"}
+
+
+def documented_commands() -> list[list[str]]:
+    """The words of every benchmark command in benchmarks/README.md, README.md's Benchmarks section and the
+    `ecmh-benchmarks --help` examples, from `python -m benchmarks...` or `ecmh-benchmarks` on (a code block's
+    indented line continues the command above it)."""
+    import re
+    import shlex
+
+    from benchmarks.__main__ import EXAMPLES
+
+    readme = (ROOT / "README.md").read_text()
+    texts = [(ROOT / "benchmarks" / "README.md").read_text(),
+             readme[readme.index("## Benchmarks\n"):readme.index("## How ECMH works")], EXAMPLES]
+    found = []
+    for text in texts:
+        text = re.sub(r"\\\n\s*", " ", text)
+        blocks = re.findall(r"```[a-z]*\n(.*?)```", text, re.S)
+        lines = [re.sub(r"\n[ \t]+", " ", block) for block in blocks]
+        prose = re.sub(r"`` .*? ``", "", re.sub(r"```[a-z]*\n.*?```", "", text, flags=re.S))
+        lines += [" ".join(span.split()) for span in re.findall(r"`([^`]+)`", prose)]
+        lines += text.splitlines() if text is EXAMPLES else []
+        for line in (part for block in lines for part in block.splitlines()):
+            start = re.search(r"python -m benchmarks|ecmh-benchmarks (run|report|regrade) ", line)
+            if start:
+                words = shlex.split(line[start.start():].split("#")[0])
+                found.append(["benchmarks", *words[1:]] if words[0] == "ecmh-benchmarks" else words[2:])
+    return [words for words in found if len(words) > 2]  # not a program named in prose
+
+
+def program_parser(words: list[str]):
+    """The parser a command's words go to: (parser, the words it takes)."""
+    from benchmarks import draw_speed, speed
+    from benchmarks.__main__ import _parser
+
+    if words[0] == "benchmarks.speed":
+        return speed.build_parser(), words[1:]
+    if words[0] == "benchmarks.draw_speed":
+        return draw_speed.build_parser(), words[1:]
+    subcommands = _parser()._subparsers._group_actions[0].choices
+    return subcommands[words[1]], words[2:]
+
+
+def options(parser) -> set[str]:
+    return {name for action in parser._actions for name in action.option_strings if name.startswith("--")} - {"--help"}
+
+
+def test_every_synopsis_lists_every_option_with_its_default():
+    synopses = [words for words in documented_commands() if any(w.startswith("[") for w in words)]
+    assert {tuple(w[:2]) for w in synopses} >= {("benchmarks", "run"), ("benchmarks", "report"), ("benchmarks", "regrade"),
+                                                ("benchmarks.speed", "[--model"), ("benchmarks.draw_speed", "[--vocab")}
+    for words in synopses:
+        parser, arguments = program_parser(words)
+        named = [w.strip("[]") for w in arguments if w.strip("[").startswith("--")]
+        assert set(named) == options(parser), (words[:2], set(named) ^ options(parser))
+        for option, value in zip(arguments, arguments[1:]):  # `[--alpha 4]`: the default
+            action = parser._option_string_actions.get(option.strip("["))
+            if action is not None and value.rstrip("]").replace(".", "").replace(",", "").isdigit():
+                default = action.default
+                shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)
+                assert float(value.rstrip("]").split(",")[0]) == float(str(shown).split(",")[0]), (option, value, shown)
+
+
+def test_every_documented_command_parses_and_runs_at_toy_size(tiny_chat_model_dir, tmp_path, math500_file, capsys,
+                                                               monkeypatch):
+    """Each documented `run`, `report` and `regrade` command runs here with a tiny model (`TOY_VALUES`, `DROPPED`;
+    MATH500 from a local file); the speed and draw-speed commands parse here and run at toy size in
+    test_speed_benchmark.py (their vLLM form in test_vllm_runner.py)."""
+    commands = [words for words in documented_commands() if not any(w.startswith("[") for w in words)]
+    runs = [words for words in commands if words[0] == "benchmarks"]
+    assert {words[1] for words in runs} == {"run", "report", "regrade"} and len(runs) >= 8
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a command that reached for the hub would fail at once
+    out = tmp_path / "out"
+    for words in commands:
+        parser, arguments = program_parser(words)
+        parser.parse_args(arguments)  # a documented option that no longer exists fails here
+    for words in sorted(runs, key=lambda w: w[1] != "run"):  # sample before reporting
+        parser, arguments = program_parser(words)
+        if words[1] == "report":
+            toy = ["report", str(out), *arguments[1:]]
+        elif words[1] == "regrade":  # task by task: MATH500's problems come from the local file
+            for task in sorted(p.name for p in out.iterdir() if p.is_dir()):
+                data = ["--data", str(math500_file)] if task == "math500" else []
+                assert main(["regrade", str(out), "--task", task, *data]) == 0, capsys.readouterr().err[-2000:]
+            continue
+        else:
+            toy, index = ["run", "--model", str(tiny_chat_model_dir), "--out", str(out)], 0
+            while index < len(arguments):
+                word = arguments[index]
+                action = parser._option_string_actions.get(word)
+                takes = action is not None and action.nargs != 0 and (
+                    action.nargs != "?" or index + 1 < len(arguments) and not arguments[index + 1].startswith("--"))
+                value = arguments[index + 1] if takes else None
+                index += 2 if takes else 1
+                if word in DROPPED or word in ("--model", "--out", "--data"):
+                    continue
+                toy += [word, TOY_VALUES.get(word, value)] if takes else [word]
+            toy += [w for option, v in TOY_VALUES.items() if option not in toy for w in (option, v)]
+            if "math500" in toy:
+                toy += ["--data", str(math500_file)]
+        assert main(toy) == 0, (words, toy, capsys.readouterr().err[-2000:])
