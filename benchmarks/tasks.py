@@ -1,7 +1,7 @@
 r"""Benchmark tasks: where their problems come from, how they are prompted, how they are graded.
 
     from benchmarks.tasks import get_task, TASK_NAMES
-    task = get_task("math500", data="../shared/data/math500.json")
+    task = get_task("math500")  # MATH500 from the hub; data="math500.json" reads a local copy
     for problem in task.problems(seed=0):
         completion = ...  # the model's answer to problem["prompt"] (chat template: the runner's job)
         task.grade(problem, completion), task.extract(problem, completion)

@@ -1,4 +1,5 @@
-"""The shape of the package: no import cycle anywhere in `ecmh/` (lazy imports inside functions included).
+"""The shape of the package: no import cycle anywhere in `ecmh/` or `benchmarks/` (lazy imports inside functions
+included).
 
 The graph is read from the source (every `import` and `from ... import` statement, resolved to modules
 of the package), not from what happens to be imported at run time."""
@@ -9,12 +10,13 @@ from pathlib import Path
 import ecmh
 
 PACKAGE = Path(ecmh.__file__).parent
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def module_files() -> dict[str, Path]:
+def module_files(package: Path = PACKAGE) -> dict[str, Path]:
     modules = {}
-    for path in PACKAGE.rglob("*.py"):
-        parts = ["ecmh", *path.relative_to(PACKAGE).with_suffix("").parts]
+    for path in package.rglob("*.py"):
+        parts = [package.name, *path.relative_to(package).with_suffix("").parts]
         modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return modules
 
@@ -54,8 +56,8 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-def import_graph() -> dict[str, set[str]]:
-    modules = module_files()
+def import_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
+    modules = module_files(package)
     return {name: imports(name, path, modules) for name, path in modules.items()}
 
 
@@ -63,10 +65,17 @@ def test_no_module_of_the_package_imports_itself_back():
     assert cycles(import_graph()) == []
 
 
+def test_no_module_of_the_benchmarks_imports_itself_back():
+    assert cycles(import_graph(BENCHMARKS)) == []
+
+
 def test_the_cycle_check_finds_a_cycle():
     graph = import_graph()
     graph["ecmh.backends.base"].add("ecmh.backends.factory")  # the contract importing its factory back
     assert ["ecmh.backends.base", "ecmh.backends.factory", "ecmh.backends.base"] in cycles(graph)
+    benchmarks = import_graph(BENCHMARKS)
+    benchmarks["benchmarks.sweep"].add("benchmarks.run")  # the runner's shared types importing the runner back
+    assert ["benchmarks.sweep", "benchmarks.run", "benchmarks.sweep"] in cycles(benchmarks)
 
 
 def test_optional_integrations_are_imported_only_when_used():

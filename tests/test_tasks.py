@@ -10,7 +10,12 @@ import pytest
 
 from benchmarks.tasks import MATH_PROMPT, TASK_NAMES, get_task, read_records
 
-MATH500 = Path(__file__).resolve().parents[2] / "shared" / "data" / "math500.json"
+# MATH500's first problem as the hub set (HuggingFaceH4/MATH-500) holds it
+MATH500_FIRST = {"problem": "Convert the point $(0,3)$ in rectangular coordinates to polar coordinates.  Enter your "
+                 "answer in the form $(r,\\theta),$ where $r > 0$ and $0 \\le \\theta < 2 \\pi.$",
+                 "solution": "... $\\boxed{\\left( 3, \\frac{\\pi}{2} \\right)}.$",
+                 "answer": "\\left( 3, \\frac{\\pi}{2} \\right)", "subject": "Precalculus", "level": 2,
+                 "unique_id": "test/precalculus/807.json"}
 
 
 def test_task_names():
@@ -19,18 +24,18 @@ def test_task_names():
         get_task("math5000")
 
 
-@pytest.mark.skipif(not MATH500.exists(), reason=f"{MATH500} not present")
-def test_math500_from_the_shared_file():
-    task = get_task("math500", data=MATH500)
-    problems = list(task.problems(seed=0))
-    assert task.name == "math500" and len(problems) == 500
-    first = problems[0]
-    assert first["id"] == "test/precalculus/807.json"
+def test_math500_from_a_file_in_the_hub_sets_format(tmp_path):
+    path = tmp_path / "math500.json"
+    second = {**MATH500_FIRST, "answer": None, "solution": "So $x = \\boxed{7}$.", "unique_id": "test/algebra/1.json"}
+    path.write_text(json.dumps([MATH500_FIRST, second]))
+    task = get_task("math500", data=path)
+    first, other = task.problems(seed=0)
+    assert task.name == "math500" and first["id"] == "test/precalculus/807.json"
     assert first["answer"] == r"\left( 3, \frac{\pi}{2} \right)"
     assert first["prompt"].startswith("Can you solve the following math problem? Convert the point $(0,3)$")
     assert first["prompt"].endswith(r"Please reason step by step, and put your final answer within \boxed{}.")
-    assert len({p["id"] for p in problems}) == 500
     assert task.grade(first, r"So it is \boxed{(3, \pi/2)}.")
+    assert other["answer"] == "7"  # no answer column: the solution's box
 
 
 @pytest.mark.parametrize("name, count", [("humaneval", 164), ("gpqa_diamond", 198), ("aime25", 30), ("gsm8k", 1319)])
