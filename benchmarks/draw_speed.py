@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from ecmh import scoring
-from ecmh.settings import DEFAULTS
+from ecmh.mh import DEFAULTS
 
 from .help import HelpFormatter
 

@@ -25,7 +25,8 @@ import torch
 
 import ecmh
 from ecmh.checks import check_int
-from ecmh.settings import DEFAULTS, SamplerConfig, SMCConfig
+from ecmh.mh import DEFAULTS, SamplerConfig
+from ecmh.smc import SMCConfig
 from ecmh.select import scores as selection_scores
 
 SELECTORS = ("log_p", "hes", "majority")  # ecmh.select's rules that need no second model
@@ -46,7 +47,7 @@ class RunSettings:
 
     def __post_init__(self):  # every setting checked before any model loads
         check_int("max_new_tokens", self.max_new_tokens, 1)
-        SamplerConfig(self.alpha, self.mcmc_steps, self.block_size, cut_power=self.cut_power).block_size_for(
+        SamplerConfig(alpha=self.alpha, mcmc_steps=self.mcmc_steps, block_size=self.block_size, cut_power=self.cut_power).block_size_for(
             self.max_new_tokens)
         if self.particles is not None:
             check_int("--particles", self.particles, 1)

@@ -47,7 +47,7 @@ from ecmh import compat
 from ecmh.backends.transformers import TransformersBackend
 from ecmh.backends.vllm import VLLMBackend
 from ecmh.prompts import encode_prompts
-from ecmh.settings import DEFAULTS
+from ecmh.mh import DEFAULTS
 
 from . import vllm_profile
 from .help import HelpFormatter

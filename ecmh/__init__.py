@@ -3,11 +3,12 @@
 from . import diagnostics, metrics
 from .backends.vllm import load_vllm
 from .cuts import CutDistribution, EntropyCut, RestartCut, UniformCut
-from .settings import SamplerConfig, SMCConfig
+from .mh import Info, SamplerConfig
+from .smc import SMCConfig
 from .generation import generate
 from .outputs import ECMHOutput, ParticleSet, Stats, Trace
 from .history import History, HistoryRecorder
-from .kernel import Info, State
+from .kernel import State
 from .models import load_model
 from .prompts import encode_prompts
 from .select import select

@@ -1,16 +1,21 @@
-"""The `ecmh` command line: `ecmh generate "prompt"` answers with ECMH on a local or embedded model."""
+"""The `ecmh` command line: `ecmh generate "prompt"` answers with ECMH (or another registered sampler) on a local or
+embedded model. The sampler flags are read from the algorithms' option tables (`ecmh.algorithms`, `ecmh.options`)."""
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
 
-from . import __version__
+from . import __version__, algorithms
 from .checks import check_int
-from .settings import ALGORITHMS, DEFAULTS, SamplerConfig, SMCConfig
-from .cuts import CUT_NAMES
+from .mh import SamplerConfig
 from .models import DEFAULT_MODEL, check_device
+from .options import OptionSpec, names, specs
 from .prompts import encode_prompts
+from .settings import GenerationSettings
+
+MAX_NEW_TOKENS = 128  # the answer's length cap on the command line and in lm-evaluation-harness, unless given
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -20,18 +25,15 @@ def _parser() -> argparse.ArgumentParser:
     gen = commands.add_parser("generate", help="answer one prompt")
     gen.add_argument("prompt")
     gen.add_argument("--model", default=DEFAULT_MODEL, help="embedded name, hub id or local path (default: %(default)s)")
-    gen.add_argument("--alpha", type=float, default=DEFAULTS.alpha, help="power of p^alpha (default: %(default)s)")
-    gen.add_argument("--mcmc-steps", type=int, default=DEFAULTS.mcmc_steps, help="MH steps per block (default: %(default)s)")
-    gen.add_argument("--block-size", type=int, default=None, help="tokens per block (default: max-new-tokens // 16, at least 16)")
-    gen.add_argument("--max-new-tokens", type=int, default=128, help="length cap (default: %(default)s)")
-    gen.add_argument("--cut", choices=CUT_NAMES, default=DEFAULTS.cut, help="cut distribution (default: %(default)s)")
-    gen.add_argument("--cut-power", type=float, default=DEFAULTS.cut_power, help="entropy-jump exponent (default: %(default)s)")
-    gen.add_argument("--algorithm", choices=ALGORITHMS, default="mh",
-                     help="mh (ECMH) or smc (Sequential Monte Carlo, about plain decoding's latency) (default: %(default)s)")
-    gen.add_argument("--particles", type=int, default=None, help=f"SMC: particles (default: {SMCConfig.particles})")
-    gen.add_argument("--resample-every", type=int, default=None,
-                     help=f"SMC: tokens between ESS checks (default: {SMCConfig.resample_every})")
-    gen.add_argument("--bridge-tokens", type=int, default=None, help="SMC: exponent bridging over this many tokens (default: 0)")
+    gen.add_argument("--algorithm", choices=list(algorithms.REGISTRY), default="mh",
+                     help="; ".join(f"{name}: {entry.summary}" for name, entry in algorithms.REGISTRY.items())
+                     + " (default: %(default)s)")
+    for spec, takers in _sampler_options():
+        only = "" if len(takers) == len(algorithms.REGISTRY) else f"{'/'.join(takers)}: "
+        kind = dict(action=argparse.BooleanOptionalAction) if spec.type is bool else dict(type=spec.type)
+        gen.add_argument(spec.flag, default=None, choices=spec.choices or None, **kind,
+                         help=f"{only}{spec.help} (default: {spec.default})")
+    gen.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS, help="length cap (default: %(default)s)")
     gen.add_argument("--seed", type=int, default=None, help="makes the answer reproducible")
     gen.add_argument("--dtype", default=None, help="weights dtype, e.g. bfloat16 (default: the checkpoint's)")
     gen.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
@@ -42,6 +44,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _sampler_options() -> list[tuple[OptionSpec, list[str]]]:
+    """Every registered algorithm's command-line options, each once, with the algorithms that take it."""
+    found: dict[str, tuple[OptionSpec, list[str]]] = {}
+    for name, entry in algorithms.REGISTRY.items():
+        for spec in specs(entry.options):
+            found.setdefault(spec.name, (spec, []))[1].append(name)
+    return list(found.values())
+
+
 def generate_command(args) -> int:
     import transformers
 
@@ -49,12 +60,14 @@ def generate_command(args) -> int:
 
     if not args.prompt.strip():
         return _error('the prompt is empty: ask something, e.g. ecmh generate "What is 17 * 23?"')
+    entry = algorithms.get(args.algorithm)
+    given = {spec.name: getattr(args, spec.name) for spec, _ in _sampler_options()}
+    if "progress" in names(entry.options):
+        given["progress"] = True
     try:  # checked before the model loads
         check_int("max_new_tokens", args.max_new_tokens, 1)
-        options = SamplerConfig(args.alpha, args.mcmc_steps, args.block_size, args.cut, args.cut_power)
-        block_size = options.block_size_for(args.max_new_tokens)
-        smc_options = {name: getattr(args, name) for name in ("particles", "resample_every", "bridge_tokens")}
-        smc = SMCConfig.from_options(args.algorithm, smc_options)
+        options = algorithms.options_for(args.algorithm, given)
+        entry.build(options, GenerationSettings(args.max_new_tokens, (), 0, 1, None, None, True))
     except ValueError as error:
         return _error(str(error))
     if args.device is not None:
@@ -68,14 +81,14 @@ def generate_command(args) -> int:
     except (ValueError, TypeError, OSError) as error:
         return _error(f"--model {args.model!r}: {' '.join(str(error).split())}")
     inputs = encode_prompts(tokenizer, [args.prompt], chat=not args.no_chat)
-    if smc is None:
-        _warn_if_long(args.max_new_tokens, block_size, args.mcmc_steps)
-    sampler = (dict(**vars(options), progress=True) if smc is None
-               else dict(alpha=args.alpha, algorithm="smc", **{k: v for k, v in smc_options.items() if v is not None}))
+    if isinstance(options, SamplerConfig):  # the block size it will use, said in the record and the warning
+        options = dataclasses.replace(options, block_size=options.block_size_for(args.max_new_tokens))
+        _warn_if_long(args.max_new_tokens, options.block_size, options.mcmc_steps)
+    chosen = {field.name: getattr(options, field.name) for field in dataclasses.fields(options)}
     start = time.perf_counter()
     try:
         out = ecmh.generate(
-            model, inputs.input_ids, attention_mask=inputs.attention_mask, **sampler,
+            model, inputs.input_ids, attention_mask=inputs.attention_mask, algorithm=args.algorithm, **chosen,
             max_new_tokens=args.max_new_tokens, seed=args.seed, return_dict_in_generate=True,
             stop_strings=args.stop_strings, tokenizer=tokenizer,
         )
@@ -86,21 +99,18 @@ def generate_command(args) -> int:
     stats = {name: value[0].item() for name, value in out.stats._asdict().items()}
     if args.json:
         record = {"model": args.model, "prompt": args.prompt, "prompt_tokens": inputs.input_ids.shape[1], "answer": answer}
-        settings = {"algorithm": args.algorithm, "alpha": args.alpha, "max_new_tokens": args.max_new_tokens,
-                    "seed": args.seed, "stop_strings": args.stop_strings or [], "chat": not args.no_chat,
-                    **({"mcmc_steps": args.mcmc_steps, "block_size": block_size, "cut": args.cut,
-                        "cut_power": args.cut_power} if smc is None else vars(smc))}
+        settings = {"algorithm": args.algorithm, "max_new_tokens": args.max_new_tokens, "seed": args.seed,
+                    "stop_strings": args.stop_strings or [], "chat": not args.no_chat,
+                    **{spec.name: chosen[spec.name] for spec in specs(type(options))}}
         print(json.dumps({**record, "settings": settings, "seconds": seconds, **stats}))
-    elif smc is None:
-        print(answer)
-        print(
-            f"[ecmh] acceptance {stats['acceptance_rate']:.2f} ({stats['accepted']}/{stats['proposals']}), "
-            f"{stats['tokens_decoded']} tokens decoded, {seconds:.1f} s"
-        )
-    else:
-        print(answer)
-        print(f"[ecmh] SMC with {smc.particles} particles, {out.particles.resamples[0].item()} resamplings, "
-              f"{stats['tokens_decoded']} tokens decoded in {stats['sequential_passes']} sequential passes, {seconds:.1f} s")
+        return 0
+    print(answer)
+    what = [f"{stats['tokens_decoded']} tokens decoded in {stats['sequential_passes']} sequential passes"]
+    if stats["proposals"]:
+        what.insert(0, f"acceptance {stats['acceptance_rate']:.2f} ({stats['accepted']}/{stats['proposals']})")
+    if out.particles is not None:
+        what.insert(0, f"{out.particles.weights.shape[1]} particles, {out.particles.resamples[0].item()} resamplings")
+    print(f"[ecmh] {args.algorithm}: {', '.join(what)}, {seconds:.1f} s")
     return 0
 
 

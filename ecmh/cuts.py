@@ -16,6 +16,10 @@ from typing import Protocol, Union
 
 import torch
 
+from .checks import check_number
+
+DEFAULT_POWER = 4.0  # the entropy-jump exponent when none is given (`cut_power`)
+
 
 def entropy_jumps(entropy: torch.Tensor) -> torch.Tensor:
     """`H_t - H_{t-1}` per position, `H_{-1} = 0` (position 0's jump is `H_0`), for `[R, T]` entropies."""
@@ -35,10 +39,8 @@ class EntropyCut:
         tensor([[1.0000, 0.0000, 1.5000]])
     """
 
-    def __init__(self, power: float = 4.0):
-        if isinstance(power, bool) or not isinstance(power, (int, float)) or not (0 < power < float("inf")):
-            raise ValueError(f"`cut_power` must be a finite number > 0, got {power!r}.")
-        self.power = float(power)
+    def __init__(self, power: float = DEFAULT_POWER):
+        self.power = check_number("cut_power", power, minimum=0, above=True)
 
     def log_weights(self, entropy: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
         jump = entropy_jumps(entropy)
@@ -73,7 +75,7 @@ class RestartCut:
 CUT_NAMES = ("entropy", "uniform", "restart")
 
 
-def resolve_cut(cut: Union[str, CutDistribution], cut_power: float = 4.0) -> CutDistribution:
+def resolve_cut(cut: Union[str, CutDistribution], cut_power: float = DEFAULT_POWER) -> CutDistribution:
     """Turn the `cut` argument of `ecmh.generate` into a cut distribution."""
     if isinstance(cut, str):
         if cut == "entropy":

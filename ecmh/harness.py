@@ -10,9 +10,10 @@ command line, `python -m ecmh.harness` is lm-eval's own CLI with `ecmh` register
 `generate_until` requests are sampled by `ecmh.generate`, a batch of contexts of different lengths
 left-padded together; the task's `until` strings are exact stop strings (`ecmh.stopping`: a
 continuation ends at the first one, inside the chain) and the response is the text before it, as
-lm-eval expects. `max_gen_toks` caps the answer; ECMH options (`alpha`, `mcmc_steps`, `block_size`,
-`cut`, `cut_power`) come from `--model_args` and may be overridden per task in `generation_kwargs`. The
-task's greedy or temperature settings (`do_sample`, `temperature`, `top_k`, `top_p`) are not used: ECMH
+lm-eval expects. `max_gen_toks` caps the answer; `algorithm` picks the sampler (`ecmh.algorithms`: "mh", the
+default, or "smc"), and its options (those of `ecmh.SamplerConfig` or `ecmh.SMCConfig`: `alpha`, `mcmc_steps`,
+`particles`, ...) come from `--model_args` and may be overridden per task in `generation_kwargs`. The
+task's greedy or temperature settings (`do_sample`, `temperature`, `top_k`, `top_p`) are not used: ecmh
 samples `p^alpha`. Each response's acceptance rate, MH proposals, decoded tokens and `log p` are added
 to its request's generation arguments under `"ecmh"` (a list, one record per response), which
 lm-eval's `--log_samples` writes out.
@@ -35,10 +36,10 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 
 import ecmh
-from ecmh.settings import DEFAULTS, SamplerConfig
+from ecmh import algorithms
+from ecmh.options import specs
 from ecmh.stopping import text_before_stop_string
 
-_SAMPLER_KEYS = ("alpha", "mcmc_steps", "block_size", "cut", "cut_power")
 _NOT_USED = ("do_sample", "temperature", "top_k", "top_p")  # ECMH samples p^alpha, whatever the task's decoding
 
 
@@ -46,23 +47,23 @@ _NOT_USED = ("do_sample", "temperature", "top_k", "top_p")  # ECMH samples p^alp
 class ECMHLM(LM):
     """lm-eval's `LM` interface over `ecmh.generate` (see the module docstring).
 
-    Args (`--model_args`): `pretrained` (an embedded name, hub id or local path), `alpha`, `mcmc_steps`,
-    `block_size`, `cut`, `cut_power`, `max_gen_toks` (default answer cap when a task sets none), `seed`
-    (base seed; each batch's seed derives from it), `dtype`. lm-eval's own `--batch_size` (contexts per
-    sampler call; "auto" means 8) and `--device` apply.
+    Args (`--model_args`): `pretrained` (an embedded name, hub id or local path), `algorithm` ("mh" or "smc")
+    and its options (`alpha`, `mcmc_steps`, `particles`, ...: its options dataclass, `ecmh.algorithms`),
+    `max_gen_toks` (default answer cap when a task sets none), `seed` (base seed; each batch's seed derives from
+    it), `dtype`. lm-eval's own `--batch_size` (contexts per sampler call; "auto" means 8) and `--device` apply.
     """
 
-    def __init__(self, pretrained: str = "smollm2-135m-instruct", alpha: float = DEFAULTS.alpha,
-                 mcmc_steps: int = DEFAULTS.mcmc_steps, block_size: Optional[int] = DEFAULTS.block_size,
-                 cut: str = DEFAULTS.cut, cut_power: float = DEFAULTS.cut_power, batch_size: int = 8,
+    def __init__(self, pretrained: str = "smollm2-135m-instruct", algorithm: str = "mh", batch_size: int = 8,
                  max_gen_toks: int = 256, seed: int = 0, dtype: Optional[str] = None, device: Optional[str] = None,
-                 max_batch_size: Optional[int] = None):
+                 max_batch_size: Optional[int] = None, **options):
         super().__init__()
         batch_size = 8 if str(batch_size).startswith("auto") else batch_size
         if device is not None and str(device).startswith("cuda") and not torch.cuda.is_available():
             device = None  # lm-eval's default --device; ecmh picks the device itself, as lm-eval's own hf model does
-        self.sampler = SamplerConfig(float(alpha), int(mcmc_steps), None if block_size in (None, "None") else int(block_size),
-                                     cut, float(cut_power))
+        self.algorithm = algorithm
+        self.sampler = algorithms.options_for(algorithm, self._typed(options))
+        if options:
+            raise ValueError(f"--model_args: {', '.join(sorted(options))} not known to ecmh (algorithm={algorithm!r}).")
         self.model, self.tokenizer = ecmh.load_model(pretrained, dtype=dtype, device=device)
         self.batch_size, self.max_gen_toks, self.seed = int(batch_size), int(max_gen_toks), int(seed)
         with _without_log_line("lm_eval.models.huggingface", "`pretrained` model kwarg is not of type `str`"):
@@ -85,10 +86,25 @@ class ECMHLM(LM):
     def chat_template(self, chat_template=False):
         return self.hf.chat_template(chat_template)
 
+    def _typed(self, options: dict) -> dict:
+        """`options` (popped) as the types their options dataclass declares: lm-eval hands `--model_args` over as
+        strings or numbers ("None" for None)."""
+        kinds = {spec.name: spec.type for spec in specs(algorithms.get(self.algorithm).options)}
+        typed = {}
+        for name in [name for name in options if name in kinds]:
+            value = options.pop(name)
+            if value in (None, "None") or kinds[name] is not bool or isinstance(value, bool):
+                typed[name] = value if value in (None, "None") or isinstance(value, kinds[name]) else kinds[name](value)
+            else:
+                typed[name] = str(value).lower() in ("1", "true", "yes")
+        return {name: None if value == "None" else value for name, value in typed.items()}
+
     def _settings(self, gen_kwargs: dict) -> tuple[dict, list, int]:
-        """(ECMH options, stop strings, max new tokens) of one request's generation arguments."""
-        options = {**self.sampler.__dict__, **{k: gen_kwargs[k] for k in _SAMPLER_KEYS if k in gen_kwargs}}
-        unknown = set(gen_kwargs) - set(_SAMPLER_KEYS) - set(_NOT_USED) - {"until", "max_gen_toks", "ecmh"}
+        """(sampler options, stop strings, max new tokens) of one request's generation arguments."""
+        own = {spec.name for spec in specs(type(self.sampler))}
+        options = {**{name: getattr(self.sampler, name) for name in own},
+                   **{k: gen_kwargs[k] for k in own if k in gen_kwargs}}
+        unknown = set(gen_kwargs) - own - set(_NOT_USED) - {"until", "max_gen_toks", "ecmh"}
         if unknown:
             raise ValueError(f"ecmh does not know the generation argument(s) {sorted(unknown)} of this task.")
         until = gen_kwargs.get("until") or []
@@ -105,7 +121,8 @@ class ECMHLM(LM):
             options, until, max_new_tokens = json.loads(key)
             ids, mask = self.hf.tok_batch_encode([requests[i].args[0] for i in indices])
             out = ecmh.generate(
-                self.model, ids.to(self.model.device), attention_mask=mask.to(self.model.device), **options,
+                self.model, ids.to(self.model.device), attention_mask=mask.to(self.model.device),
+                algorithm=self.algorithm, **options,
                 max_new_tokens=max_new_tokens, stop_strings=until or None, tokenizer=self.tokenizer,
                 seed=self.seed + batch_index, return_dict_in_generate=True,
             )

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import torch
 
-from .kernel import Info
+from .kernel import Info as StepInfo
 
 
 class History(NamedTuple):
@@ -51,22 +51,23 @@ class HistoryRecorder:
     """
 
     def __init__(self):
-        self._infos: list[Info] = []
+        self._infos: list[tuple[StepInfo, torch.Tensor, torch.Tensor]] = []
 
-    def __call__(self, info: Info) -> None:
+    def __call__(self, info) -> None:
+        """`info`: an `ecmh.Info` (the kernel's step, and each entry's row and block)."""
         self._infos.append(info)
 
     def history(self) -> History:
         if not self._infos:
             raise ValueError("No proposal has settled yet: run `ecmh.generate(..., on_step=recorder)` first.")
-        if self._infos[0].diagnostics is None:
+        if self._infos[0].step.diagnostics is None:
             raise ValueError("These steps carry no diagnostics: record them with `ecmh.generate(..., record_history=True)` "
                              "or `on_step=HistoryRecorder()`, which ask the sampler for them.")
         columns = {name: [] for name in History._fields}
-        for step, info in enumerate(self._infos):
+        for step, (info, row, block) in enumerate(self._infos):
             terms = info.ratio_terms
-            values = dict(info._asdict(), **info.diagnostics._asdict(), step=torch.full_like(info.cut, step),
-                          target=terms.target, proposal=terms.proposal, cut_term=terms.cut)
+            values = dict(info._asdict(), **info.diagnostics._asdict(), step=torch.full_like(info.cut, step), row=row,
+                          block=block, target=terms.target, proposal=terms.proposal, cut_term=terms.cut)
             for name in History._fields:
                 columns[name].append(values[name][info.finished])
         return History(*(torch.cat(columns[name]) for name in History._fields))

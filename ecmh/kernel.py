@@ -1,8 +1,8 @@
 """The ECMH transition kernel: pure tensor code, no model, no host synchronisation.
 
 As blackjax shapes a kernel: `build(alpha, cut_distribution, ...)` closes over the parameters once and
-returns an `Algorithm` with `init(...) -> State` and `step(key, state, proposals) -> (State, Info)`, and
-the proposal its backend draws from (`alpha` is given once, for the proposal and the ratio alike). `key`
+returns a `Kernel` with `init(...) -> State`, `propose_cut(key, state)` and `step(key, state, proposals) -> (State,
+Info)`, and the proposal its backend draws from (`alpha` is given once, for the proposal and the ratio alike). `key`
 holds one key per row, that of the proposal being settled (`ecmh.keyed`): a row's randomness depends
 on its own key only, never on which rows share the step.
 A `State` holds each row's (prompt x chain) current answer with the numbers the MH ratio needs
@@ -12,7 +12,7 @@ auxiliary-variable MH ratio for a cut at `m` is
 
     log A = sum_{t>=m} log Z_t(y') - sum_{t>=m} log Z_t(y) + log w_{y'}(m) - log w_y(m)
 
-with both sums over each sequence's whole suffix (README, 'How ECMH works'). An extension (a new
+with both sums over each sequence's whole suffix (docs/sampler-math.md, 'Acceptance ratio'). An extension (a new
 block) goes through the same code with its decision overridden: it is kept whatever the ratio.
 """
 
@@ -99,9 +99,7 @@ class Info(NamedTuple):
     ratio_terms: "LogRatio"  # log_ratio term by term
     log_uniform: torch.Tensor  # [R] float32: log u of the decision, accepted iff log u < log_ratio
     proposal_length: torch.Tensor  # [R] long
-    diagnostics: Optional[Diagnostics] = None  # history-only numbers, when the algorithm was built to keep them
-    row: Optional[torch.Tensor] = None  # [R] long: each entry's row in the caller's batch (set by the sampler)
-    block: Optional[torch.Tensor] = None  # [R] long: each row's 0-based block (set by the sampler)
+    diagnostics: Optional[Diagnostics] = None  # history-only numbers, when the kernel was built to keep them
 
 
 def where_rows(mask: torch.Tensor, a, b):
@@ -251,28 +249,30 @@ def step(
     return new_state, info
 
 
-class Algorithm(NamedTuple):
+class Kernel(NamedTuple):
     """ECMH's kernel with its parameters closed over (`build`)."""
 
     proposal: PowerProposal  # what a backend draws each token from: p^alpha / Z (truncated by top_k / top_p)
     init: Callable[..., State]  # init(num_rows, max_new_tokens, tokens_forwarded) -> State
+    propose_cut: Callable[..., torch.Tensor]  # propose_cut(key, state) -> the cut of each row's next proposal
+    engine_seed: Callable[..., torch.Tensor]  # engine_seed(key) -> the seed a backend draws the proposal's tokens with
     step: Callable[..., tuple[State, Info]]  # step(key, state, proposals) -> (State, Info)
 
 
 def build(alpha: float, cut_distribution: CutDistribution, top_k: Optional[int] = None, top_p: Optional[float] = None,
-          *, diagnostics: bool = False) -> Algorithm:
+          *, diagnostics: bool = False) -> Kernel:
     """The MH kernel for the target `p^alpha` (`p` truncated by `top_k` / `top_p`) with cuts from `cut_distribution`.
 
     Example:
         >>> from ecmh.cuts import EntropyCut
-        >>> algorithm = build(4.0, EntropyCut())
-        >>> state = algorithm.init(2, 8, torch.zeros(2, dtype=torch.long))
-        >>> algorithm.proposal.alpha, state.tokens.shape
+        >>> mh_kernel = build(4.0, EntropyCut())
+        >>> state = mh_kernel.init(2, 8, torch.zeros(2, dtype=torch.long))
+        >>> mh_kernel.proposal.alpha, state.tokens.shape
         (4.0, torch.Size([2, 8]))
     """
     proposal = PowerProposal(alpha, top_k, top_p)
-    return Algorithm(proposal, init, functools.partial(step, alpha=proposal.alpha, cut_distribution=cut_distribution,
-                                                       diagnostics=diagnostics))
+    return Kernel(proposal, init, propose_cut, engine_seed,
+                  functools.partial(step, alpha=proposal.alpha, cut_distribution=cut_distribution, diagnostics=diagnostics))
 
 
 def answer_log_p(state: State) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""The block-wise schedule (Karan & Du, Algorithm 1), run row by row on top of the ECMH kernel.
+"""ECMH as an algorithm of `ecmh.generate`: its options (`SamplerConfig`) and the block-wise schedule (Karan & Du,
+Algorithm 1) that drives a backend and the MH kernel (`ecmh.kernel`) row by row.
 
 Each row follows its own schedule: for block k with cap `T_k = min(k * B, T)`, extend the
 answer by up to B proposal tokens, then make N MH proposals over answers of length `<= T_k`;
@@ -9,20 +10,82 @@ in the batch as padding while others decode long ones; finished rows leave the b
 decisions and engine seeds come from its own key (`ecmh.keyed`), so what a row draws does not depend on
 which rows finish together.
 
-A backend that can decode ahead (`speculate`, e.g. vLLM's) is told, whenever an MH proposal starts, the
+A backend that can decode ahead (`Backend.speculate`, e.g. vLLM's) is told, whenever an MH proposal starts, the
 proposal that would follow its rejection: a rejection leaves the state as it is, so that proposal is known
 before the decision.
 """
 
+import dataclasses
+import sys
 from typing import Callable, NamedTuple, Optional
 
 import torch
+from tqdm.auto import tqdm
 
 from . import keyed, kernel
 from .backends.base import Backend
+from .checks import check_int
+from .history import HistoryRecorder
+from .options import CutChoice, option
+from .outputs import ECMHOutput, Stats, continuations
 from .terminal import Terminal
 
-StepCallback = Callable[[kernel.Info], None]
+BLOCKS_PER_ANSWER = 16  # the papers' block size: B = T / 16 ...
+MIN_DEFAULT_BLOCK = 16  # ... but not below 16 tokens (or the whole answer): short tries stay quick
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SamplerConfig(CutChoice):
+    """The options of ECMH (`ecmh.generate(..., algorithm="mh")`, the default).
+
+    Example:
+        >>> SamplerConfig(alpha=4.0, mcmc_steps=2).block_size_for(max_new_tokens=128)
+        16
+        >>> SamplerConfig().block_size_for(max_new_tokens=3072)
+        192
+        >>> SamplerConfig(alpha=0.5)
+        Traceback (most recent call last):
+        ...
+        ValueError: `alpha` must be a finite number >= 1 (the power of p^alpha), got 0.5.
+    """
+
+    mcmc_steps: int = option(10, "MH steps after each block (0: plain low-temperature sampling)")
+    block_size: Optional[int] = option(None, "tokens added per block (None: max_new_tokens // 16, at least 16, "
+                                             "or all of max_new_tokens)")
+    early_rejection: bool = option(True, "stop decoding an MH proposal once it can no longer be accepted (exact: the "
+                                         "same chain; docs/sampler-math.md, 'Exact early rejection')")
+    on_step: Optional[Callable] = option(None, "on_step(info) whenever proposals finish decoding (`ecmh.Info`)", cli=False)
+    record_history: bool = option(False, "return every settled proposal as out.history (needs "
+                                          "return_dict_in_generate=True)", cli=False)
+    progress: bool = option(False, "a progress bar on stderr counting the MH proposals settled", cli=False)
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_int("mcmc_steps", self.mcmc_steps, 0)
+        if self.block_size is not None:
+            check_int("block_size", self.block_size, 1, "or None (max_new_tokens // 16, at least 16)")
+
+    def block_size_for(self, max_new_tokens: int) -> int:
+        """Tokens per block for answers of up to `max_new_tokens` tokens."""
+        if self.block_size is None:
+            return min(max_new_tokens, max(MIN_DEFAULT_BLOCK, max_new_tokens // BLOCKS_PER_ANSWER))
+        if self.block_size > max_new_tokens:
+            raise ValueError(
+                f"`block_size` must be an integer in [1, max_new_tokens={max_new_tokens}], got {self.block_size!r} "
+                "(None means max_new_tokens // 16, at least 16)."
+            )
+        return self.block_size
+
+
+DEFAULTS = SamplerConfig()
+
+
+class Info(NamedTuple):
+    """What `on_step` receives whenever proposals finish: the kernel's settlement and where each entry is."""
+
+    step: kernel.Info  # per running row: finished, extension, cut, accepted, log_ratio (and its terms), ...
+    row: torch.Tensor  # [R] long: each entry's row in the returned batch (rows whose schedule is over leave)
+    block: torch.Tensor  # [R] long: each row's 0-based block
 
 
 class Schedule(NamedTuple):
@@ -36,81 +99,125 @@ class Schedule(NamedTuple):
     key: torch.Tensor  # [R] long: the key of the proposal in flight (`proposal_key`)
 
 
+class Run(NamedTuple):
+    """The running rows' answers and schedules, and every row's answer as it stood when the row left."""
+
+    state: kernel.State
+    schedule: Schedule
+    batch_row: torch.Tensor  # [R] long: running row -> row of the batch
+    result: kernel.State
+
+
 def proposal_key(chain_key: torch.Tensor, block: torch.Tensor, mh_index: torch.Tensor, mcmc_steps: int) -> torch.Tensor:
     """The key of a row's proposal: its chain's key folded with the proposal's number."""
     return keyed.fold(chain_key, block * (mcmc_steps + 1) + mh_index)
 
 
-def advance(
-    schedule: Schedule, state: kernel.State, finished: torch.Tensor,
-    *, block_size: int, mcmc_steps: int, terminal: Terminal,
-) -> tuple[Schedule, torch.Tensor]:
-    """The next proposal of each row whose proposal finished, and which rows are done."""
-    max_new_tokens = state.tokens.shape[1]
-    mh_index = schedule.mh_index + finished.long()
-    block_over = finished & (mh_index > mcmc_steps)
-    done = block_over & (terminal.ends(state.tokens, state.length) | (schedule.cap >= max_new_tokens))
-    block = schedule.block + block_over.long()
-    mh_index = torch.where(block_over, 0, mh_index)
-    cap = torch.clamp((block + 1) * block_size, max=max_new_tokens)
-    key = proposal_key(schedule.chain_key, block, mh_index, mcmc_steps)
-    next_start = torch.where(mh_index == 0, state.length, kernel.propose_cut(key, state))
-    return Schedule(block, mh_index, torch.where(finished, next_start, schedule.start), cap, schedule.chain_key, key), done
+class BlockSchedule:
+    """ECMH built from its options for one call (`build`): the kernel and the schedule with their parameters closed
+    over, driven by `ecmh.generate` through `init`, `step` and `output`."""
 
+    def __init__(self, options: SamplerConfig, generation):
+        self.options = options
+        self.block_size = options.block_size_for(generation.max_new_tokens)
+        diagnostics = options.record_history or isinstance(options.on_step, HistoryRecorder)
+        self.kernel = kernel.build(options.alpha, options.cut_distribution, generation.top_k, generation.top_p,
+                                   diagnostics=diagnostics)
+        self.proposal = self.kernel.proposal
+        self.recorder = HistoryRecorder() if options.record_history else None
+        if options.record_history and not generation.return_dict_in_generate:
+            raise ValueError("`record_history=True` returns the history in the output object: pass "
+                             "`return_dict_in_generate=True` too.")
+        self.callbacks = [c for c in (options.on_step, self.recorder) if c is not None]
+        self.bar = None
 
-def run(
-    rng: torch.Generator,
-    algorithm: kernel.Algorithm,
-    backend: Backend,
-    forwarded: torch.Tensor,
-    *,
-    block_size: int,
-    mcmc_steps: int,
-    terminal: Terminal,
-    on_step: Optional[StepCallback] = None,
-) -> kernel.State:
-    """Run every row's schedule from an empty answer (`forwarded`: what each row's prompt cost); returns the final
-    state of every row.
+    def prompt_rows(self, num_return_sequences: int) -> int:
+        """Rows each prompt starts with: one chain per returned answer."""
+        return num_return_sequences
 
-    `on_step(info)` is called whenever proposals finish; `info` covers the rows still running, and
-    `info.row` says which row of the batch each entry is.
-    """
-    state = algorithm.init(forwarded.shape[0], terminal.max_new_tokens, forwarded)
-    batch_row = torch.arange(state.length.shape[0], device=state.length.device)  # running row -> batch row
-    zeros = torch.zeros_like(batch_row)
-    chain_key = keyed.keys(rng, len(batch_row)).to(batch_row.device)
-    schedule = Schedule(zeros, zeros, zeros, torch.full_like(batch_row, min(block_size, state.tokens.shape[1])),
-                        chain_key, proposal_key(chain_key, zeros, zeros, mcmc_steps))
-    backend.start(torch.ones_like(batch_row, dtype=torch.bool), schedule.start, schedule.cap, state.tokens,
-                  kernel.engine_seed(schedule.key))
-    speculate = getattr(backend, "speculate", None)
-    result = state
-    while True:
-        decoded = backend.step(rng)
-        if decoded is None:
-            continue
+    def advance(self, schedule: Schedule, state: kernel.State, finished: torch.Tensor,
+                 terminal: Terminal) -> tuple[Schedule, torch.Tensor]:
+        """The next proposal of each row whose proposal finished (its cut drawn by the kernel), and which rows are
+        done."""
+        mcmc_steps, max_new_tokens = self.options.mcmc_steps, state.tokens.shape[1]
+        mh_index = schedule.mh_index + finished.long()
+        block_over = finished & (mh_index > mcmc_steps)
+        done = block_over & (terminal.ends(state.tokens, state.length) | (schedule.cap >= max_new_tokens))
+        block = schedule.block + block_over.long()
+        mh_index = torch.where(block_over, 0, mh_index)
+        cap = torch.clamp((block + 1) * self.block_size, max=max_new_tokens)
+        key = proposal_key(schedule.chain_key, block, mh_index, mcmc_steps)
+        next_start = torch.where(mh_index == 0, state.length, self.kernel.propose_cut(key, state))
+        return Schedule(block, mh_index, torch.where(finished, next_start, schedule.start), cap, schedule.chain_key,
+                        key), done
+
+    def init(self, rng: torch.Generator, backend: Backend, forwarded: torch.Tensor, terminal: Terminal) -> Run:
+        """An empty answer for every row (`forwarded`: what each row's prompt cost), its first block started."""
+        if self.options.progress:
+            self.bar = tqdm(desc="ECMH proposals", unit="proposal", file=sys.stderr, leave=False)
+        state = self.kernel.init(forwarded.shape[0], terminal.max_new_tokens, forwarded)
+        batch_row = torch.arange(state.length.shape[0], device=state.length.device)
+        zeros = torch.zeros_like(batch_row)
+        chain_key = keyed.keys(rng, len(batch_row)).to(batch_row.device)
+        schedule = Schedule(zeros, zeros, zeros, torch.full_like(batch_row, min(self.block_size, state.tokens.shape[1])),
+                            chain_key, proposal_key(chain_key, zeros, zeros, self.options.mcmc_steps))
+        backend.start(torch.ones_like(batch_row, dtype=torch.bool), schedule.start, schedule.cap, state.tokens,
+                      self.kernel.engine_seed(schedule.key))
+        return Run(state, schedule, batch_row, state)
+
+    def step(self, rng: torch.Generator, run: Run, backend: Backend, terminal: Terminal, decoded: tuple) -> tuple[Run, bool]:
+        """Settle the proposals that finished, start the rows' next ones; rows whose schedule is over leave.
+        Returns the run and whether every row is done."""
+        state, schedule, batch_row, result = run
         finished, suffix = decoded
         proposals = kernel.Proposals(finished, schedule.mh_index == 0, schedule.start, suffix)
-        state, info = algorithm.step(schedule.key, state, proposals)
+        state, info = self.kernel.step(schedule.key, state, proposals)
         backend.commit(finished & info.accepted, schedule.start)
-        if on_step is not None:
-            on_step(info._replace(row=batch_row, block=schedule.block))
-        schedule, done = advance(schedule, state, finished, block_size=block_size, mcmc_steps=mcmc_steps,
-                                 terminal=terminal)
+        self._report(Info(info, batch_row, schedule.block))
+        schedule, done = self.advance(schedule, state, finished, terminal)
         starting = finished & ~done
-        backend.start(starting, schedule.start, schedule.cap, state.tokens, kernel.engine_seed(schedule.key))
-        if speculate is not None:
-            mh = starting & (schedule.mh_index > 0)
-            if_rejected, ends = advance(schedule, state, mh, block_size=block_size, mcmc_steps=mcmc_steps,
-                                        terminal=terminal)
-            speculate(mh & ~ends, if_rejected.start, if_rejected.cap, state.tokens, kernel.engine_seed(if_rejected.key))
+        backend.start(starting, schedule.start, schedule.cap, state.tokens, self.kernel.engine_seed(schedule.key))
+        mh = starting & (schedule.mh_index > 0)
+        if_rejected, ends = self.advance(schedule, state, mh, terminal)
+        backend.speculate(mh & ~ends, if_rejected.start, if_rejected.cap, state.tokens,
+                               self.kernel.engine_seed(if_rejected.key))
         if not done.any():
-            continue
+            return Run(state, schedule, batch_row, result), False
         leaving = done.nonzero().squeeze(1)
         result = kernel.State(*(r.index_copy(0, batch_row[leaving], s[leaving]) for r, s in zip(result, state)))
         staying = (~done).nonzero().squeeze(1)
         if staying.numel() == 0:
-            return result
-        state, schedule = kernel.State(*(s[staying] for s in state)), Schedule(*(s[staying] for s in schedule))
-        batch_row = batch_row[staying]
+            return Run(state, schedule, batch_row, result), True
         backend.select_rows(staying)
+        return Run(kernel.State(*(s[staying] for s in state)), Schedule(*(s[staying] for s in schedule)),
+                   batch_row[staying], result), False
+
+    def _report(self, info: Info) -> None:
+        for callback in self.callbacks:
+            callback(info)
+        if self.bar is not None:
+            self.bar.update(int(info.step.finished.sum()))
+
+    def output(self, rng: torch.Generator, run: Run, prompts: torch.Tensor, generation):
+        """Every row's answer (`ECMHOutput` with `return_dict_in_generate`, else the sequences)."""
+        if self.bar is not None:
+            self.bar.close()
+        state = run.result
+        sequences, trace = continuations(state, prompts, generation.pad_token_id)
+        if not generation.return_dict_in_generate:
+            return sequences
+        stats = Stats(
+            acceptance_rate=state.accepted.float() / state.proposals.float(),
+            proposals=state.proposals,
+            accepted=state.accepted,
+            tokens_decoded=state.tokens_decoded,
+            tokens_forwarded=state.tokens_forwarded,
+            log_p=trace.log_p.sum(1),
+            sequential_passes=state.tokens_decoded + 1,  # each token after the one before; the prompt in one pass
+        )
+        return ECMHOutput(sequences, stats, trace, self.recorder.history() if self.recorder is not None else None)
+
+
+def build(options: SamplerConfig, generation) -> BlockSchedule:
+    """ECMH for one call of `ecmh.generate` (`generation`: its resolved `ecmh.settings.GenerationSettings`)."""
+    return BlockSchedule(options, generation)

@@ -51,3 +51,14 @@ class ECMHOutput:
     trace: Trace
     history: Optional[History] = None  # with `record_history=True`
     particles: Optional[ParticleSet] = None  # with `algorithm="smc"`
+
+
+def continuations(state, prompts: torch.Tensor, pad_token_id: int) -> tuple[torch.Tensor, Trace]:
+    """Prompt + continuation of every row of `state` (any state with `tokens`, `log_p`, `log_z`, `entropy` `[R, T]` and
+    `length` `[R]`), `pad_token_id` after each end, and the per-position numbers."""
+    width = int(state.length.max())
+    valid = torch.arange(width, device=prompts.device)[None, :] < state.length[:, None]
+    continuation = torch.where(valid, state.tokens[:, :width], pad_token_id)
+    trace = Trace(*(torch.where(valid, x[:, :width], torch.zeros_like(x[:, :width]))
+                    for x in (state.log_p, state.log_z, state.entropy)), state.length)
+    return torch.cat([prompts, continuation], dim=1), trace

@@ -24,7 +24,7 @@ from typing import NamedTuple, Optional
 import torch
 import torch.nn.functional as F
 
-from .checks import check_int
+from .checks import check_int, check_number
 
 
 # exp(x) for x at or below this is a float32 subnormal number or 0, which the CPU's vectorised exp computes on a
@@ -87,8 +87,8 @@ class PowerProposal:
     def __init__(self, alpha: float, top_k: Optional[int] = None, top_p: Optional[float] = None):
         if top_k is not None:
             check_int("top_k", top_k, 1, "or None (no truncation)")
-        if top_p is not None and not (0.0 < float(top_p) <= 1.0):
-            raise ValueError(f"`top_p` must be in (0, 1] or None (no truncation), got {top_p!r}.")
+        if top_p is not None:
+            check_number("top_p", top_p, minimum=0, maximum=1, above=True, meaning="or None: no truncation")
         self.alpha = float(alpha)
         self.top_k = top_k
         self.top_p = None if top_p is None or float(top_p) == 1.0 else float(top_p)

@@ -1,6 +1,6 @@
 """Sequential Monte Carlo for `p^alpha`: particles grown in one batch, weighted token by token, resampled.
 
-The math, in `../shared/design/sampler-math.md`'s notation. Each prompt has N particles, rows of the batch.
+The math, in the notation of docs/sampler-math.md (section 'Sequential Monte Carlo'). Each prompt has N particles, rows of the batch.
 A particle `x` is a prefix `y_<t` still growing, or a finished answer (EOS, a stop string, the cap `T`).
 Every token is drawn from the same proposal as MH's, `q(v | y_<t) = p(v | y_<t)^alpha / Z_t`
 (`ecmh.scoring.PowerProposal`), so `log q(x) = sum_t (alpha * log p_t - log Z_t)`.
@@ -14,7 +14,7 @@ leaves the final target unchanged, because a finished answer is weighted by `p^a
 
 Weights. A particle's log-weight is its potential `Phi(x) = a(x) * log p(x) - log q(x)` since the last
 resampling. Without bridging `Phi(x) = sum_t log Z_t`: the incremental log-weight of a token is `log Z_t`,
-the log-normaliser of the step that drew it (sampler-math.md: with the exact tempered proposal every token's
+the log-normaliser of the step that drew it (docs/sampler-math.md, 'Tempered proposal': with the exact tempered proposal every token's
 `alpha * log p - log q` equals `log Z_t`). With bridging the increment of token t is
 `(a_{t+1} - a_t) * log p(y_<t) + (a_{t+1} - alpha) * log p(y_t) + log Z_t`, and a particle that finishes
 at length n gains `(alpha - a_n) * log p(y)`; at the end every particle is finished and its weight is
@@ -40,14 +40,19 @@ Twisted SMC would plug in at `potential`: a learned or heuristic look-ahead term
 particle's log-weight (and subtracted at the end), with the resampling and the driver unchanged.
 """
 
+import dataclasses
 import math
 from typing import NamedTuple, Optional
 
 import torch
 
 from . import keyed, resampling
+from .algorithm import drive
 from .backends.base import Backend
+from .checks import check_int, check_number
 from .kernel import Suffix, splice
+from .options import PowerTarget, option
+from .outputs import ECMHOutput, ParticleSet, Stats, Trace, continuations
 from .scoring import PowerProposal
 from .terminal import Terminal
 
@@ -78,8 +83,57 @@ class Tally(NamedTuple):
     resamples: torch.Tensor  # [G] long: resampling events
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SMCConfig(PowerTarget):
+    """The options of Sequential Monte Carlo (`ecmh.generate(..., algorithm="smc")`).
+
+    Example:
+        >>> SMCConfig(particles=8).resample_every
+        16
+        >>> SMCConfig(particles=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: `particles` must be an integer >= 1, got 0.
+    """
+
+    particles: int = option(16, "particles per prompt, advanced together in one batch")
+    ess_threshold: float = option(0.5, "resample a prompt's particles when their effective sample size falls below "
+                                       "ess_threshold * particles (0: never; 1: at every check where the weights differ)")
+    resampling: str = option("systematic", "how particles are resampled (ecmh.resampling)", choices=resampling.SCHEMES)
+    resample_every: int = option(16, "tokens between two checks of the effective sample size (on vLLM each check "
+                                     "ends the engine's requests, so larger intervals are cheaper there)")
+    bridge_tokens: int = option(0, "raise the exponent of the intermediate targets from 1 to alpha over this many "
+                                   "tokens (Power-SMC's exponent bridging; 0: target p^alpha from the first token)")
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_int("particles", self.particles, 1)
+        check_number("ess_threshold", self.ess_threshold, minimum=0, maximum=1, meaning="a fraction of the particles")
+        resampling.check_scheme(self.resampling)
+        check_int("resample_every", self.resample_every, 1)
+        check_int("bridge_tokens", self.bridge_tokens, 0, "(0: no exponent bridging)")
+
+
+class Run(NamedTuple):
+    """What `run` returns."""
+
+    state: State
+    tally: Tally
+    ess: torch.Tensor  # [G, checks] float32: ESS of each group at each check, before resampling (NaN: group over)
+
+
+class Progress(NamedTuple):
+    """A run in flight: every particle, what it cost, and which particles the backend is decoding."""
+
+    state: State
+    tally: Tally
+    batch_row: torch.Tensor  # backend row -> particle row
+    waiting: torch.Tensor  # per backend row: its interval is over, waiting for the others at the check
+    checks: tuple  # the ESS of every group at each check so far
+
+
 class Algorithm(NamedTuple):
-    """SMC's parameters closed over (`build`)."""
+    """SMC with its parameters closed over (`build`), as `ecmh.generate` drives it (`ecmh.algorithm`)."""
 
     proposal: PowerProposal
     particles: int
@@ -88,9 +142,106 @@ class Algorithm(NamedTuple):
     resample_every: int
     bridge_tokens: int
 
+    def prompt_rows(self, num_return_sequences: int) -> int:
+        """One row per prompt: its particles are forked from it (`init`), answers drawn from them (`output`)."""
+        return 1
 
-def build(alpha: float, particles: int, *, ess_threshold: float = 0.5, resampling_scheme: str = "systematic",
-          resample_every: int = 16, bridge_tokens: int = 0, top_k: Optional[int] = None,
+    def init(self, rng: torch.Generator, backend: Backend, forwarded: torch.Tensor, terminal: Terminal) -> Progress:
+        """`particles` empty particles per prompt the backend was prepared with (one row per prompt, `forwarded`: what
+        each prompt cost), sharing its cache; their first intervals started."""
+        n, device = self.particles, forwarded.device
+        groups = forwarded.shape[0]
+        backend.select_rows(torch.arange(groups, device=device).repeat_interleave(n))  # fork the prompts' caches
+        zeros = torch.zeros(groups, dtype=torch.long, device=device)
+        batch_row = torch.arange(groups * n, device=device)
+        state = init(groups * n, terminal.max_new_tokens, device)
+        waiting = self._start_intervals(rng, backend, terminal, state, batch_row)
+        return Progress(state, Tally(zeros, forwarded.clone(), zeros, zeros), batch_row, waiting, ())
+
+    def _start_intervals(self, rng, backend, terminal, state, batch_row) -> torch.Tensor:
+        length = state.length[batch_row]
+        cap = (length + self.resample_every).clamp_max(terminal.max_new_tokens)
+        backend.start(torch.ones_like(batch_row, dtype=torch.bool), length, cap, state.tokens[batch_row],
+                      keyed.keys(rng, len(batch_row)).to(batch_row.device))
+        return torch.zeros_like(batch_row, dtype=torch.bool)
+
+    def step(self, rng: torch.Generator, progress: Progress, backend: Backend, terminal: Terminal,
+             decoded: tuple) -> tuple[Progress, bool]:
+        """Append what finished its interval and reweight; at a check (every interval in flight over) resample; the
+        particles that go on continue from their ancestors' caches."""
+        state, tally, batch_row, waiting, checks = progress
+        n, device = self.particles, batch_row.device
+        group = torch.arange(state.length.shape[0], device=device) // n
+        finished, suffix = decoded
+        before = State(*(x[batch_row] for x in state))
+        after = extend(self, before, suffix, finished, terminal)
+        state = State(*(x.index_copy(0, batch_row, y) for x, y in zip(state, after)))
+        backend.commit(finished, before.length)
+        owner = group[batch_row]
+        tally = tally._replace(
+            tokens_decoded=tally.tokens_decoded.index_add(0, owner, torch.where(finished, suffix.length, 0)),
+            tokens_forwarded=tally.tokens_forwarded.index_add(0, owner, torch.where(finished, suffix.forwarded, 0)),
+            steps=torch.maximum(tally.steps, by_group(state.length, n).max(1).values),
+        )
+        waiting = waiting | (finished & ~after.finished)
+        # the check waits for every interval in flight (rows of an engine that streams finish at different steps)
+        at_check, any_ended = torch.stack([(waiting | after.finished).all() & waiting.any(), after.finished.any()]).tolist()
+        if at_check:
+            state, ancestor, ess, chosen = resample(rng, self, state)
+            checks = (*checks, ess)
+            tally = tally._replace(resamples=tally.resamples + chosen.long())
+            backend_row = torch.full_like(group, -1).index_copy(0, batch_row, torch.arange(len(batch_row), device=device))
+            running = (~state.finished).nonzero().squeeze(1)
+            keep = backend_row[ancestor[running]]
+        elif any_ended:
+            running_now = (~after.finished).nonzero().squeeze(1)
+            running, keep = batch_row[running_now], running_now
+            waiting = waiting[running_now]
+        else:
+            return Progress(state, tally, batch_row, waiting, checks), False
+        if running.numel() == 0:
+            return Progress(state, tally, batch_row, waiting, checks), True
+        backend.select_rows(keep)
+        if at_check:
+            waiting = self._start_intervals(rng, backend, terminal, state, running)
+        return Progress(state, tally, running, waiting, checks), False
+
+    def result(self, progress: Progress) -> Run:
+        groups = progress.tally.steps.shape[0]
+        ess = torch.stack(progress.checks, 1) if progress.checks else torch.zeros(groups, 0, device=progress.batch_row.device)
+        return Run(progress.state, progress.tally, ess)
+
+    def output(self, rng: torch.Generator, progress: Progress, prompts: torch.Tensor, generation):
+        """`num_return_sequences` particles per prompt drawn by the final weights, and with `return_dict_in_generate`
+        every particle (`out.particles`)."""
+        state, tally, ess = self.result(progress)
+        n, draws = self.particles, generation.num_return_sequences
+        log_weights = by_group(state.log_weight, n)
+        weights = torch.softmax(log_weights.double(), dim=1)
+        chosen = torch.multinomial(weights.float(), draws, replacement=True, generator=rng)
+        group = torch.arange(weights.shape[0], device=chosen.device)[:, None]
+        rows = (group * n + chosen).flatten()
+        sequences, trace = continuations(state, prompts.repeat_interleave(n, dim=0), generation.pad_token_id)
+        if not generation.return_dict_in_generate:
+            return sequences[rows]
+        per_answer = group.expand(-1, draws).flatten()
+        zero = torch.zeros_like(rows)
+        stats = Stats(
+            acceptance_rate=torch.full(rows.shape, float("nan"), device=rows.device), proposals=zero, accepted=zero,
+            tokens_decoded=tally.tokens_decoded[per_answer], tokens_forwarded=tally.tokens_forwarded[per_answer],
+            log_p=trace.log_p.sum(1)[rows], sequential_passes=tally.steps[per_answer] + 1,
+        )
+        particles = ParticleSet(
+            sequences=sequences, log_weights=log_weights, weights=weights.float(),
+            log_evidence=torch.logsumexp(log_weights, dim=1) - math.log(n), ess=ess, resamples=tally.resamples,
+            chosen=chosen, trace=trace,
+        )
+        return ECMHOutput(sequences[rows], stats, Trace(*(x[rows] for x in trace)), particles=particles)
+
+
+def build(alpha: float, particles: int, *, ess_threshold: float = SMCConfig.ess_threshold,
+          resampling_scheme: str = SMCConfig.resampling, resample_every: int = SMCConfig.resample_every,
+          bridge_tokens: int = SMCConfig.bridge_tokens, top_k: Optional[int] = None,
           top_p: Optional[float] = None) -> Algorithm:
     """SMC for `p^alpha` (`p` truncated by `top_k` / `top_p`) with `particles` particles per prompt.
 
@@ -101,6 +252,13 @@ def build(alpha: float, particles: int, *, ess_threshold: float = 0.5, resamplin
     """
     return Algorithm(PowerProposal(alpha, top_k, top_p), particles, ess_threshold,
                      resampling.check_scheme(resampling_scheme), resample_every, bridge_tokens)
+
+
+def from_options(options: SMCConfig, generation) -> Algorithm:
+    """SMC for one call of `ecmh.generate` (`generation`: its resolved `ecmh.settings.GenerationSettings`)."""
+    return build(options.alpha, options.particles, ess_threshold=options.ess_threshold,
+                 resampling_scheme=options.resampling, resample_every=options.resample_every,
+                 bridge_tokens=options.bridge_tokens, top_k=generation.top_k, top_p=generation.top_p)
 
 
 def init(num_rows: int, max_new_tokens: int, device) -> State:
@@ -173,71 +331,8 @@ def resample(rng: torch.Generator, algorithm: Algorithm, state: State) -> tuple[
     return child, ancestor, torch.where(running, ess, torch.full_like(ess, float("nan"))), chosen
 
 
-class Run(NamedTuple):
-    """What `run` returns."""
-
-    state: State
-    tally: Tally
-    ess: torch.Tensor  # [G, checks] float32: ESS of each group at each check, before resampling (NaN: group over)
-
-
 def run(rng: torch.Generator, algorithm: Algorithm, backend: Backend, forwarded: torch.Tensor, *,
         terminal: Terminal) -> Run:
     """Grow `algorithm.particles` particles for each prompt the backend was prepared with (one row per prompt,
     `forwarded`: what each prompt cost) until every particle has finished."""
-    n, device = algorithm.particles, forwarded.device
-    groups = forwarded.shape[0]
-    backend.select_rows(torch.arange(groups, device=device).repeat_interleave(n))  # fork the prompts' caches
-    state = init(groups * n, terminal.max_new_tokens, device)
-    zeros = torch.zeros(groups, dtype=torch.long, device=device)
-    tally = Tally(zeros, forwarded.clone(), zeros, zeros)
-    group = torch.arange(groups * n, device=device) // n
-    batch_row = torch.arange(groups * n, device=device)  # backend row -> particle row
-    checks = []
-
-    def start_intervals():
-        length = state.length[batch_row]
-        cap = (length + algorithm.resample_every).clamp_max(terminal.max_new_tokens)
-        backend.start(torch.ones_like(batch_row, dtype=torch.bool), length, cap, state.tokens[batch_row],
-                      keyed.keys(rng, len(batch_row)).to(device))
-        return torch.zeros_like(batch_row, dtype=torch.bool)  # per backend row: waiting for the others at the check
-
-    waiting = start_intervals()
-    while True:
-        decoded = backend.step(rng)
-        if decoded is None:
-            continue
-        finished, suffix = decoded
-        before = State(*(x[batch_row] for x in state))
-        after = extend(algorithm, before, suffix, finished, terminal)
-        state = State(*(x.index_copy(0, batch_row, y) for x, y in zip(state, after)))
-        backend.commit(finished, before.length)
-        owner = group[batch_row]
-        tally = tally._replace(
-            tokens_decoded=tally.tokens_decoded.index_add(0, owner, torch.where(finished, suffix.length, 0)),
-            tokens_forwarded=tally.tokens_forwarded.index_add(0, owner, torch.where(finished, suffix.forwarded, 0)),
-            steps=torch.maximum(tally.steps, by_group(state.length, n).max(1).values),
-        )
-        waiting = waiting | (finished & ~after.finished)
-        # the check waits for every interval in flight (rows of an engine that streams finish at different steps)
-        at_check, any_ended = torch.stack([(waiting | after.finished).all() & waiting.any(), after.finished.any()]).tolist()
-        if at_check:
-            state, ancestor, ess, chosen = resample(rng, algorithm, state)
-            checks.append(ess)
-            tally = tally._replace(resamples=tally.resamples + chosen.long())
-            backend_row = torch.full_like(group, -1).index_copy(0, batch_row, torch.arange(len(batch_row), device=device))
-            running = (~state.finished).nonzero().squeeze(1)
-            keep = backend_row[ancestor[running]]
-        elif any_ended:
-            running_now = (~after.finished).nonzero().squeeze(1)
-            running, keep = batch_row[running_now], running_now
-            waiting = waiting[running_now]
-        else:
-            continue
-        if running.numel() == 0:
-            ess = torch.stack(checks, 1) if checks else torch.zeros(groups, 0, device=device)
-            return Run(state, tally, ess)
-        backend.select_rows(keep)
-        batch_row = running
-        if at_check:
-            waiting = start_intervals()
+    return algorithm.result(drive(algorithm, rng, backend, forwarded, terminal))

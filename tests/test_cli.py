@@ -17,7 +17,8 @@ def test_generate_json_on_the_embedded_model():
     assert record["tokens_decoded"] >= 1 and record["proposals"] >= 1
     assert set(record) >= {"answer", "acceptance_rate", "tokens_forwarded", "log_p", "seconds"}
     assert record["settings"] == {"algorithm": "mh", "alpha": 4.0, "max_new_tokens": 8, "seed": 0, "stop_strings": [],
-                                  "chat": True, "mcmc_steps": 1, "block_size": 8, "cut": "entropy", "cut_power": 4.0}
+                                  "chat": True, "mcmc_steps": 1, "block_size": 8, "cut": "entropy", "cut_power": 4.0,
+                                  "early_rejection": True}
     again = _ecmh("generate", "What is 2 + 2?", "--max-new-tokens", "8", "--mcmc-steps", "1", "--seed", "0", "--json")
     assert json.loads(again.stdout)["answer"] == record["answer"]
 
@@ -34,7 +35,7 @@ def test_a_stop_string_ends_the_answer():
 def test_text_output_has_a_summary_line_and_bad_input_exits_2():
     result = _ecmh("generate", "Hi", "--max-new-tokens", "4", "--mcmc-steps", "1", "--seed", "1")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1].startswith("[ecmh] acceptance")
+    assert result.stdout.strip().splitlines()[-1].startswith("[ecmh] mh: acceptance")
     # a quick run prints nothing on stderr but its progress bar (no warnings, no library noise)
     assert all(line.strip().startswith("ECMH proposals") for line in result.stderr.replace("\r", "\n").splitlines()
                if line.strip()), result.stderr
@@ -47,7 +48,7 @@ def test_text_output_has_a_summary_line_and_bad_input_exits_2():
 def test_smc_from_the_command_line():
     result = _ecmh("generate", "Hi", "--max-new-tokens", "6", "--algorithm", "smc", "--particles", "4", "--seed", "1")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1].startswith("[ecmh] SMC with 4 particles")
+    assert result.stdout.strip().splitlines()[-1].startswith("[ecmh] smc: 4 particles")
     record = json.loads(_ecmh("generate", "Hi", "--max-new-tokens", "6", "--algorithm", "smc", "--particles", "4",
                               "--seed", "1", "--json").stdout)
     assert record["proposals"] == 0 and 1 <= record["sequential_passes"] <= 6 + 1

@@ -118,37 +118,37 @@ def test_default_block_size_is_a_sixteenth_with_a_floor_of_16_tokens(model):
 def test_step_callback_sees_every_finished_proposal(model):
     infos = []
     out = _run(model, eos_token_id=None, on_step=infos.append)
-    finished = sum(int(info.finished.sum()) for info in infos)
-    extensions = sum(int((info.finished & info.extension).sum()) for info in infos)
+    finished = sum(int(info.step.finished.sum()) for info in infos)
+    extensions = sum(int((info.step.finished & info.step.extension).sum()) for info in infos)
     rows, blocks = PROMPTS.shape[0] * SETTINGS["num_return_sequences"], SETTINGS["max_new_tokens"] // SETTINGS["block_size"]
     assert extensions == rows * blocks
     assert finished - extensions == out.stats.proposals.sum().item() == rows * blocks * SETTINGS["mcmc_steps"]
     per_row = torch.zeros(rows, blocks, dtype=torch.long)  # MH proposals by (row, block), from info.row/block
     for info in infos:
-        mh = info.finished & ~info.extension
+        mh = info.step.finished & ~info.step.extension
         per_row.index_put_((info.row[mh], info.block[mh]), torch.ones(int(mh.sum()), dtype=torch.long), accumulate=True)
     assert (per_row == SETTINGS["mcmc_steps"]).all()
 
 
 @pytest.mark.parametrize("with_on_step", [False, True])
 def test_progress_counts_every_settled_proposal_beside_on_step(model, monkeypatch, with_on_step):
-    import ecmh.generation
+    import ecmh.mh
 
     bars = []
 
-    class Recorded(ecmh.generation.tqdm):
+    class Recorded(ecmh.mh.tqdm):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             bars.append(self)
 
-    monkeypatch.setattr(ecmh.generation, "tqdm", Recorded)
+    monkeypatch.setattr(ecmh.mh, "tqdm", Recorded)
     infos = []
     out = _run(model, eos_token_id=None, progress=True, **({"on_step": infos.append} if with_on_step else {}))
     rows, blocks = PROMPTS.shape[0] * SETTINGS["num_return_sequences"], SETTINGS["max_new_tokens"] // SETTINGS["block_size"]
     (bar,) = bars
     assert bar.n == out.stats.proposals.sum().item() + rows * blocks  # MH proposals and the blocks' extensions
-    assert not with_on_step or sum(int(info.finished.sum()) for info in infos) == bar.n
-    with pytest.raises(ValueError, match="`progress` follow MH proposals"):
+    assert not with_on_step or sum(int(info.step.finished.sum()) for info in infos) == bar.n
+    with pytest.raises(ValueError, match='`progress` is an option of algorithm="mh", not of algorithm="smc"'):
         ecmh.generate(model, [[0, 1]], algorithm="smc", progress=True, max_new_tokens=4)
 
 

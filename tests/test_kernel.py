@@ -5,7 +5,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ecmh import keyed, kernel, sampler, scoring
+from ecmh import keyed, kernel, mh, scoring
+from ecmh.settings import GenerationSettings
 from ecmh.cuts import EntropyCut, RestartCut, UniformCut, resolve_cut
 from ecmh.scoring import PowerProposal
 from ecmh.terminal import Terminal
@@ -106,8 +107,9 @@ def test_an_mh_step_makes_no_host_sync(monkeypatch):
     state, _ = kernel.step(key, state, kernel.Proposals(everyone, everyone, start, _random_suffix(rows, width, rng)),
                            alpha=2.0, cut_distribution=cut)
     ones = torch.ones_like(start)
-    schedule = sampler.Schedule(start, ones, start, torch.full_like(start, width), key,
-                                sampler.proposal_key(key, start, ones, 2))
+    schedule = mh.Schedule(start, ones, start, torch.full_like(start, width), key, mh.proposal_key(key, start, ones, 2))
+    block_schedule = mh.build(mh.SamplerConfig(mcmc_steps=2, block_size=4), GenerationSettings(width, (), 0, 1, None,
+                                                                                              None, False))
     suffix = _random_suffix(rows, width, rng)
     finished = torch.tensor([True, False, True, True, False, True])
 
@@ -119,8 +121,7 @@ def test_an_mh_step_makes_no_host_sync(monkeypatch):
     cut_at = kernel.propose_cut(schedule.key, state)
     new_state, info = kernel.step(schedule.key, state, kernel.Proposals(finished, nobody, cut_at, suffix),
                                   alpha=2.0, cut_distribution=cut)
-    schedule, done = sampler.advance(schedule, new_state, finished, block_size=4, mcmc_steps=2,
-                                     terminal=Terminal((2,), None, width, "cpu"))
+    schedule, done = block_schedule.advance(schedule, new_state, finished, Terminal((2,), None, width, "cpu"))
     monkeypatch.undo()
     assert torch.equal(new_state.proposals, finished.long())
     assert torch.equal(new_state.tokens[~finished], state.tokens[~finished])  # rows still decoding are untouched

@@ -13,13 +13,14 @@ import torch
 
 import ecmh
 from ecmh.backends.vllm.draw import draw
+from ecmh.backends import Backend
 from ecmh.kernel import Suffix
-from ecmh.settings import ModelDefaults
+from ecmh.model_defaults import ModelDefaults
 
 VOCAB, EOS, PAD = 6, 2, 3
 
 
-class StreamingToy:
+class StreamingToy(Backend):
     device = torch.device("cpu")
     context_length = None
     vocab_size = VOCAB

@@ -10,10 +10,11 @@
     backend.select_rows(keep)                    # rows whose schedule is over leave the batch
     backend.close()                              # always, also after an error
 
-`start` .. `select_rows` repeat until every row is done (`ecmh.sampler.run`). A backend may also have
-`speculate(rows, start, cap, answer, seed)` (arguments as for `start`): the proposal each of these rows
-starts next if the one in flight is rejected, which it may decode ahead where it has room, as long as what
-every row decodes stays the same (`ecmh.backends.vllm.backend`). The answer itself
+`start` .. `select_rows` repeat until every row is done (an `ecmh.algorithm.Algorithm` says what to start, commit
+and keep). Optional capabilities have a default on the contract, which a backend subclasses: `speculate(rows,
+start, cap, answer, seed)` (arguments as for `start`) names the proposal each of these rows starts next if the one
+in flight is rejected, which a backend may decode ahead where it has room, as long as what every row decodes
+stays the same (`ecmh.backends.vllm.backend`); by default it does nothing. The answer itself
 lives in the sampler's `State` (`ecmh.kernel`) and nowhere else: a backend reads the prefix a
 proposal keeps from the `answer` passed to `start`, and keeps only what it derives from it for its
 own cache (e.g. which cache column holds each answer position), updated in `commit`.
@@ -22,8 +23,9 @@ Per-position numbers. For every token it decodes, a backend returns, computed in
 logits of the step that drew it, `log p(token)`, `log Z` and the entropy `H` of `p`, as
 `ecmh.scoring.PowerProposal` defines them (`log_probs`, `scores`): one formula for every backend.
 
-A new backend (llama.cpp, SGLang, ...) is one module with a class that satisfies `Backend`, plus
-one line in `factory.for_model`.
+A new backend (llama.cpp, SGLang, ...) is one module with a subclass of `Backend`, plus one `(accepts, build)`
+entry in `factory.RUNTIMES`. Nothing here imports a model framework (`tests/test_architecture.py` imports this
+module with transformers and vLLM blocked).
 """
 
 from typing import Optional, Protocol, runtime_checkable
@@ -32,7 +34,7 @@ import torch
 
 from ..kernel import Suffix
 from ..scoring import PowerProposal
-from ..settings import ModelDefaults
+from ..model_defaults import ModelDefaults
 from ..terminal import Terminal
 
 NAN_LOGITS = "The model produced NaN logits; check its weights and dtype (try float32)."
@@ -46,7 +48,7 @@ class Backend(Protocol):
         device: where the sampler keeps its state (and where `prepare`'s inputs are moved).
         context_length: the model's context in positions (None: unknown, not checked).
         defaults: what the model's own generation settings fill in where the caller sets nothing
-            (`ecmh.settings.ModelDefaults`: EOS ids, pad id, default length, plain fields).
+            (`ecmh.model_defaults.ModelDefaults`: EOS ids, pad id, default length, plain fields).
         vocab_size: the width of the model's logits.
         tokenizer: the engine's own tokenizer, for `stop_strings` (None: the caller passes one).
     """
@@ -87,3 +89,8 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release what the generation held (hooks, caches); the backend may be prepared again."""
+
+    def speculate(self, rows: torch.Tensor, start: torch.Tensor, cap: torch.Tensor, answer: torch.Tensor,
+                  seed: torch.Tensor) -> None:
+        """Optional: the proposal each row where `rows` is True starts next if the one in flight is rejected (arguments
+        as for `start`), to decode ahead where there is room. The default does not."""

@@ -22,12 +22,12 @@ import torch
 from .. import compat
 from ..kernel import Suffix, where_rows
 from ..scoring import PowerProposal
-from ..settings import ModelDefaults
+from ..model_defaults import ModelDefaults
 from ..terminal import Terminal
-from .base import NAN_LOGITS
+from .base import NAN_LOGITS, Backend
 
 
-class TransformersBackend:
+class TransformersBackend(Backend):
     """Runs ECMH's decoding on a transformers causal LM (see `ecmh.backends.base.Backend`).
 
     Args:

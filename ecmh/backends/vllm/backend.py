@@ -43,9 +43,9 @@ import torch
 
 from ...kernel import Suffix
 from ...scoring import PowerProposal
-from ...settings import ModelDefaults
+from ...model_defaults import ModelDefaults
 from ...terminal import Terminal
-from ..base import NAN_LOGITS
+from ..base import NAN_LOGITS, Backend
 from . import channel, engine
 
 SETTLE_GROUPS = 8  # `step` returns once 1/8 of the rows in flight (at least one) have finished
@@ -81,7 +81,7 @@ def forwarded(output) -> int:
     return len(output.prompt_token_ids) - (output.num_cached_tokens or 0) + len(output.outputs[0].token_ids)
 
 
-class VLLMBackend:
+class VLLMBackend(Backend):
     """Runs ECMH's decoding on a `vllm.LLM` built by `ecmh.load_vllm` (see `ecmh.backends.base.Backend`).
 
     `tokens_forwarded` counts per request the prompt tokens the engine actually computed (prompt +
