@@ -19,7 +19,7 @@ made in parallel beyond that are discarded unread.
 import hashlib
 import math
 from dataclasses import dataclass, field
-from typing import NamedTuple, Optional, Sequence
+from typing import ClassVar, NamedTuple, Optional, Sequence
 
 import torch
 
@@ -120,6 +120,7 @@ class Method:
     name: str
     summary: str
     budget_from: Optional[str] = None
+    targets_power: ClassVar[bool] = True  # whether it samples p^alpha (exactly, or in a limit of its cost)
 
     def config(self, settings: RunSettings) -> dict:
         """What its rows record of the settings: the run's, plus the method's own options (checked here, before
@@ -138,6 +139,7 @@ class Plain(Method):
     """Plain sampling, at temperature 1, or tempered (temperature 1/alpha: the proposal MH corrects)."""
 
     tempered: bool = False
+    targets_power: ClassVar[bool] = False
 
     def draw(self, model, input_ids, attention_mask, settings: RunSettings, seed: int, tokenizer) -> ecmh.ECMHOutput:
         return ecmh.generate(
@@ -202,6 +204,7 @@ class BestOfN(Method):
     candidate and the best by `log_p` answered (`choose` records what each selector picks)."""
 
     draws_from: Plain = None
+    targets_power: ClassVar[bool] = False
 
     def sample(self, model, input_ids, attention_mask, settings, seed, tokenizer=None, budgets=None):
         if budgets is None or len(budgets) != input_ids.shape[0]:

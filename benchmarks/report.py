@@ -25,7 +25,7 @@ from pathlib import Path
 
 from .figures import (ACCEPTANCE_PLOT, ACCURACY_PLOT, has_acceptance, panels, plot_acceptance_by_block,
                       plot_accuracy_vs_tokens)
-from .registry import COST_REFERENCE, SUBJECT, method_rank
+from .registry import COST_REFERENCE, METHODS, SUBJECT, method_rank
 from .results_file import SAMPLE_KEY, read_rows, row_key
 from .stats import (CLUSTERED_CI, accuracy_interval, clustered_mcnemar, holm, mean_interval, mean_or_none,
                     paired_difference, pass_at_k, pass_at_k_levels, sd_or_none, sign_flip_p_value, spread)
@@ -529,8 +529,9 @@ def markdown(summary: Summary, command: str, rows: int) -> str:
               "`log p(answer)` under the base model and of the answer's length, whatever they cost. Per method: the "
               "mean of each with its 95% interval clustered by problem, and its paired difference from "
               f"{SUBJECT}'s on the same problems and seeds. An interval of the difference that excludes 0 says the "
-              f"method samples another law than {SUBJECT}: by design (`standard`, `low_temp` and best-of-N do not "
-              "target `p^α`), by bias, or by not having mixed; which of the two `p^α` samplers is off it does not "
+              f"method samples another law than {SUBJECT}: by design (of the registered methods "
+              f"{', '.join(f'`{m.name}`' for m in METHODS.values() if not m.targets_power)} do not target `p^α`), by "
+              "bias, or by not having mixed; which of the two `p^α` samplers is off it does not "
               "say (the tests check ECMH's exactness on models small enough to enumerate).", ""]
     lines += target_table(summary.targets) if summary.targets else ["No sample records its log p."]
     lines += ["", "## Plots", "", f"![accuracy against decoded tokens]({ACCURACY_PLOT})", ""]
