@@ -445,3 +445,16 @@ def test_every_documented_command_parses_and_runs_at_toy_size(tiny_chat_model_di
             if "math500" in toy:
                 toy += ["--data", str(math500_file)]
         assert main(toy) == 0, (words, toy, capsys.readouterr().err[-2000:])
+
+
+def test_every_help_shows_every_default():
+    from benchmarks import draw_speed, speed
+    from benchmarks.__main__ import _parser
+
+    parsers = [*_parser()._subparsers._group_actions[0].choices.values(), speed.build_parser(), draw_speed.build_parser()]
+    for parser in parsers:
+        text = " ".join(parser.format_help().split())
+        for action in parser._actions:
+            if action.option_strings and action.default not in (None, False, "==SUPPRESS=="):
+                shown = ",".join(map(str, action.default)) if isinstance(action.default, list) else action.default
+                assert f"(default: {shown})" in text, (parser.prog, action.option_strings)
