@@ -10,6 +10,11 @@ are ignored. The sampler masks those positions, normalises, falls back to unifor
 row has no positive weight, and puts the exact cut probabilities of both states into the MH
 ratio, so any weight function keeps the sampler exact; weights that depend only on `y_<t`
 (as all built-in ones do) give the cheapest and best-mixing correction.
+
+A cut distribution may declare `normaliser_only_grows = True`: the weight of position t depends on the entropies at
+positions `<= t` only (so it is fixed once the position exists, and the normaliser only grows as an answer does).
+Exact early rejection (`ecmh.kernel`, docs/sampler-math.md) is used only for cuts that declare it, as the three
+built-in ones do; any other cut runs every proposal to its end.
 """
 
 from typing import Protocol, Union
@@ -39,6 +44,8 @@ class EntropyCut:
         tensor([[1.0000, 0.0000, 1.5000]])
     """
 
+    normaliser_only_grows = True
+
     def __init__(self, power: float = DEFAULT_POWER):
         self.power = check_number("cut_power", power, minimum=0, above=True)
 
@@ -53,6 +60,8 @@ class EntropyCut:
 class UniformCut:
     """Cut at a uniformly random position (Karan & Du, arXiv 2510.14901)."""
 
+    normaliser_only_grows = True
+
     def log_weights(self, entropy: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(entropy)
 
@@ -62,6 +71,8 @@ class UniformCut:
 
 class RestartCut:
     """Always cut at position 0: each proposal is a fresh draw from the tempered model."""
+
+    normaliser_only_grows = True
 
     def log_weights(self, entropy: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
         weights = torch.full_like(entropy, float("-inf"))

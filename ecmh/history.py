@@ -24,6 +24,7 @@ class History(NamedTuple):
     cut: torch.Tensor  # long: where the proposal starts (for an extension, the answer's length)
     proposal_length: torch.Tensor  # long
     accepted: torch.Tensor  # bool (extensions count as accepted)
+    rejected_early: torch.Tensor  # bool: MH steps rejected by exact early rejection (decoding stopped there if enabled)
     log_ratio: torch.Tensor  # float: target + proposal + cut_term
     target: torch.Tensor  # float: alpha * (log p(y'_{>=m}) - log p(y_{>=m}))
     proposal: torch.Tensor  # float: log q(y_{>=m} | y_<m) - log q(y'_{>=m} | y_<m)

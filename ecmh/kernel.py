@@ -14,6 +14,14 @@ auxiliary-variable MH ratio for a cut at `m` is
 
 with both sums over each sequence's whole suffix (docs/sampler-math.md, 'Acceptance ratio'). An extension (a new
 block) goes through the same code with its decision overridden: it is kept whatever the ratio.
+
+Exact early rejection (docs/sampler-math.md, 'Exact early rejection'). For a cut distribution whose normaliser
+only grows (`normaliser_only_grows = True`: a position's weight is fixed once the position exists), the same
+quantity over the first k tokens of the proposal, with each `log Z_t(y')` clamped at 0 (`running_bound`), is an
+upper bound on `log A` that never rises with k. A proposal is rejected when that bound falls below `log u` at any
+k (`rejected`); mathematically that is the MH decision itself, and a backend that stops decoding there (`Backend.
+reject_early`) settles the same decision as one that decodes to the end: the kernel takes the minimum over the
+prefixes it was given, and a prefix's bound does not depend on what was decoded after it.
 """
 
 import functools
@@ -42,6 +50,7 @@ class State(NamedTuple):
     accepted: torch.Tensor  # [R] long: MH proposals accepted
     tokens_decoded: torch.Tensor  # [R] long: tokens sampled, rejected proposals included
     tokens_forwarded: torch.Tensor  # [R] long: positions run through the model
+    early_rejections: torch.Tensor  # [R] long: MH proposals rejected by the running bound (`rejected`)
 
 
 class Suffix(NamedTuple):
@@ -99,6 +108,7 @@ class Info(NamedTuple):
     ratio_terms: "LogRatio"  # log_ratio term by term
     log_uniform: torch.Tensor  # [R] float32: log u of the decision, accepted iff log u < log_ratio
     proposal_length: torch.Tensor  # [R] long
+    rejected_early: torch.Tensor  # [R] bool: the running bound fell below log u (a backend may have stopped there)
     diagnostics: Optional[Diagnostics] = None  # history-only numbers, when the kernel was built to keep them
 
 
@@ -115,7 +125,7 @@ def init(num_rows: int, max_new_tokens: int, tokens_forwarded: torch.Tensor) -> 
     floats = torch.zeros(num_rows, max_new_tokens, device=device)
     counter = torch.zeros(num_rows, dtype=torch.long, device=device)
     tokens = torch.zeros(num_rows, max_new_tokens, dtype=torch.long, device=device)
-    return State(tokens, floats, floats, floats, counter, floats, counter, counter, counter, tokens_forwarded)
+    return State(tokens, floats, floats, floats, counter, floats, counter, counter, counter, tokens_forwarded, counter)
 
 
 def cut_log_probs(cut_distribution: CutDistribution, entropy: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
@@ -199,11 +209,76 @@ def log_ratio(alpha: float, state: State, proposed: State, cut: torch.Tensor) ->
     )
 
 
+def log_uniform(key: torch.Tensor) -> torch.Tensor:
+    """`log u` of each proposal's accept/reject decision, from its key."""
+    return torch.log(keyed.nonzero_uniforms(key, ACCEPT))
+
+
+def grows(cut_distribution: CutDistribution) -> bool:
+    """Whether early rejection may be used with this cut distribution (its declaration; absent: no)."""
+    return getattr(cut_distribution, "normaliser_only_grows", False) is True
+
+
+class Bound(NamedTuple):
+    """Per row, what the running bound of an MH proposal is compared with, fixed when the proposal starts."""
+
+    threshold: torch.Tensor  # [R] float32: log u + sum_{t>=m} min(log Z_t(y), 0) + log w_y(m); -inf: never rejects early
+    entropy: torch.Tensor  # [R, T] float32: the state's entropies (the shared prefix's are read)
+
+
+def bound(key: torch.Tensor, state: State, start: torch.Tensor, mh: torch.Tensor) -> Bound:
+    """The bound of the MH proposals starting at `start` where `mh` (`[R]` bool); the other rows never reject early."""
+    state_terms = _suffix_sum(state.log_z.clamp_max(0.0), start, state.length) + _at_cut(state.cut_log_prob, start)
+    threshold = log_uniform(key) + state_terms
+    return Bound(torch.where(mh, threshold, torch.full_like(threshold, float("-inf"))), state.entropy)
+
+
+def running_bound(cut_distribution: CutDistribution, entropy: torch.Tensor, start: torch.Tensor,
+                  suffix: "Suffix") -> torch.Tensor:
+    """`[R, L]`: column k-1 bounds the proposal's `log A + (the state's terms)` given its first k tokens:
+    `sum_{j<k} min(log Z(y'_{m+j}), 0) + log w_{y'}(m)` with the cut normaliser over positions `< m + k` (uniform
+    when all their weights are 0). Column k-1 depends on the suffix's first k columns only."""
+    k = torch.arange(1, suffix.log_z.shape[1] + 1, device=start.device)[None, :]
+    log_z_sum = suffix.log_z.clamp_max(0.0).cumsum(1)
+    length = start + suffix.length
+    spliced = splice(entropy, suffix.entropy, start)
+    position = torch.arange(spliced.shape[1], device=start.device)[None, :]
+    raw = cut_distribution.log_weights(spliced, length).float().masked_fill(position >= length[:, None], float("-inf"))
+    end = (start[:, None] + k - 1).clamp_max(spliced.shape[1] - 1)
+    normaliser = torch.logcumsumexp(raw, dim=1).gather(1, end)
+    log_w = raw.gather(1, start[:, None].clamp_max(spliced.shape[1] - 1)) - normaliser
+    uniform = -torch.log((start[:, None] + k).float())
+    return log_z_sum + torch.where(torch.isneginf(normaliser), uniform, log_w)
+
+
+def rejected(cut_distribution: CutDistribution, bound: Bound, start: torch.Tensor, suffix: "Suffix") -> torch.Tensor:
+    """`[R]` bool: the running bound fell below the threshold at some prefix of the decoded suffix."""
+    values = running_bound(cut_distribution, bound.entropy, start, suffix)
+    decoded = torch.arange(values.shape[1], device=start.device)[None, :] < suffix.length[:, None]
+    return torch.where(decoded, values, float("inf")).amin(1) < bound.threshold
+
+
+def rejected_now(cut_distribution: CutDistribution, bound: Bound, start: torch.Tensor, suffix: "Suffix") -> torch.Tensor:
+    """`[R]` bool: the running bound at the suffix's current length is below the threshold (a backend's check after
+    each token; the first time it holds is where the proposal may stop)."""
+    values = running_bound(cut_distribution, bound.entropy, start, suffix)
+    return values.gather(1, (suffix.length - 1).clamp_min(0)[:, None]).squeeze(1) < bound.threshold
+
+
+class EarlyRejection(NamedTuple):
+    """What a backend that stops rejected proposals early is given (`Backend.reject_early`)."""
+
+    cut_distribution: CutDistribution
+
+    def rejected_now(self, bound: Bound, start: torch.Tensor, suffix: "Suffix") -> torch.Tensor:
+        return rejected_now(self.cut_distribution, bound, start, suffix)
+
+
 def accept_reject(key: torch.Tensor, alpha: float, state: State, proposed: State, cut: torch.Tensor):
     """The MH decision for `proposed` (which shares `y_<cut` with `state`): (accepted, log_ratio terms, log u)."""
     terms = log_ratio(alpha, state, proposed, cut)
-    log_uniform = torch.log(keyed.nonzero_uniforms(key, ACCEPT))
-    return log_uniform < terms.total(), terms, log_uniform
+    log_u = log_uniform(key)
+    return log_u < terms.total(), terms, log_u
 
 
 def _at_cut(values: torch.Tensor, cut: torch.Tensor) -> torch.Tensor:
@@ -229,18 +304,22 @@ def step(
     """
     finished, extension, start, suffix = proposals
     proposed = candidate(state, suffix, start, cut_distribution)
-    accepted, terms, log_uniform = accept_reject(key, alpha, state, proposed, start)
-    accepted = accepted | extension
+    accepted, terms, log_u = accept_reject(key, alpha, state, proposed, start)
     is_mh = finished & ~extension
+    rejected_early = torch.zeros_like(is_mh)
+    if grows(cut_distribution):
+        rejected_early = is_mh & rejected(cut_distribution, bound(key, state, start, is_mh), start, suffix)
+    accepted = (accepted & ~rejected_early) | extension
     settled = where_rows(accepted, proposed, state)._replace(
         proposals=state.proposals + is_mh.long(),
         accepted=state.accepted + (is_mh & accepted).long(),
         tokens_decoded=proposed.tokens_decoded,
         tokens_forwarded=proposed.tokens_forwarded,
+        early_rejections=state.early_rejections + rejected_early.long(),
     )
     new_state = where_rows(finished, settled, state)
     info = Info(finished=finished, extension=extension, cut=start, accepted=accepted, log_ratio=terms.total(),
-                ratio_terms=terms, log_uniform=log_uniform, proposal_length=suffix.length)
+                ratio_terms=terms, log_uniform=log_u, proposal_length=suffix.length, rejected_early=rejected_early)
     if diagnostics:
         cut_jump, cut_jump_rank = _cut_jump_and_rank(state, start)
         info = info._replace(diagnostics=Diagnostics(

@@ -123,6 +123,8 @@ class BlockSchedule:
         diagnostics = options.record_history or isinstance(options.on_step, HistoryRecorder)
         self.kernel = kernel.build(options.alpha, options.cut_distribution, generation.top_k, generation.top_p,
                                    diagnostics=diagnostics)
+        stops_early = options.early_rejection and kernel.grows(options.cut_distribution)
+        self.early_rejection = kernel.EarlyRejection(options.cut_distribution) if stops_early else None
         self.proposal = self.kernel.proposal
         self.recorder = HistoryRecorder() if options.record_history else None
         if options.record_history and not generation.return_dict_in_generate:
@@ -178,6 +180,8 @@ class BlockSchedule:
         starting = finished & ~done
         backend.start(starting, schedule.start, schedule.cap, state.tokens, self.kernel.engine_seed(schedule.key))
         mh = starting & (schedule.mh_index > 0)
+        if self.early_rejection is not None:
+            backend.reject_early(mh, kernel.bound(schedule.key, state, schedule.start, mh), self.early_rejection)
         if_rejected, ends = self.advance(schedule, state, mh, terminal)
         backend.speculate(mh & ~ends, if_rejected.start, if_rejected.cap, state.tokens,
                                self.kernel.engine_seed(if_rejected.key))
@@ -214,6 +218,7 @@ class BlockSchedule:
             tokens_forwarded=state.tokens_forwarded,
             log_p=trace.log_p.sum(1),
             sequential_passes=state.tokens_decoded + 1,  # each token after the one before; the prompt in one pass
+            early_rejections=state.early_rejections,
         )
         return ECMHOutput(sequences, stats, trace, self.recorder.history() if self.recorder is not None else None)
 

@@ -19,6 +19,7 @@ class Stats(NamedTuple):
     tokens_forwarded: torch.Tensor  # every position run through the model, prefill and padding included
     log_p: torch.Tensor  # base-model log-likelihood of the returned continuation
     sequential_passes: torch.Tensor  # forward passes the answer waited for one after another (the prompt's included)
+    early_rejections: torch.Tensor  # MH proposals rejected by exact early rejection (stopped there when enabled)
 
 
 class Trace(NamedTuple):

@@ -229,7 +229,7 @@ class Algorithm(NamedTuple):
         stats = Stats(
             acceptance_rate=torch.full(rows.shape, float("nan"), device=rows.device), proposals=zero, accepted=zero,
             tokens_decoded=tally.tokens_decoded[per_answer], tokens_forwarded=tally.tokens_forwarded[per_answer],
-            log_p=trace.log_p.sum(1)[rows], sequential_passes=tally.steps[per_answer] + 1,
+            log_p=trace.log_p.sum(1)[rows], sequential_passes=tally.steps[per_answer] + 1, early_rejections=zero,
         )
         particles = ParticleSet(
             sequences=sequences, log_weights=log_weights, weights=weights.float(),

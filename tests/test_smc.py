@@ -205,9 +205,10 @@ def test_stored_numbers_and_log_weights_equal_a_fresh_recomputation(config):
 @given(batches(vocab=6), st.integers(1, 6), st.sampled_from(resampling.SCHEMES), st.integers(1, 4))
 def test_returned_rows_match_a_fresh_forward_pass(batch, particles, scheme, resample_every):
     prompts, options = batch
+    smc_options = {k: v for k, v in options.items() if k not in ("block_size", "mcmc_steps", "cut")}  # MH's: refused
     check_against_a_fresh_pass(tiny_model(vocab_size=6, sharpness=5.0, initializer_range=0.1), prompts,
                                algorithm="smc", particles=particles, resampling=scheme, resample_every=resample_every,
-                               **options)
+                               **smc_options)
 
 
 def test_without_bridging_a_particles_log_weight_is_its_sum_of_log_normalisers(model):

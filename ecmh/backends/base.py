@@ -94,3 +94,10 @@ class Backend(Protocol):
                   seed: torch.Tensor) -> None:
         """Optional: the proposal each row where `rows` is True starts next if the one in flight is rejected (arguments
         as for `start`), to decode ahead where there is room. The default does not."""
+
+    def reject_early(self, rows: torch.Tensor, bound, rule) -> None:
+        """Optional: the proposals just started where `rows` is True (`[R]` bool) may end as soon as
+        `rule.rejected_now(bound, start, suffix)` holds for them after a token (an `ecmh.kernel.EarlyRejection` and
+        `ecmh.kernel.Bound`: the proposal can no longer be accepted); they are then returned as finished, and the
+        sampler rejects them exactly as if they had been decoded to the end. Rows not named here, and every row of a
+        backend that keeps the default (which stops nothing), decode to their end."""

@@ -19,8 +19,8 @@ from typing import Optional
 
 import torch
 
-from .. import compat
-from ..kernel import Suffix, where_rows
+from .. import compat, keyed
+from ..kernel import Bound, Suffix, where_rows
 from ..scoring import PowerProposal
 from ..model_defaults import ModelDefaults
 from ..terminal import Terminal
@@ -97,9 +97,11 @@ class TransformersBackend(Backend):
         self.width = width  # columns in the cache
         self.answer_column = torch.zeros(rows, max_new_tokens, dtype=torch.long, device=self.device)
         self.buffer = Suffix.empty(rows, max_new_tokens, self.device)
-        self.start_at, self.cap, self.first_column = (torch.zeros(rows, dtype=torch.long, device=self.device)
-                                                      for _ in range(3))
+        self.start_at, self.cap, self.first_column, self.seed = (
+            torch.zeros(rows, dtype=torch.long, device=self.device) for _ in range(4))
         self.starting = torch.zeros(rows, dtype=torch.bool, device=self.device)
+        self.bound = Bound(torch.full((rows,), float("-inf"), device=self.device), self.buffer.entropy.clone())
+        self.early_rejection = None  # `reject_early`'s rule, once given
         self.logits = logits
         return self.prompt_length.clone()
 
@@ -128,15 +130,24 @@ class TransformersBackend(Backend):
 
     def start(self, starting: torch.Tensor, start: torch.Tensor, cap: torch.Tensor, answer: torch.Tensor,
               seed: torch.Tensor) -> None:
-        """(`Backend.start`; rows step in lockstep, so tokens come from `step`'s generator and `seed` is not needed.)"""
+        """(`Backend.start`.) Each token is drawn at `ecmh.keyed.uniforms(seed, position)`, its proposal's seed and
+        its position in the sequence (prompt included), as vLLM's in-engine draw does: what a row draws does not
+        depend on which rows share the step nor on when other rows' proposals end."""
+        self.seed = torch.where(starting, seed, self.seed)
         self.start_at = torch.where(starting, start, self.start_at)
         self.cap = torch.where(starting, cap, self.cap)
         self.first_column = torch.where(starting, self.width, self.first_column)
         self.buffer = self.buffer._replace(length=torch.where(starting, 0, self.buffer.length),
                                            forwarded=torch.where(starting, 0, self.buffer.forwarded))
         self.window = where_rows(starting, self.terminal.window(answer, start), self.window)
+        self.bound = self.bound._replace(threshold=self.bound.threshold.masked_fill(starting, float("-inf")))
         self.starting = self.starting | starting
         self._may_be_starting = True  # lets `step` skip looking for starting rows after steps that started none
+
+    def reject_early(self, rows: torch.Tensor, bound: Bound, rule) -> None:
+        """(`Backend.reject_early`: checked after every token, in the step's one host synchronisation.)"""
+        self.bound = where_rows(rows, bound, self.bound)
+        self.early_rejection = rule
 
     def _first_token_logits(self, rows: torch.Tensor) -> torch.Tensor:
         """Logits at the cut of each starting row, from the hidden state stored for the position before it."""
@@ -161,11 +172,13 @@ class TransformersBackend(Backend):
             self.logits = self.logits.index_put((rows,), first.to(self.logits.dtype))
             self.starting = torch.zeros_like(self.starting)
         self._may_be_starting = False
-        draw = self.proposal(self.logits, rng)
+        position = self.prompt_length + self.start_at + self.buffer.length
+        draw = self.proposal.draw(self.logits, keyed.uniforms(self.seed, position))
         self.buffer = self.buffer.append(draw)
         self.window, ended = self.terminal.step(self.window, draw.token)
         finished = ended | (self.start_at + self.buffer.length >= self.cap)
-        position = self.prompt_length + self.start_at + self.buffer.length - 1
+        if self.early_rejection is not None:
+            finished = finished | self.early_rejection.rejected_now(self.bound, self.start_at, self.buffer)
         self.logits, hidden = self._forward(draw.token[:, None], self._attention_mask(), position[:, None], self.cache)
         self.column_hidden[:, self.width] = hidden
         self.width += 1
@@ -206,7 +219,8 @@ class TransformersBackend(Backend):
     def select_rows(self, keep: torch.Tensor) -> None:
         compat.map_kv_(self.cache, lambda x: x[keep])
         for name in ("prompt_ids", "prompt_mask", "prompt_length", "column_hidden", "answer_column", "start_at", "cap",
-                     "first_column", "starting", "logits"):
+                     "first_column", "seed", "starting", "logits"):
             setattr(self, name, getattr(self, name)[keep])
         self.window = type(self.window)(*(x[keep] for x in self.window))
         self.buffer = Suffix(*(x[keep] for x in self.buffer))
+        self.bound = Bound(*(x[keep] for x in self.bound))
