@@ -182,8 +182,9 @@ class SMC(Method):
 
     def smc_options(self, settings: RunSettings) -> dict:
         particles = SMC_PARTICLES if settings.particles is None else settings.particles
+        cut_power = {"cut_power": settings.cut_power} if "cut" in self.options else {}  # moves cut as the run's MH does
         return dict(particles=particles, bridge_tokens=round(self.bridge_fraction * settings.max_new_tokens),
-                    **self.options)
+                    **self.options, **cut_power)
 
     def config(self, settings):
         options = self.smc_options(settings)

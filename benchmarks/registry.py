@@ -2,9 +2,7 @@
 runner's order and budgets, and the report's comparisons all read this table.
 
 A new method is one `register` line: an instance of a kind in `methods.py` (or of a new `methods.Method`
-subclass). SMC with ECMH's moves, say, would be
-    register(SMC("smc_ecmh", "...", options=dict(SMC_OPTIONS, resample_every=16, moves=4, cut="entropy")))
-What a method needs from another it says itself (`budget_from`: whose decoded tokens per problem are its budget);
+subclass), as `smc_ecmh` (SMC with ECMH moves) is. What a method needs from another it says itself (`budget_from`: whose decoded tokens per problem are its budget);
 which method the report tests against every other and divides costs by is said here (`SUBJECT`, `COST_REFERENCE`).
 """
 
@@ -42,6 +40,10 @@ register(SMC("smc", "`p^α` by Sequential Monte Carlo, 64 particles (the entropy
 # the first 400 of 2048 tokens
 register(SMC("power_smc", "the same with Power-SMC's settings: exponent bridging, the ESS checked every 64 tokens",
              options=dict(SMC_OPTIONS, resample_every=64), bridge_fraction=400 / 2048))
+# resample-move: the textbook filter, and after each resampling every running particle takes one ECMH step (entropy
+# cuts, the run's cut power) aimed at the intermediate target (docs/sampler-math.md, 'Resample-move')
+register(SMC("smc_ecmh", "`p^α` by SMC whose particles take an ECMH step after each resampling (resample-move)",
+             options=dict(SMC_OPTIONS, resample_every=16, moves=1, cut="entropy")))
 register(MH("uniform_mh", "`p^α` by block-wise MH with uniform cuts (Karan & Du, arXiv 2510.14901)", cut="uniform"))
 register(MH("restart_mh", "`p^α` by block-wise MH whose every proposal restarts the answer", cut="restart"))
 register(MH("ecmh", "`p^α` by block-wise MH with entropy-jump cuts (arXiv 2605.30327)", cut="entropy"))

@@ -72,7 +72,7 @@ class Suffix(NamedTuple):
 
     def append(self, draw) -> "Suffix":
         """One more token per row: `draw` holds per row its token, `log p`, `log Z` and entropy (a `TokenDraw`)."""
-        column = self.length[:, None]
+        column = self.length.clamp_max(self.tokens.shape[1] - 1)[:, None]  # a full row's append is discarded
         values = (x.scatter(1, column, value[:, None]) for x, value in zip(self[:4], draw))
         return Suffix(*values, length=self.length + 1, forwarded=self.forwarded + 1)
 
@@ -191,11 +191,13 @@ class LogRatio(NamedTuple):
         return self.target + self.proposal + self.cut
 
 
-def log_ratio(alpha: float, state: State, proposed: State, cut: torch.Tensor) -> LogRatio:
+def log_ratio(alpha: float, state: State, proposed: State, cut: torch.Tensor, target_exponent=None) -> LogRatio:
     """The terms of `log A` for `proposed`, which shares `y_<cut` with `state`.
 
     Each sum runs over its own sequence's whole suffix. With the tempered proposal
     `log q_t = alpha * log p_t - log Z_t`, so target + proposal = sum log Z_t(y') - sum log Z_t(y).
+    `target_exponent` (`[R]`; default `alpha`): the power `a` of a target `p^a` other than the proposal's
+    (SMC's bridged intermediate targets, `ecmh.smc`), for answers both of which it applies to.
     """
     def suffix(values, of):
         return _suffix_sum(values, cut, of.length)
@@ -203,7 +205,7 @@ def log_ratio(alpha: float, state: State, proposed: State, cut: torch.Tensor) ->
     log_p = suffix(proposed.log_p, proposed) - suffix(state.log_p, state)
     log_z = suffix(proposed.log_z, proposed) - suffix(state.log_z, state)
     return LogRatio(
-        target=alpha * log_p,
+        target=(alpha if target_exponent is None else target_exponent) * log_p,
         proposal=log_z - alpha * log_p,
         cut=proposed.cut_log_prob.gather(1, cut[:, None]).squeeze(1) - state.cut_log_prob.gather(1, cut[:, None]).squeeze(1),
     )
@@ -274,9 +276,10 @@ class EarlyRejection(NamedTuple):
         return rejected_now(self.cut_distribution, bound, start, suffix)
 
 
-def accept_reject(key: torch.Tensor, alpha: float, state: State, proposed: State, cut: torch.Tensor):
+def accept_reject(key: torch.Tensor, alpha: float, state: State, proposed: State, cut: torch.Tensor,
+                  target_exponent=None):
     """The MH decision for `proposed` (which shares `y_<cut` with `state`): (accepted, log_ratio terms, log u)."""
-    terms = log_ratio(alpha, state, proposed, cut)
+    terms = log_ratio(alpha, state, proposed, cut, target_exponent)
     log_u = log_uniform(key)
     return log_u < terms.total(), terms, log_u
 
@@ -294,21 +297,26 @@ def _cut_jump_and_rank(state: State, cut: torch.Tensor) -> tuple[torch.Tensor, t
 
 def step(
     key: torch.Tensor, state: State, proposals: Proposals, *, alpha: float, cut_distribution: CutDistribution,
-    diagnostics: bool = False,
+    diagnostics: bool = False, admissible=None, target_exponent=None,
 ) -> tuple[State, Info]:
     """Settle the proposals that finished: extensions are kept, MH proposals accepted or rejected; `key` `[R]`
     holds each row's proposal key (`ecmh.keyed`), whose uniform decides.
 
     Rows outside `proposals.finished` are left as they are. Tensor code only: no host synchronisation.
-    `diagnostics`: also compute the history-only numbers (`Info.diagnostics`).
+    `diagnostics`: also compute the history-only numbers (`Info.diagnostics`). For a target other than the block
+    target `p^alpha` (SMC's moves, `ecmh.smc`): `admissible` (`[R]` bool: the proposed answer lies in the target's
+    support; the others are rejected) and `target_exponent` (`log_ratio`); with the latter no early rejection
+    (the bound holds for `p^alpha` only).
     """
     finished, extension, start, suffix = proposals
     proposed = candidate(state, suffix, start, cut_distribution)
-    accepted, terms, log_u = accept_reject(key, alpha, state, proposed, start)
+    accepted, terms, log_u = accept_reject(key, alpha, state, proposed, start, target_exponent)
     is_mh = finished & ~extension
     rejected_early = torch.zeros_like(is_mh)
-    if grows(cut_distribution):
+    if grows(cut_distribution) and target_exponent is None:
         rejected_early = is_mh & rejected(cut_distribution, bound(key, state, start, is_mh), start, suffix)
+    if admissible is not None:
+        accepted = accepted & admissible
     accepted = (accepted & ~rejected_early) | extension
     settled = where_rows(accepted, proposed, state)._replace(
         proposals=state.proposals + is_mh.long(),

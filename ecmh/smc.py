@@ -46,12 +46,13 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from . import keyed, resampling
+from . import keyed, kernel, resampling
 from .algorithm import drive
 from .backends.base import Backend
 from .checks import check_int, check_number
-from .kernel import Suffix, splice
-from .options import PowerTarget, option
+from .cuts import CutDistribution
+from .kernel import Suffix, splice, where_rows
+from .options import CutChoice, option
 from .outputs import ECMHOutput, ParticleSet, Stats, Trace, continuations
 from .scoring import PowerProposal
 from .terminal import Terminal
@@ -81,10 +82,11 @@ class Tally(NamedTuple):
     tokens_forwarded: torch.Tensor  # [G] long: every position run through the model, the prompt's included
     steps: torch.Tensor  # [G] long: sequential decoding steps (the longest lineage of its particles)
     resamples: torch.Tensor  # [G] long: resampling events
+    move_steps: torch.Tensor  # [G] long: sequential decoding steps of its resample-move phases
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class SMCConfig(PowerTarget):
+class SMCConfig(CutChoice):
     """The options of Sequential Monte Carlo (`ecmh.generate(..., algorithm="smc")`).
 
     Example:
@@ -104,6 +106,9 @@ class SMCConfig(PowerTarget):
                                      "ends the engine's requests, so larger intervals are cheaper there)")
     bridge_tokens: int = option(0, "raise the exponent of the intermediate targets from 1 to alpha over this many "
                                    "tokens (Power-SMC's exponent bridging; 0: target p^alpha from the first token)")
+    moves: int = option(0, "ECMH steps each running particle takes after each resampling of its prompt's particles "
+                           "(resample-move: they leave the intermediate target invariant; cuts from cut and cut_power; "
+                           "0: none)")
 
     def __post_init__(self):
         super().__post_init__()
@@ -112,6 +117,7 @@ class SMCConfig(PowerTarget):
         resampling.check_scheme(self.resampling)
         check_int("resample_every", self.resample_every, 1)
         check_int("bridge_tokens", self.bridge_tokens, 0, "(0: no exponent bridging)")
+        check_int("moves", self.moves, 0, "(0: no ECMH moves)")
 
 
 class Run(NamedTuple):
@@ -130,6 +136,21 @@ class Progress(NamedTuple):
     batch_row: torch.Tensor  # backend row -> particle row
     waiting: torch.Tensor  # per backend row: its interval is over, waiting for the others at the check
     checks: tuple  # the ESS of every group at each check so far
+    moves: Optional["Moves"] = None  # the resample-move phase in flight, if any
+
+
+class Moves(NamedTuple):
+    """A resample-move phase (`moves > 0`): the running particles (backend rows) as ECMH chains of the current
+    intermediate target, each making `moves` MH steps one after another."""
+
+    chain: kernel.State
+    moving: torch.Tensor  # [B] bool: rows that move in this phase (those of the groups just resampled)
+    made: torch.Tensor  # [B] long: moves settled so far
+    start: torch.Tensor  # [B] long: the cut of the proposal in flight
+    key: torch.Tensor  # [B] long: its key (`ecmh.keyed`)
+    row_key: torch.Tensor  # [B] long: the row's key for this phase
+    decoded: torch.Tensor  # [B] long: tokens its moves decoded so far (one after another: its sequential passes)
+    forwarded: torch.Tensor  # [B] long: positions they ran through the model
 
 
 class Algorithm(NamedTuple):
@@ -141,6 +162,8 @@ class Algorithm(NamedTuple):
     resampling: str
     resample_every: int
     bridge_tokens: int
+    moves: int = 0
+    cut_distribution: Optional[CutDistribution] = None
 
     def prompt_rows(self, num_return_sequences: int) -> int:
         """One row per prompt: its particles are forked from it (`init`), answers drawn from them (`output`)."""
@@ -156,7 +179,7 @@ class Algorithm(NamedTuple):
         batch_row = torch.arange(groups * n, device=device)
         state = init(groups * n, terminal.max_new_tokens, device)
         waiting = self._start_intervals(rng, backend, terminal, state, batch_row)
-        return Progress(state, Tally(zeros, forwarded.clone(), zeros, zeros), batch_row, waiting, ())
+        return Progress(state, Tally(zeros, forwarded.clone(), zeros, zeros, zeros), batch_row, waiting, ())
 
     def _start_intervals(self, rng, backend, terminal, state, batch_row) -> torch.Tensor:
         length = state.length[batch_row]
@@ -169,7 +192,9 @@ class Algorithm(NamedTuple):
              decoded: tuple) -> tuple[Progress, bool]:
         """Append what finished its interval and reweight; at a check (every interval in flight over) resample; the
         particles that go on continue from their ancestors' caches."""
-        state, tally, batch_row, waiting, checks = progress
+        if progress.moves is not None:
+            return self._move(rng, progress, backend, terminal, decoded), False
+        state, tally, batch_row, waiting, checks, _ = progress
         n, device = self.particles, batch_row.device
         group = torch.arange(state.length.shape[0], device=device) // n
         finished, suffix = decoded
@@ -203,8 +228,74 @@ class Algorithm(NamedTuple):
             return Progress(state, tally, batch_row, waiting, checks), True
         backend.select_rows(keep)
         if at_check:
+            moving = chosen[group[running]]  # the particles of the groups just resampled
+            if self.moves > 0 and moving.any():
+                moves = self._start_moves(rng, backend, terminal, State(*(x[running] for x in state)), moving)
+                return Progress(state, tally, running, waiting, checks, moves), False
             waiting = self._start_intervals(rng, backend, terminal, state, running)
         return Progress(state, tally, running, waiting, checks), False
+
+    def _start_moves(self, rng, backend, terminal, rows: State, moving: torch.Tensor) -> Moves:
+        """Every running particle as an MH chain of the intermediate target, the first moves of `moving` started."""
+        zeros = torch.zeros_like(rows.length)
+        chain = kernel.init(len(zeros), terminal.max_new_tokens, zeros)._replace(
+            tokens=rows.tokens, log_p=rows.log_p, log_z=rows.log_z, entropy=rows.entropy, length=rows.length,
+            cut_log_prob=kernel.cut_log_probs(self.cut_distribution, rows.entropy, rows.length))
+        row_key = keyed.keys(rng, len(zeros)).to(zeros.device)
+        key = keyed.fold(row_key, 0)
+        start = kernel.propose_cut(key, chain)
+        backend.start(moving, start, move_cap(chain.length, terminal), chain.tokens, kernel.engine_seed(key))
+        return Moves(chain, moving, zeros, start, key, row_key, zeros, zeros)
+
+    def _move(self, rng, progress: Progress, backend: Backend, terminal: Terminal, decoded: tuple) -> Progress:
+        """Settle the moves that finished with the MH ratio of the intermediate target and start each row's next;
+        once every row has made its moves, their answers become the particles and the next intervals start."""
+        moves = progress.moves
+        finished, suffix = decoded
+        finished = finished & moves.moving & (moves.made < self.moves)
+        chain, start = moves.chain, moves.start
+        cap = move_cap(chain.length, terminal)
+        length = start + suffix.length
+        admissible = in_support(terminal, kernel.splice(chain.tokens, suffix.tokens, start), length, cap)
+        bridged = None if self.bridge_tokens == 0 else exponent(self, chain.length, torch.zeros_like(finished))
+        chain, info = kernel.step(moves.key, chain, kernel.Proposals(finished, torch.zeros_like(finished), start, suffix),
+                                  alpha=self.proposal.alpha, cut_distribution=self.cut_distribution,
+                                  admissible=admissible, target_exponent=bridged)
+        backend.commit(finished & info.accepted, start)
+        made = moves.made + finished.long()
+        again = finished & (made < self.moves)
+        key = torch.where(again, keyed.fold(moves.row_key, made), moves.key)
+        start = torch.where(again, kernel.propose_cut(key, chain), start)
+        backend.start(again, start, move_cap(chain.length, terminal), chain.tokens, kernel.engine_seed(key))
+        moves = moves._replace(chain=chain, made=made, start=start, key=key,
+                               decoded=moves.decoded + torch.where(finished, suffix.length, 0),
+                               forwarded=moves.forwarded + torch.where(finished, suffix.forwarded, 0))
+        if (moves.moving & (made < self.moves)).any():
+            return progress._replace(moves=moves)
+        return self._end_moves(rng, progress._replace(moves=moves), backend, terminal)
+
+    def _end_moves(self, rng, progress: Progress, backend: Backend, terminal: Terminal) -> Progress:
+        """The moved answers become the particles; their weights stay, their potentials are taken afresh (the next
+        increments are measured from the answer each particle holds now)."""
+        state, tally, batch_row, _, checks, moves = progress
+        chain, moved = moves.chain, moves.moving
+        ended = terminal.ends(chain.tokens, chain.length) | (chain.length >= chain.tokens.shape[1])
+        phi = potential(self, chain.log_p, chain.log_z, chain.length, ended)
+        rows = State(*(x[batch_row] for x in state))
+        rows = where_rows(moved, rows._replace(
+            tokens=chain.tokens, log_p=chain.log_p, log_z=chain.log_z, entropy=chain.entropy, length=chain.length,
+            finished=ended, anchor_log_weight=rows.log_weight, anchor_potential=phi, anchor_length=chain.length), rows)
+        state = State(*(x.index_copy(0, batch_row, y) for x, y in zip(state, rows)))
+        group = batch_row // self.particles
+        steps = torch.zeros_like(tally.move_steps).scatter_reduce(0, group, moves.decoded, reduce="amax")
+        tally = tally._replace(tokens_decoded=tally.tokens_decoded.index_add(0, group, moves.decoded),
+                               tokens_forwarded=tally.tokens_forwarded.index_add(0, group, moves.forwarded),
+                               move_steps=tally.move_steps + steps)
+        if ended.any():  # only where a move may leave the intermediate target's running answers (never, as built)
+            backend.select_rows((~ended).nonzero().squeeze(1))
+            batch_row = batch_row[~ended]
+        waiting = self._start_intervals(rng, backend, terminal, state, batch_row)
+        return Progress(state, tally, batch_row, waiting, checks)
 
     def result(self, progress: Progress) -> Run:
         groups = progress.tally.steps.shape[0]
@@ -229,7 +320,8 @@ class Algorithm(NamedTuple):
         stats = Stats(
             acceptance_rate=torch.full(rows.shape, float("nan"), device=rows.device), proposals=zero, accepted=zero,
             tokens_decoded=tally.tokens_decoded[per_answer], tokens_forwarded=tally.tokens_forwarded[per_answer],
-            log_p=trace.log_p.sum(1)[rows], sequential_passes=tally.steps[per_answer] + 1, early_rejections=zero,
+            log_p=trace.log_p.sum(1)[rows], sequential_passes=(tally.steps + tally.move_steps)[per_answer] + 1,
+            early_rejections=zero,
         )
         particles = ParticleSet(
             sequences=sequences, log_weights=log_weights, weights=weights.float(),
@@ -239,9 +331,22 @@ class Algorithm(NamedTuple):
         return ECMHOutput(sequences[rows], stats, Trace(*(x[rows] for x in trace)), particles=particles)
 
 
+def move_cap(length: torch.Tensor, terminal: Terminal) -> torch.Tensor:
+    """A move's proposals run to the particle's own length: the intermediate target at a check is the MH block target
+    with the cap there (docs/sampler-math.md, 'Resample-move')."""
+    return length
+
+
+def in_support(terminal: Terminal, tokens: torch.Tensor, length: torch.Tensor, cap: torch.Tensor) -> torch.Tensor:
+    """`[R]` bool: a moved particle's proposed answer is still running (it reached the cap without ending), as the
+    particle was: only running particles move, so the move must keep them running to leave the target invariant."""
+    return (length == cap) & ~terminal.ends(tokens, length)
+
+
 def build(alpha: float, particles: int, *, ess_threshold: float = SMCConfig.ess_threshold,
           resampling_scheme: str = SMCConfig.resampling, resample_every: int = SMCConfig.resample_every,
-          bridge_tokens: int = SMCConfig.bridge_tokens, top_k: Optional[int] = None,
+          bridge_tokens: int = SMCConfig.bridge_tokens, moves: int = SMCConfig.moves,
+          cut_distribution: Optional[CutDistribution] = None, top_k: Optional[int] = None,
           top_p: Optional[float] = None) -> Algorithm:
     """SMC for `p^alpha` (`p` truncated by `top_k` / `top_p`) with `particles` particles per prompt.
 
@@ -250,15 +355,17 @@ def build(alpha: float, particles: int, *, ess_threshold: float = SMCConfig.ess_
         >>> algorithm.proposal.alpha, algorithm.resampling
         (4.0, 'systematic')
     """
+    cut_distribution = SMCConfig().cut_distribution if cut_distribution is None else cut_distribution
     return Algorithm(PowerProposal(alpha, top_k, top_p), particles, ess_threshold,
-                     resampling.check_scheme(resampling_scheme), resample_every, bridge_tokens)
+                     resampling.check_scheme(resampling_scheme), resample_every, bridge_tokens, moves, cut_distribution)
 
 
 def from_options(options: SMCConfig, generation) -> Algorithm:
     """SMC for one call of `ecmh.generate` (`generation`: its resolved `ecmh.settings.GenerationSettings`)."""
     return build(options.alpha, options.particles, ess_threshold=options.ess_threshold,
                  resampling_scheme=options.resampling, resample_every=options.resample_every,
-                 bridge_tokens=options.bridge_tokens, top_k=generation.top_k, top_p=generation.top_p)
+                 bridge_tokens=options.bridge_tokens, moves=options.moves, cut_distribution=options.cut_distribution,
+                 top_k=generation.top_k, top_p=generation.top_p)
 
 
 def init(num_rows: int, max_new_tokens: int, device) -> State:

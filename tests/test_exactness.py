@@ -163,6 +163,7 @@ def test_without_mh_steps_the_test_fails():
 def test_without_the_cut_correction_the_test_fails(monkeypatch):
     exact_log_ratio = kernel.log_ratio
     monkeypatch.setattr(kernel, "log_ratio", lambda *args: exact_log_ratio(*args)._replace(cut=torch.zeros(())))
+    monkeypatch.setattr(kernel, "grows", lambda cut: False)  # early rejection's bound holds its own copy of the cut terms
     with_eos = [name for name in sorted(MODELS) if MODELS[name][4] is not None]
     ratios = [worst_ratio(f"{name} uniform, no cut correction", case(name).sample(mcmc_steps=STEPS, cut="uniform"),
                           case(name).target) for name in with_eos]

@@ -100,6 +100,7 @@ class TransformersBackend(Backend):
         self.start_at, self.cap, self.first_column, self.seed = (
             torch.zeros(rows, dtype=torch.long, device=self.device) for _ in range(4))
         self.starting = torch.zeros(rows, dtype=torch.bool, device=self.device)
+        self.in_flight = torch.zeros(rows, dtype=torch.bool, device=self.device)  # rows with a proposal decoding
         self.bound = Bound(torch.full((rows,), float("-inf"), device=self.device), self.buffer.entropy.clone())
         self.early_rejection = None  # `reject_early`'s rule, once given
         self.logits = logits
@@ -142,6 +143,7 @@ class TransformersBackend(Backend):
         self.window = where_rows(starting, self.terminal.window(answer, start), self.window)
         self.bound = self.bound._replace(threshold=self.bound.threshold.masked_fill(starting, float("-inf")))
         self.starting = self.starting | starting
+        self.in_flight = self.in_flight | starting
         self._may_be_starting = True  # lets `step` skip looking for starting rows after steps that started none
 
     def reject_early(self, rows: torch.Tensor, bound: Bound, rule) -> None:
@@ -172,13 +174,18 @@ class TransformersBackend(Backend):
             self.logits = self.logits.index_put((rows,), first.to(self.logits.dtype))
             self.starting = torch.zeros_like(self.starting)
         self._may_be_starting = False
+        # a row whose proposal ended and was not started again idles: it is forwarded with the others (one batch),
+        # but what it draws is kept nowhere and the column it adds is attended to by nothing that stays
+        self.first_column = torch.where(self.in_flight, self.first_column, self.width)
         position = self.prompt_length + self.start_at + self.buffer.length
         draw = self.proposal.draw(self.logits, keyed.uniforms(self.seed, position))
-        self.buffer = self.buffer.append(draw)
+        self.buffer = where_rows(self.in_flight, self.buffer.append(draw), self.buffer)
         self.window, ended = self.terminal.step(self.window, draw.token)
         finished = ended | (self.start_at + self.buffer.length >= self.cap)
         if self.early_rejection is not None:
             finished = finished | self.early_rejection.rejected_now(self.bound, self.start_at, self.buffer)
+        finished = finished & self.in_flight
+        self.in_flight = self.in_flight & ~finished
         self.logits, hidden = self._forward(draw.token[:, None], self._attention_mask(), position[:, None], self.cache)
         self.column_hidden[:, self.width] = hidden
         self.width += 1
@@ -219,7 +226,7 @@ class TransformersBackend(Backend):
     def select_rows(self, keep: torch.Tensor) -> None:
         compat.map_kv_(self.cache, lambda x: x[keep])
         for name in ("prompt_ids", "prompt_mask", "prompt_length", "column_hidden", "answer_column", "start_at", "cap",
-                     "first_column", "seed", "starting", "logits"):
+                     "first_column", "seed", "starting", "in_flight", "logits"):
             setattr(self, name, getattr(self, name)[keep])
         self.window = type(self.window)(*(x[keep] for x in self.window))
         self.buffer = Suffix(*(x[keep] for x in self.buffer))

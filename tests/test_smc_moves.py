@@ -1,0 +1,81 @@
+"""SMC with ECMH moves (resample-move, `algorithm="smc", moves=K`), checked as `tests/test_smc.py` checks SMC.
+
+After each resampling, every running particle of the resampled prompt takes K ECMH steps whose target is the
+current intermediate one: `p^a` over answers still running at the particle's length t (the MH block target with
+the cap at t, restricted to running answers, with `a = alpha` or the bridged exponent). Such moves leave the
+intermediate target invariant, so the weights stay as they are and the evidence estimate stays unbiased
+(docs/sampler-math.md, 'Resample-move').
+
+1. Unbiasedness (`test_smc.unbiasedness_z`, the same tolerance `Z_MAX` and its reasoning), with entropy and uniform
+   cuts, with and without exponent bridging.
+2. The returned answers' law at many particles (`test_smc.law_ratio`'s TV in noise-floor units, `TOLERANCE`).
+3. Negative controls that must fail the unbiasedness test: moves aimed at the final target instead of the
+   intermediate one (no cap at the particle's length, every complete answer admissible), and moves whose ratio
+   omits the cut correction (uniform cuts on a model with EOS: answers of different lengths have different cut
+   normalisers).
+4. Invariants over hypothesis-generated ragged batches: stored numbers and log-weights equal a fresh recomputation.
+"""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import ecmh
+from ecmh import kernel, smc
+
+import test_smc
+from ecmh.cuts import resolve_cut
+from test_smc import OPTIONS, TOLERANCE, Z_MAX, law_ratio, smc_runs, unbiasedness_z
+from conftest import tiny_model
+from test_invariants import batches, check_against_a_fresh_pass
+
+MOVES = 2
+# (model, cut): no bridging (v5-len4-gqa-eos, v6-len4-plain-eos-stop) and bridging (v7-len3-gqa-eos over 2 tokens,
+# v5-len5-plain-eos over 3), entropy and uniform cuts on each kind
+CASES = [("v5-len4-gqa-eos", "entropy"), ("v6-len4-plain-eos-stop", "uniform"), ("v7-len3-gqa-eos", "uniform"),
+         ("v5-len5-plain-eos", "entropy")]
+
+
+@pytest.mark.parametrize("name,cut", CASES)
+def test_with_moves_the_weighted_particles_stay_unbiased(name, cut):
+    assert unbiasedness_z(name, moves=MOVES, cut=cut, **OPTIONS[name]) <= Z_MAX
+
+
+def test_moves_aimed_at_the_final_target_fail(monkeypatch):
+    monkeypatch.setattr(smc, "move_cap", lambda length, terminal: torch.full_like(length, terminal.max_new_tokens))
+    monkeypatch.setattr(smc, "in_support", lambda terminal, tokens, length, cap: torch.ones_like(length, dtype=torch.bool))
+    assert max(unbiasedness_z(name, moves=MOVES, cut=cut, **OPTIONS[name]) for name, cut in CASES[:2]) > Z_MAX
+
+
+def test_moves_without_the_cut_correction_fail(monkeypatch):
+    exact_log_ratio = kernel.log_ratio
+    monkeypatch.setattr(kernel, "log_ratio", lambda *args: exact_log_ratio(*args)._replace(cut=torch.zeros(())))
+    monkeypatch.setattr(kernel, "grows", lambda cut: False)  # early rejection's bound holds its own copy of the cut terms
+    name = "v6-len4-plain-eos-stop"
+    assert unbiasedness_z(name, moves=4, cut="uniform", **OPTIONS[name]) > Z_MAX
+
+
+@pytest.mark.parametrize("name,cut", [CASES[0], CASES[2]])
+def test_with_moves_returned_answers_approach_p_alpha(name, cut, monkeypatch):
+    monkeypatch.setitem(OPTIONS, name, dict(OPTIONS[name], moves=MOVES, cut=cut))
+    assert law_ratio(name) <= TOLERANCE
+
+
+@settings(max_examples=12)  # each example runs the moves' decoding too: a tenth of the SMC invariants' budget
+@given(batches(vocab=6), st.integers(1, 5), st.integers(1, 3), st.integers(1, 3),
+       st.sampled_from(["entropy", "uniform", "restart"]))
+def test_with_moves_returned_rows_match_a_fresh_forward_pass(batch, particles, resample_every, moves, cut):
+    prompts, options = batch
+    smc_options = {k: v for k, v in options.items() if k not in ("block_size", "mcmc_steps", "cut")}
+    check_against_a_fresh_pass(tiny_model(vocab_size=6, sharpness=5.0, initializer_range=0.1), prompts,
+                               algorithm="smc", particles=particles, resample_every=resample_every, ess_threshold=1.0,
+                               moves=moves, cut=cut, **smc_options)
+
+
+@settings(max_examples=12)
+@given(smc_runs(), st.integers(1, 3), st.sampled_from(["entropy", "uniform", "restart"]))
+def test_with_moves_stored_numbers_and_log_weights_equal_a_fresh_recomputation(config, moves, cut):
+    *head, options, seed = config
+    with_moves = dict(options, moves=moves, cut_distribution=resolve_cut(cut))
+    test_smc.test_stored_numbers_and_log_weights_equal_a_fresh_recomputation.hypothesis.inner_test((*head, with_moves, seed))
