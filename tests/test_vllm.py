@@ -28,6 +28,8 @@ from conftest import EOS, PAD, tiny_model  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from ecmh import compat  # noqa: E402
 from ecmh.backends.vllm import VLLMBackend  # noqa: E402
+from ecmh.backends.vllm.backend import EarlyStopCounts  # noqa: E402
+from ecmh.kernel import Suffix  # noqa: E402
 from reference import recompute  # noqa: E402
 from ecmh.scoring import PowerProposal  # noqa: E402
 from ecmh.terminal import Terminal  # noqa: E402
@@ -91,17 +93,27 @@ def sweep_case(request, tmp_path_factory):
 
 
 class Spy:
-    """Records what the backend hands the engine and gets back: per `LLM.enqueue` call, its request count and how
-    many requests were still in the engine then; every finished `RequestOutput`, in order; each request's latest
+    """Records what the backend hands the engine and gets back: per `LLM.enqueue` call (or streamed request), its
+    request count and how many requests were still in the engine then; every finished `RequestOutput`, in order; each request's latest
     output (finished or not)."""
 
     def __init__(self, llm, monkeypatch):
         self.enqueued, self.finished, self.latest = [], [], {}
-        enqueue, step = llm.enqueue, llm.llm_engine.step
+        enqueue, step, add_request = llm.enqueue, llm.llm_engine.step, llm.llm_engine.add_request
+        inside = []
 
         def spy_enqueue(prompts, *args, **kwargs):
             self.enqueued.append((len(prompts), llm.llm_engine.get_num_unfinished_requests()))
-            return enqueue(prompts, *args, **kwargs)
+            inside.append(True)
+            try:
+                return enqueue(prompts, *args, **kwargs)
+            finally:
+                inside.pop()
+
+        def spy_add_request(*args, **kwargs):  # a streamed request (one with an early-rejection bound) is one call
+            if not inside:
+                self.enqueued.append((1, llm.llm_engine.get_num_unfinished_requests()))
+            return add_request(*args, **kwargs)
 
         def spy_step():
             outputs = step()
@@ -111,6 +123,7 @@ class Spy:
 
         monkeypatch.setattr(llm, "enqueue", spy_enqueue)
         monkeypatch.setattr(llm.llm_engine, "step", spy_step)
+        monkeypatch.setattr(llm.llm_engine, "add_request", spy_add_request)
 
 
 # --- exactness against enumeration; invariants over generated batches ----------------------------
@@ -209,16 +222,20 @@ def test_greedy_chains_equal_the_transformers_backend(llm, hf_model):
 def test_proposals_reuse_the_prefix_cache_and_forwarded_counts_what_the_engine_computed(llm, monkeypatch):
     spy = Spy(llm, monkeypatch)
     prompt = [(7 * i) % 4 for i in range(CACHE_BLOCK + 8)]  # one full KV block and some
-    out = ecmh.generate(VLLMBackend(llm, speculative=False), [prompt], alpha=2.0, mcmc_steps=3, max_new_tokens=12,
+    backend = VLLMBackend(llm, speculative=False)
+    out = ecmh.generate(backend, [prompt], alpha=2.0, mcmc_steps=3, max_new_tokens=12,
                         block_size=4, eos_token_id=None, num_return_sequences=2, seed=3, return_dict_in_generate=True)
-    later = spy.finished[2:]  # after the two rows' first proposals
+    latest = list(spy.latest.values())  # each request's last output: finished, or aborted at its crossing
+    later = latest[2:]  # after the two rows' first proposals
     assert later and all(o.num_cached_tokens >= CACHE_BLOCK for o in later)
-    computed = sum(len(o.prompt_token_ids) - o.num_cached_tokens + len(o.outputs[0].token_ids) for o in spy.finished)
-    assert out.stats.tokens_forwarded.sum().item() == computed
-    decoded = sum(len(o.outputs[0].token_ids) for o in spy.finished)
-    assert out.stats.tokens_decoded.sum().item() == decoded
+    # every position the engine returned is in a row's stats, but those after an early rejection's crossing
+    past = backend.early_stops.past_crossing
+    computed = sum(len(o.prompt_token_ids) - o.num_cached_tokens + len(o.outputs[0].token_ids) for o in latest)
+    assert out.stats.tokens_forwarded.sum().item() == computed - past
+    decoded = sum(len(o.outputs[0].token_ids) for o in latest)
+    assert out.stats.tokens_decoded.sum().item() == decoded - past
     # prompts go in as token ids: the prompt and each kept prefix, never re-decoded text
-    assert all(o.prompt_token_ids[: len(prompt)] == prompt for o in spy.finished)
+    assert all(o.prompt_token_ids[: len(prompt)] == prompt for o in latest)
 
 
 def test_proposals_stream_one_request_each_and_join_while_others_decode(llm, monkeypatch):
@@ -227,7 +244,7 @@ def test_proposals_stream_one_request_each_and_join_while_others_decode(llm, mon
     ecmh.generate(VLLMBackend(llm, speculative=False), [[0, 1], [1, 0, 3]], max_new_tokens=8, block_size=4,
                   mcmc_steps=2, eos_token_id=None, num_return_sequences=2, seed=0, on_step=infos.append)
     proposals = 4 * 2 * (1 + 2)  # 4 rows x 2 blocks x (extension + 2 MH steps)
-    assert len(spy.finished) == sum(len(i.finished.nonzero()) for i in infos) == proposals
+    assert len(spy.latest) == sum(len(i.step.finished.nonzero()) for i in infos) == proposals  # some aborted early
     assert sum(count for count, _ in spy.enqueued) == proposals
     assert spy.enqueued[0] == (4, 0)  # the first proposals, together
     # proposals of different lengths: some next proposal joined while another row's was still decoding
@@ -296,25 +313,25 @@ def _with_speculation(llm, speculative: bool, seed: int):
     out = ecmh.generate(backend, SPECULATION_PROMPTS, alpha=2.0, mcmc_steps=4, max_new_tokens=16, block_size=4,
                         num_return_sequences=2, seed=seed, pad_token_id=PAD, eos_token_id=None,  # long answers:
                         return_dict_in_generate=True)  # rows that still run when others are done, cuts that vary
-    return out, backend.speculation
+    return out, backend.speculation, backend.early_stops
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_speculation_changes_no_answer_and_counts_every_position_the_engine_ran(llm, monkeypatch, seed):
     from ecmh.backends.vllm.backend import SpeculationCounts, forwarded
 
-    plain, counts = _with_speculation(llm, False, seed)
+    plain, counts, _ = _with_speculation(llm, False, seed)
     assert counts == SpeculationCounts()
     spy = Spy(llm, monkeypatch)
-    ours, counts = _with_speculation(llm, True, seed)
+    ours, counts, early_stops = _with_speculation(llm, True, seed)
     assert counts.adopted > 0 and counts.discarded > 0 and counts.sent == counts.adopted + counts.discarded
     assert torch.equal(ours.sequences, plain.sequences)
     for name in ("proposals", "accepted", "tokens_decoded", "log_p"):  # tokens_forwarded: the cache is warmer
         assert torch.equal(getattr(ours.stats, name), getattr(plain.stats, name)), name
     assert all(torch.equal(a, b) for a, b in zip(ours.trace, plain.trace))
-    # every position the engine ran is in a row's stats or in the discarded count, once
+    # every position the engine returned is in a row's stats, in the discarded count or after a crossing, once
     ran = sum(forwarded(output) for output in spy.latest.values())
-    assert ours.stats.tokens_forwarded.sum().item() + counts.discarded_forwarded == ran
+    assert ours.stats.tokens_forwarded.sum().item() + counts.discarded_forwarded + early_stops.past_crossing == ran
     # at most two requests per row in the engine (its proposal and the one after its rejection), as at the start
     assert max(sent + before for sent, before in spy.enqueued) == 2 * 2 * len(SPECULATION_PROMPTS)
 
@@ -470,3 +487,139 @@ def test_stop_strings_with_the_engines_own_tokenizer(tiny_chat_model_dir, tmp_pa
     fresh = recompute(model, out.sequences, torch.ones(6, len(prompt), dtype=torch.long), 4.0, None)
     assert torch.allclose(out.stats.log_p, torch.stack([fresh.log_p[r, :n].sum() for r, n in enumerate(out.trace.length)]),
                           atol=1e-3)
+
+
+# --- exact early rejection (issue 43) -------------------------------------------------------------
+
+EARLY_PROMPTS = [[0, 1, 3], [1, 1, 0, 2], [2, 0]]
+DECISIONS = ("row", "block", "cut", "accepted", "rejected_early", "extension", "log_uniform")
+
+
+def _early(llm, seed: int, early_rejection: bool, speculative: bool = True, cut: str = "uniform"):
+    """Answers that end at EOS: a proposal longer than the answer it would replace is where the bound crosses early."""
+    backend = VLLMBackend(llm, speculative=speculative)
+    out = ecmh.generate(backend, EARLY_PROMPTS, alpha=4.0, mcmc_steps=4, max_new_tokens=16, block_size=8, cut=cut,
+                        num_return_sequences=2, seed=seed, pad_token_id=PAD, eos_token_id=EOS,
+                        early_rejection=early_rejection, return_dict_in_generate=True, record_history=True)
+    return out, backend
+
+
+def _in_row_order(history, name):
+    return getattr(history, name)[torch.argsort(history.row, stable=True)]  # each row's own order
+
+
+@pytest.mark.parametrize("cut", ["uniform", "entropy"])
+def test_early_rejection_changes_no_decision_and_decodes_less(llm, cut):
+    """As tests/test_early_rejection.py on the transformers backend: every decision and answer is the same with early
+    rejection as without, the kernel counts the same early rejections, and fewer tokens are decoded; with speculation
+    or without, each proposal is returned up to its first crossing (the same `tokens_decoded`)."""
+    stopped = saved = aborted = 0
+    for seed in range(2):
+        early, backend = _early(llm, seed, True, cut=cut)
+        full, _ = _early(llm, seed, False, speculative=False, cut=cut)
+        plain, _ = _early(llm, seed, True, speculative=False, cut=cut)
+        assert torch.equal(early.sequences, full.sequences) and torch.equal(early.sequences, plain.sequences), seed
+        for name in ("proposals", "accepted", "early_rejections", "log_p"):
+            assert torch.equal(getattr(early.stats, name), getattr(full.stats, name)), (seed, name)
+        for name in DECISIONS:
+            assert torch.equal(_in_row_order(early.history, name), _in_row_order(full.history, name)), (seed, name)
+        assert torch.equal(early.stats.tokens_decoded, plain.stats.tokens_decoded), seed  # timing-independent
+        assert (early.stats.tokens_decoded <= full.stats.tokens_decoded).all(), seed
+        lengths = [_in_row_order(run.history, "proposal_length") for run in (early, full)]
+        assert (lengths[0] <= lengths[1]).all() and not (early.history.accepted & early.history.rejected_early).any()
+        stopped += int(early.stats.early_rejections.sum())
+        saved += int((full.stats.tokens_decoded - early.stats.tokens_decoded).sum())
+        aborted += backend.early_stops.aborted
+    assert stopped > 0 and saved > 0 and aborted > 0
+
+
+class Returned:
+    """Records, for every proposal `VLLMBackend.step` returns, its tokens' running bound and threshold, cap and
+    length (read when it is returned, before the sampler starts the row's next proposal)."""
+
+    def __init__(self, backend, monkeypatch):
+        self.proposals = []
+        step = backend.step
+
+        def spy_step(rng):
+            decoded = step(rng)
+            if decoded is not None:
+                finished, suffix = decoded
+                rows = finished.nonzero().squeeze(1)
+                bounded = torch.tensor([row in backend.bounded for row in rows.tolist()], dtype=torch.bool)
+                if backend.rule is not None:
+                    values = ecmh.kernel.running_bound(backend.rule.cut_distribution, backend.bound.entropy[rows],
+                                                       backend.start_at[rows], Suffix(*(x[rows] for x in suffix)))
+                    for r, row in enumerate(rows.tolist()):
+                        n = int(suffix.length[row])
+                        ended = int(backend.start_at[row]) + n == int(backend.cap[row]) or suffix.tokens[row, n - 1] == EOS
+                        self.proposals.append((bool(bounded[r]), values[r, :n], float(backend.bound.threshold[row]),
+                                               ended))
+            return decoded
+
+        monkeypatch.setattr(backend, "step", spy_step)
+
+    def stopped_at_their_first_crossing(self) -> bool:
+        """Every proposal ends at its end (EOS or its cap) or, with a bound, at the first token whose bound is below
+        its threshold; no earlier token's is."""
+        for bounded, values, threshold, ended in self.proposals:
+            below = (values < threshold).tolist() if bounded else [False] * len(values)
+            if any(below[:-1]) or not (below[-1] or ended):
+                return False
+        return True
+
+
+def test_a_proposal_is_returned_up_to_its_first_crossing_and_a_later_stop_is_caught(llm, monkeypatch):
+    """Each returned proposal ends exactly at its first crossing. Negative control: a backend that stops one token
+    after the crossing settles the same decisions (the kernel rejects a bound that crossed at any prefix) but returns
+    longer proposals, which this check and the `tokens_decoded` counters catch."""
+    from ecmh.backends.vllm import backend as backend_module
+
+    def run(seed):
+        backend = VLLMBackend(llm)
+        returned = Returned(backend, monkeypatch)
+        out = ecmh.generate(backend, EARLY_PROMPTS, alpha=4.0, mcmc_steps=4, max_new_tokens=16, block_size=8,
+                                cut="uniform", num_return_sequences=2, seed=seed, pad_token_id=PAD, eos_token_id=EOS,
+                            return_dict_in_generate=True)
+        return out, returned
+
+    exact, returned = run(0)
+    assert returned.proposals and any(bounded for bounded, *_ in returned.proposals)
+    assert returned.stopped_at_their_first_crossing()
+    first_crossing = backend_module.first_crossing
+    monkeypatch.setattr(backend_module, "first_crossing", lambda *args: torch.where(
+        (k := first_crossing(*args)) > 0, k + 1, 0))  # one token late (cut to the proposal's end)
+    late, returned = run(0)
+    assert torch.equal(late.sequences, exact.sequences) and torch.equal(late.stats.accepted, exact.stats.accepted)
+    assert not returned.stopped_at_their_first_crossing()
+    assert (late.stats.tokens_decoded > exact.stats.tokens_decoded).any()
+
+
+def test_rows_without_a_bound_never_stop_early(llm, monkeypatch):
+    """Extensions get no bound, and MH proposals get theirs only through `reject_early`: with early rejection on every
+    extension runs to its end; with it off nothing stops early, even with every row's
+    threshold set to +inf before each `start` (a bound left from a row's earlier proposal)."""
+    def lengths_at_cap(out):
+        history = out.history
+        cap = ((history.block + 1) * 8).clamp_max(16)
+        return history.proposal_length == cap - history.cut
+
+    backend = VLLMBackend(llm)
+    returned = Returned(backend, monkeypatch)
+    ecmh.generate(backend, EARLY_PROMPTS, alpha=4.0, mcmc_steps=4, max_new_tokens=16, block_size=8, seed=0,
+                  cut="uniform", num_return_sequences=2, pad_token_id=PAD, eos_token_id=EOS)
+    unbounded = [ended for bounded, _, _, ended in returned.proposals if not bounded]
+    assert backend.early_stops.aborted > 0 and unbounded and all(unbounded)  # MH proposals stopped, extensions never
+    backend = VLLMBackend(llm)
+    start = backend.start
+
+    def start_after_a_bound(starting, *args):
+        backend.bound = backend.bound._replace(threshold=torch.full_like(backend.bound.threshold, float("inf")))
+        start(starting, *args)
+
+    monkeypatch.setattr(backend, "start", start_after_a_bound)
+    out = ecmh.generate(backend, EARLY_PROMPTS, alpha=4.0, mcmc_steps=4, max_new_tokens=16, block_size=8, seed=0,
+                        cut="uniform", num_return_sequences=2, pad_token_id=PAD, eos_token_id=None,
+                        early_rejection=False, return_dict_in_generate=True, record_history=True)
+    assert backend.early_stops == EarlyStopCounts() and not backend.bounded
+    assert lengths_at_cap(out).all()  # (the kernel still counts the rejections whose bound crossed: `early_rejections`)

@@ -33,6 +33,21 @@ finished or not; otherwise it aborts it. Each request's tokens depend
 only on its prompt, seed and length, so the answers and every per-row number are the same with speculation
 or without (tested); the per-row `tokens_forwarded` counts adopted work only, and `speculation` counts what
 was discarded.
+
+Early rejection (`reject_early`, docs/sampler-math.md "Exact early rejection"). An MH proposal given a bound is sent
+as a streamed request (`LLMEngine.add_request` with vLLM's default cumulative outputs; `LLM.enqueue`, which the other
+requests go through, asks for final outputs only), so the backend reads its tokens' numbers at every engine step, as
+they come. Once per engine step it evaluates the running bound of all such rows at once (`first_crossing`, one
+`kernel.running_bound` call on host tensors). A row whose bound fell below its threshold at its k-th token has its
+request aborted and is returned as finished with exactly its first k tokens (the first k at which
+`EarlyRejection.rejected_now` holds). An output can hold tokens not checked yet (a guess adopted after it finished or
+while it decoded: guesses are sent before their bound is known, so they are not streamed and are read when they
+finish), so the first crossing is looked for among all the tokens read, and a request that finished is cut there too.
+So every proposal is returned exactly as the transformers backend returns it, whatever the engine's timing, and the
+kernel settles the decision it would settle for the whole proposal. The row's `tokens_decoded` and `tokens_forwarded`
+count its first k tokens; the tokens the engine returned after the crossing are counted in `early_stops`, not in any
+row's stats (an engine core that runs ahead of the backend may decode a few more for an aborted request, which no
+output shows).
 """
 
 from collections import Counter
@@ -41,7 +56,8 @@ from typing import Optional
 
 import torch
 
-from ...kernel import Suffix
+from ... import kernel
+from ...kernel import Bound, Suffix, where_rows
 from ...scoring import PowerProposal
 from ...model_defaults import ModelDefaults
 from ...terminal import Terminal
@@ -74,6 +90,24 @@ class SpeculationCounts:
     adopted: int = 0  # ... that were the row's next proposal
     discarded: int = 0  # ... that were not (aborted, or finished for nothing)
     discarded_forwarded: int = 0  # positions the engine ran for the discarded ones (not in any row's stats)
+
+
+@dataclass
+class EarlyStopCounts:
+    """What early rejection did in one generation (`VLLMBackend.early_stops`)."""
+
+    aborted: int = 0  # requests aborted at their bound's first crossing
+    past_crossing: int = 0  # tokens the engine returned for them after the crossing (not in any row's stats)
+
+
+def first_crossing(rule, bound: Bound, start: torch.Tensor, suffix: Suffix) -> torch.Tensor:
+    """`[R]` long: per row the first k at which `rule.rejected_now` holds for the suffix's first k tokens (0: at no k
+    up to its length), from one evaluation of the running bound for all k (`kernel.running_bound`: its column k-1
+    depends on the first k tokens only, and is what `rejected_now` compares for a suffix of length k)."""
+    values = kernel.running_bound(rule.cut_distribution, bound.entropy, start, suffix)
+    column = torch.arange(values.shape[1], device=values.device)[None, :]
+    below = (values < bound.threshold[:, None]) & (column < suffix.length[:, None])
+    return torch.where(below.any(1), below.long().argmax(1) + 1, 0)
 
 
 def forwarded(output) -> int:
@@ -126,6 +160,7 @@ class VLLMBackend(Backend):
         if in_flight:
             self.llm.llm_engine.abort_request(in_flight)
         self.in_flight, self.waiting, self.guesses, self.guessing, self.adopted = {}, [], {}, {}, []
+        self.bounded = set()
 
     def prepare(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, proposal: PowerProposal,
                 terminal: Terminal) -> torch.Tensor:
@@ -146,6 +181,14 @@ class VLLMBackend(Backend):
         self.buffer = Suffix.empty(rows, max_new_tokens, self.device)
         self.start_at, self.cap = torch.zeros(rows, dtype=torch.long), torch.zeros(rows, dtype=torch.long)
         self.seed = torch.zeros(rows, dtype=torch.long)
+        self.offset = [0] * rows  # per row: its proposal's tokens read from requests before the one in flight
+        # early rejection: per row the bound of its proposal (threshold -inf: none), its tokens read so far as tensors
+        self.bound = Bound(torch.full((rows,), float("-inf")), torch.zeros(rows, max_new_tokens))
+        self.bounded: set[int] = set()  # rows whose proposal was given a bound
+        self.rule = None  # `reject_early`'s rule, once given
+        self.live = Suffix.empty(rows, max_new_tokens, self.device)
+        self.written = [0] * rows  # per row: the columns of `live` written
+        self.early_stops = EarlyStopCounts()
         return torch.zeros(rows, dtype=torch.long, device=input_ids.device)
 
     def start(self, starting: torch.Tensor, start: torch.Tensor, cap: torch.Tensor, answer: torch.Tensor,
@@ -155,10 +198,13 @@ class VLLMBackend(Backend):
         self.cap = torch.where(starting, cap.cpu(), self.cap)
         self.seed = torch.where(starting, seed.cpu(), self.seed)
         self.buffer = self.buffer._replace(forwarded=torch.where(starting, 0, self.buffer.forwarded))
+        self.bound = self.bound._replace(threshold=self.bound.threshold.masked_fill(starting, float("-inf")))
         answer = answer.cpu()
         for row in starting.nonzero().squeeze(1).tolist():
             self.kept[row] = answer[row, : self.start_at[row]].tolist()
             self.decoded[row] = ([], [])
+            self.offset[row] = self.written[row] = 0
+            self.bounded.discard(row)
             guess = self.guesses.pop(row, None)
             if guess is not None and guess.request is not None and (guess.start, guess.cap, guess.seed, guess.kept) == (
                     int(self.start_at[row]), int(self.cap[row]), int(self.seed[row]), self.kept[row]):
@@ -166,6 +212,14 @@ class VLLMBackend(Backend):
             else:
                 self._discard(guess)
                 self.waiting.append((row, self._engine_stops))
+
+    def reject_early(self, rows: torch.Tensor, bound: Bound, rule) -> None:
+        """(`Backend.reject_early`.) The proposals just started in these rows (a guess adopted by `start` included)
+        end at the first token at which their running bound falls below the threshold (module docstring)."""
+        rows = rows.cpu()
+        self.bound = where_rows(rows, Bound(bound.threshold.cpu().float(), bound.entropy.cpu().float()), self.bound)
+        self.bounded.update(rows.nonzero().squeeze(1).tolist())
+        self.rule = rule
 
     def speculate(self, rows: torch.Tensor, start: torch.Tensor, cap: torch.Tensor, answer: torch.Tensor,
                   seed: torch.Tensor) -> None:
@@ -216,8 +270,14 @@ class VLLMBackend(Backend):
         return self._request(self.prompts[row] + guess.kept, guess.cap - guess.start, guess.seed, self._engine_stops)
 
     def step(self, rng: torch.Generator) -> Optional[tuple[torch.Tensor, Suffix]]:
-        finished = [row for row, output in self.adopted if self._take(row, output)]
+        finished, read = [], {}
+        for row, output in self.adopted:
+            if self._take(row, output):
+                finished.append(row)
+            if row in self.bounded:
+                read[row] = output
         self.adopted = []
+        finished += self._stop_at_crossings(read, finished)
         self._submit()
         if finished:  # guesses that had finished before their rows needed them
             return self._finished(finished)
@@ -228,16 +288,24 @@ class VLLMBackend(Backend):
             if not self.llm.llm_engine.has_unfinished_requests():  # LLMEngine.step would wait forever
                 raise RuntimeError(f"VLLMBackend.step: the engine holds none of the requests {sorted(self.in_flight)} "
                                    "that ecmh waits for (were they aborted from outside?).")
+            read = {}  # rows with a bound -> their request's output of this engine step
             for output in self.llm.llm_engine.step():
                 if output.request_id in self.guessing:
                     row = self.guessing[output.request_id]
                     self.guesses[row].output = output
                     if output.finished:
                         del self.guessing[output.request_id]
-                elif output.finished and output.request_id in self.in_flight:
-                    row = self.in_flight.pop(output.request_id)
-                    if self._take(row, output):
-                        finished.append(row)
+                elif output.request_id in self.in_flight:
+                    row = self.in_flight[output.request_id]
+                    if output.finished:
+                        del self.in_flight[output.request_id]
+                        if self._take(row, output):
+                            finished.append(row)
+                    elif row in self.bounded:
+                        self._read(row, output)
+                    if row in self.bounded:
+                        read[row] = output
+            finished += self._stop_at_crossings(read, finished)
             self._submit()  # proposals that decode on, and guesses in the slots that rows left
         return self._finished(finished) if finished else None
 
@@ -245,16 +313,28 @@ class VLLMBackend(Backend):
         """Send the waiting rows' requests, then guesses while the engine has slots to spare; they join its
         running batch at its next step."""
         requests = [(row, self._proposal_request(row, engine_stops), self.in_flight) for row, engine_stops in self.waiting]
+        for row, _ in self.waiting:
+            self.offset[row] = len(self.decoded[row][0])  # what the request decodes comes after these
         self.waiting = []
         spare = self.slots - len(self.in_flight) - len(requests) - len(self.guessing)
         unsent = [row for row, guess in self.guesses.items() if guess.request is None][: max(spare, 0)]
         requests += [(row, self._guess_request(row), self.guessing) for row in unsent]
         if not requests:
             return
-        rows, prompts_and_params, registries = zip(*requests)
-        prompts, params = zip(*prompts_and_params)
-        for row, registry, request in zip(rows, registries, map(engine.request_id, self.llm.enqueue(
-                list(prompts), list(params), use_tqdm=False))):
+        # a proposal with a bound is streamed (an output at every engine step, to stop it at its crossing), the
+        # others are sent as `LLM.enqueue` sends them (their final output only)
+        streamed = [registry is self.in_flight and row in self.bounded for row, _, registry in requests]
+        enqueued = [request for request, stream in zip(requests, streamed) if not stream]
+        ids = iter(())
+        if enqueued:
+            ids = map(engine.request_id, self.llm.enqueue([prompt for _, (prompt, _), _ in enqueued],
+                                                          [params for _, (_, params), _ in enqueued], use_tqdm=False))
+        for (row, (prompt, params), registry), stream in zip(requests, streamed):
+            if stream:
+                request = str(next(self.llm.request_counter))  # an id from the LLM's own counter, as `enqueue` takes
+                self.llm.llm_engine.add_request(request, prompt, params)  # `params.output_kind`: cumulative outputs
+            else:
+                request = next(ids)
             registry[request] = row
             if registry is self.guessing:
                 self.guesses[row].request = request
@@ -263,8 +343,7 @@ class VLLMBackend(Backend):
     def _take(self, row: int, output) -> bool:
         """Add a finished request's tokens to its row's proposal; False if the proposal must decode on."""
         completion, (ids, numbers) = output.outputs[0], self.decoded[row]
-        ids += completion.token_ids
-        numbers += [channel.decode(t, lp) for t, lp in zip(completion.token_ids, completion.logprobs)]
+        self._read(row, output)  # (the tokens a row with a bound read as they came are not read again)
         self.buffer.forwarded[row] += forwarded(output)
         if self.terminal.stop_strings is not None and not self._cut_at_terminal_event(row, ids, numbers):
             if isinstance(completion.stop_reason, str) and len(ids) < self.cap[row] - self.start_at[row]:
@@ -273,6 +352,68 @@ class VLLMBackend(Backend):
                 self.waiting.append((row, False))
                 return False
         return True
+
+    def _read(self, row: int, output) -> None:
+        """Add the tokens of a request's (cumulative) output that its row has not read yet, with their numbers."""
+        completion, (ids, numbers) = output.outputs[0], self.decoded[row]
+        seen = len(ids) - self.offset[row]
+        new = list(completion.token_ids[seen:])
+        numbers += [channel.decode(t, lp) for t, lp in zip(new, completion.logprobs[seen:])]
+        ids += new
+
+    def _stop_at_crossings(self, read: dict, finished: list) -> list[int]:
+        """Cut the proposals of the rows in `read` (rows with a bound whose request gave an output now) at the first
+        token at which their running bound is below the threshold; returns the rows this ends (their requests
+        aborted), the others that cross having finished already. One evaluation of the bound for all rows."""
+        if not read:
+            return []
+        rows = list(read)
+        self._write_live(rows)
+        index = torch.tensor(rows)
+        suffix = Suffix(*(x[index] for x in self.live))
+        first = first_crossing(self.rule, Bound(*(x[index] for x in self.bound)), self.start_at[index], suffix)
+        crossed = first > 0
+        if not crossed.any():
+            return []
+        ended, done, abort = [], set(finished), []
+        request_of = {row: request for request, row in self.in_flight.items()}
+        for row, k in zip(index[crossed].tolist(), first[crossed].tolist()):
+            output, (ids, numbers) = read[row], self.decoded[row]
+            if row not in done and self.terminal.stop_strings is not None:
+                self._cut_at_terminal_event(row, ids, numbers)  # an answer that ended before the crossing ends there
+            k = min(k, len(ids))
+            del ids[k:], numbers[k:]
+            past = len(output.outputs[0].token_ids) - (k - self.offset[row])  # returned after the crossing
+            self.early_stops.past_crossing += past
+            self.buffer.forwarded[row] += (0 if output.finished else forwarded(output)) - past
+            if row in request_of:
+                abort.append(request_of[row])
+                del self.in_flight[request_of[row]]
+                self.early_stops.aborted += 1
+            if row not in done:
+                ended.append(row)
+        if abort:
+            self.llm.llm_engine.abort_request(abort)
+        self.waiting = [(row, stops) for row, stops in self.waiting if row not in ended]  # no decoding on
+        return ended
+
+    def _write_live(self, rows: list[int]) -> None:
+        """Copy the rows' tokens read since their last check into `live` (one tensor write for all)."""
+        where, columns, tokens, numbers = [], [], [], []
+        for row in rows:
+            ids, values = self.decoded[row]
+            written = min(self.written[row], len(ids))
+            where += [row] * (len(ids) - written)
+            columns += range(written, len(ids))
+            tokens += ids[written:]
+            numbers += values[written:]
+            self.written[row] = len(ids)
+        if where:
+            at = (torch.tensor(where), torch.tensor(columns))
+            self.live.tokens[at] = torch.tensor(tokens, dtype=torch.long)
+            for target, value in zip(self.live[1:4], torch.tensor(numbers, dtype=torch.float32).unbind(1)):
+                target[at] = value
+        self.live.length[rows] = torch.tensor([len(self.decoded[row][0]) for row in rows])
 
     def _finished(self, rows: list[int]) -> tuple[torch.Tensor, Suffix]:
         tokens, log_p, log_z, entropy, length, forwarded = (x.clone() for x in self.buffer)
@@ -321,3 +462,6 @@ class VLLMBackend(Backend):
         self.decoded = [(list(self.decoded[row][0]), list(self.decoded[row][1])) for row in keep]
         self.start_at, self.cap, self.seed = self.start_at[keep], self.cap[keep], self.seed[keep]
         self.buffer = Suffix(*(x[keep] for x in self.buffer))
+        self.offset, self.written = [self.offset[row] for row in keep], [self.written[row] for row in keep]
+        self.bound, self.live = Bound(*(x[keep] for x in self.bound)), Suffix(*(x[keep] for x in self.live))
+        self.bounded = {new for new, old in enumerate(keep) if old in self.bounded}
