@@ -1,7 +1,8 @@
 """The kinds of sampler a benchmark compares, each turning a batch of prompts into one answer per prompt:
 `Plain` (temperature 1, or the tempered proposal at 1/alpha), `MH` (block-wise MH on `p^alpha` with a cut rule),
-`SMC` (Sequential Monte Carlo on `p^alpha`) and `BestOfN` (the best of plain draws under another method's token
-budget). The benchmark's methods are instances of these, registered by name in `registry.py`.
+`SMC` (Sequential Monte Carlo on `p^alpha`), `Algorithm` (any sampler registered in `ecmh.algorithms`, by name; `SMC`
+is one) and `BestOfN` (the best of plain draws under another method's token budget). The benchmark's methods are
+instances of these, registered by name in `registry.py`.
 
 All of them run through `ecmh.generate` (plain sampling is its `mcmc_steps=0` case, which samples the tempered
 proposal exactly), so every method is seeded and counted alike: decoded tokens (rejected proposals and discarded
@@ -26,7 +27,6 @@ import torch
 import ecmh
 from ecmh.checks import check_int
 from ecmh.mh import DEFAULTS, SamplerConfig
-from ecmh.smc import SMCConfig
 from ecmh.select import scores as selection_scores
 
 SELECTORS = ("log_p", "hes", "majority")  # ecmh.select's rules that need no second model
@@ -173,30 +173,46 @@ class MH(Method):
 
 
 @dataclass(frozen=True)
-class SMC(Method):
+class Algorithm(Method):
+    """Any sampler of `ecmh.algorithms`, by name (`algorithm`), with `options`: its options besides `alpha` (the
+    run's). A sampler registered there becomes a benchmark method with one `registry.register` line; its rows
+    record the options under the sampler's name."""
+
+    algorithm: str = "mh"
+    options: dict = field(default_factory=dict)
+
+    def algorithm_options(self, settings: RunSettings) -> dict:
+        return dict(self.options)
+
+    def config(self, settings):
+        options = self.algorithm_options(settings)
+        given = {"alpha": settings.alpha, **options}
+        ecmh.algorithms.options_for(self.algorithm, given)  # checked before any model loads
+        if given:
+            raise ValueError(f"{self.name}: {', '.join(sorted(given))} not an option of algorithm={self.algorithm!r}.")
+        return {**settings.config(), self.algorithm: options}
+
+    def sample(self, model, input_ids, attention_mask, settings, seed, tokenizer=None, budgets=None):
+        out = ecmh.generate(
+            model, input_ids, attention_mask=attention_mask, alpha=settings.alpha, algorithm=self.algorithm,
+            max_new_tokens=settings.max_new_tokens, seed=seed, return_dict_in_generate=True,
+            **self.algorithm_options(settings), **_stop_strings(settings, tokenizer))
+        return [Answer(d.tokens, d.cost, None, [], d.log_p) for d in draws(out, input_ids)]
+
+
+@dataclass(frozen=True)
+class SMC(Algorithm):
     """Sequential Monte Carlo on `p^alpha`: `options` are `ecmh.generate`'s SMC options besides `particles` (the
     run's `--particles`, else `SMC_PARTICLES`) and `bridge_tokens` (`bridge_fraction` of `max_new_tokens`)."""
 
-    options: dict = field(default_factory=dict)
+    algorithm: str = "smc"
     bridge_fraction: float = 0.0
 
-    def smc_options(self, settings: RunSettings) -> dict:
+    def algorithm_options(self, settings: RunSettings) -> dict:
         particles = SMC_PARTICLES if settings.particles is None else settings.particles
         cut_power = {"cut_power": settings.cut_power} if "cut" in self.options else {}  # moves cut as the run's MH does
         return dict(particles=particles, bridge_tokens=round(self.bridge_fraction * settings.max_new_tokens),
                     **self.options, **cut_power)
-
-    def config(self, settings):
-        options = self.smc_options(settings)
-        SMCConfig(**options)
-        return {**settings.config(), "smc": options}
-
-    def sample(self, model, input_ids, attention_mask, settings, seed, tokenizer=None, budgets=None):
-        out = ecmh.generate(
-            model, input_ids, attention_mask=attention_mask, alpha=settings.alpha, algorithm="smc",
-            max_new_tokens=settings.max_new_tokens, seed=seed, return_dict_in_generate=True,
-            **self.smc_options(settings), **_stop_strings(settings, tokenizer))
-        return [Answer(d.tokens, d.cost, None, [], d.log_p) for d in draws(out, input_ids)]
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,9 @@ builder from those options to an `ecmh.algorithm.Algorithm`. A new sampler is on
 Example:
     >>> sorted(REGISTRY)
     ['mh', 'smc']
-    >>> options_for("smc", {"particles": 8, "max_new_tokens": 32})
-    SMCConfig(alpha=4.0, particles=8, ess_threshold=0.5, resampling='systematic', resample_every=16, bridge_tokens=0)
+    >>> given = {"particles": 8, "max_new_tokens": 32}
+    >>> options_for("smc", given).particles, given  # what is left is not a sampler option
+    (8, {'max_new_tokens': 32})
 """
 
 from typing import Callable, NamedTuple
