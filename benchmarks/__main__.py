@@ -18,7 +18,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from ecmh.checks import check_int
+from ecmh.checks import check_int, check_number
 
 from .help import HelpFormatter
 from .methods import SELECTORS, SMC_PARTICLES, RunSettings
@@ -193,8 +193,8 @@ def _ray_sweep(args):
 
     if args.ray_actors is not None:
         check_int("--ray-actors", args.ray_actors, 1)
-    if args.gpus_per_actor is not None and args.gpus_per_actor < 0:
-        raise ValueError(f"--gpus-per-actor must be >= 0, got {args.gpus_per_actor}.")
+    if args.gpus_per_actor is not None:
+        check_number("--gpus-per-actor", args.gpus_per_actor, minimum=0)
     return RaySweep(_model_spec(args), address=None if args.ray == "local" else args.ray, actors=args.ray_actors,
                     gpus_per_actor=args.gpus_per_actor)
 

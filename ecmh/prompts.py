@@ -16,6 +16,9 @@ def encode_prompts(tokenizer, texts: Sequence[str], chat: bool = True):
     """
     if isinstance(texts, str):
         raise TypeError("`texts` must be a list of prompt strings, not one string.")
+    empty = [index for index, text in enumerate(texts) if not text.strip()]
+    if empty:  # as `ecmh generate ""` refuses it: an empty prompt gives the model nothing to answer
+        raise ValueError(f"prompt {empty[0]} of `texts` is empty: ask something, e.g. \"What is 17 * 23?\".")
     templated = chat and bool(getattr(tokenizer, "chat_template", None))
     if templated:
         texts = [tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
