@@ -5,6 +5,8 @@ The graph is read from the source (every `import` and `from ... import` statemen
 of the package), not from what happens to be imported at run time."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import ecmh
@@ -80,11 +82,42 @@ def test_the_cycle_check_finds_a_cycle():
 
 def test_optional_integrations_are_imported_only_when_used():
     """Ray and vLLM are extras: importing ecmh and the benchmark programs must not import them."""
-    import subprocess
-    import sys
-
     code = ("import sys, ecmh, benchmarks.__main__, benchmarks.run, benchmarks.ray_sweep; "
             "print(sorted({'ray', 'vllm'} & set(sys.modules)))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           cwd=Path(__file__).resolve().parents[1])
     assert done.stdout.strip() == "[]"
+
+
+CONTRACT_ALONE = """
+import importlib, sys, types
+sys.modules.update(transformers=None, vllm=None)
+for name, folder in (("ecmh", "ecmh"), ("ecmh.backends", "ecmh/backends")):
+    sys.modules[name] = package = types.ModuleType(name)
+    package.__path__ = [folder]
+base = importlib.import_module(sys.argv[1])
+class Minimal(base.Backend):
+    prepare = start = step = commit = select_rows = close = lambda self, *args, **kwargs: None
+print(Minimal().speculate(None, None, None, None, None), Minimal().reject_early(None, None, None))
+print(sorted(m for m in sys.modules if m.startswith("ecmh")))
+"""
+
+
+def import_alone(module: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", CONTRACT_ALONE, module], capture_output=True, text=True,
+                          cwd=PACKAGE.parent)
+
+
+def test_the_backend_contract_imports_no_model_framework_and_declares_the_optional_capabilities():
+    """`ecmh.backends.base` imports with transformers and vLLM blocked (`sys.modules[name] = None` makes importing
+    them raise), as a new backend's author sees it: `ecmh` and `ecmh.backends` are bare packages there, because
+    their `__init__`s import the whole library (model loading, the transformers backend) on purpose, so what is
+    checked is the contract's own import closure. A backend that implements only the required methods gets the
+    optional capabilities (`speculate`, `reject_early`) as the contract's do-nothing defaults."""
+    done = import_alone("ecmh.backends.base")
+    assert done.returncode == 0, done.stderr[-2000:]
+    defaults, modules = done.stdout.splitlines()
+    assert defaults == "None None"  # speculate and reject_early: do nothing unless a backend overrides them
+    assert "'ecmh.backends.base'" in modules and "'ecmh.models'" not in modules
+    blocked = import_alone("ecmh.backends.transformers")  # the negative control: a module that needs transformers
+    assert blocked.returncode != 0 and "import of transformers halted" in blocked.stderr
