@@ -137,7 +137,7 @@ DECISIONS = ("row", "block", "cut", "accepted", "rejected_early", "extension")
 def test_every_decision_and_answer_is_the_same_with_and_without_early_rejection(cut):
     model = tiny_model(vocab_size=6, sharpness=3.0, seed=3, initializer_range=0.1)
     saved = stopped = 0
-    for seed in range(12):
+    for seed in range(6):
         early, full = _both(model, seed, cut=cut)
         assert torch.equal(early.sequences, full.sequences), seed
         for name in ("proposals", "accepted", "early_rejections"):
@@ -158,12 +158,12 @@ def test_every_decision_and_answer_is_the_same_with_and_without_early_rejection(
 def test_a_cut_that_breaks_its_declaration_changes_the_chain():
     """Negative control: with weights that look ahead, stopping at the first crossing settles other decisions."""
     model = tiny_model(vocab_size=6, sharpness=3.0, seed=3, initializer_range=0.1)
-    differ = 0
-    for seed in range(12):
+    def differs(seed):
         early, full = _both(model, seed, cut=LookaheadCut())
-        differ += not torch.equal(early.history.accepted, full.history.accepted) or \
-            not torch.equal(early.sequences, full.sequences)
-    assert differ > 0
+        return not torch.equal(early.sequences, full.sequences) or not torch.equal(early.stats.accepted,
+                                                                                    full.stats.accepted)
+
+    assert any(differs(seed) for seed in range(12))
 
 
 def test_a_custom_cut_without_the_declaration_decodes_every_proposal_to_its_end():
@@ -179,8 +179,8 @@ def test_the_embedded_smollm2_gives_the_same_answers_with_one_row():
     model, tokenizer = ecmh.load_model("smollm2-135m-instruct", device="cpu")
     ids = ecmh.encode_prompts(tokenizer, ["What is 17 * 23? Think step by step."]).input_ids
     saved = 0
-    for seed in range(3):
-        runs = [ecmh.generate(model, ids, alpha=4.0, mcmc_steps=4, block_size=16, max_new_tokens=48, seed=seed,
+    for seed in range(2):
+        runs = [ecmh.generate(model, ids, alpha=4.0, mcmc_steps=4, block_size=16, max_new_tokens=32, seed=seed,
                               early_rejection=flag, return_dict_in_generate=True) for flag in (True, False)]
         assert torch.equal(runs[0].sequences, runs[1].sequences), seed
         assert torch.equal(runs[0].stats.accepted, runs[1].stats.accepted), seed

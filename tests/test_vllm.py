@@ -143,13 +143,15 @@ def test_zero_steps_sample_the_tempered_proposal_and_miss_the_target(sweep_case)
     assert exactness.worst_ratio("vllm mcmc_steps=0", empirical, case.target, SWEEP_CHAINS) > exactness.TOLERANCE
 
 
-def check_generated_batches(case, engine, **sampler):
+def check_generated_batches(case, engine, drop_mh_options=False, **sampler):
     """`tests/test_invariants.py`'s check on `INVARIANT_EXAMPLES` generated batches, sampled on the engine."""
 
     @settings(max_examples=INVARIANT_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
     @given(invariants.batches(case.model.config.vocab_size))
     def check(batch):
         prompts, options = batch
+        if drop_mh_options:  # SMC refuses MH's options
+            options = {k: v for k, v in options.items() if k not in ("block_size", "mcmc_steps", "cut")}
         invariants.check_against_a_fresh_pass(case.model, prompts, engine=engine, **sampler, **options)
 
     check()
@@ -171,9 +173,18 @@ def test_smc_weighted_particles_are_unbiased_for_p_alpha(sweep_case):
     assert test_smc.unbiasedness_z(f"vllm {name}", case, engine, SMC_SYSTEMS, **options) <= test_smc.Z_MAX
 
 
-def test_smc_rows_match_a_fresh_forward_pass(sweep_case):
+def test_smc_with_ecmh_moves_stays_unbiased(sweep_case):
+    """Resample-move on the engine (`tests/test_smc_moves.py`): one ECMH step after each resampling."""
+    name, case, engine = sweep_case
+    options = dict(test_smc.OPTIONS[name], moves=1, cut="entropy")
+    assert test_smc.unbiasedness_z(f"vllm {name} moves", case, engine, SMC_SYSTEMS, **options) <= test_smc.Z_MAX
+
+
+@pytest.mark.parametrize("moves", [0, 1])
+def test_smc_rows_match_a_fresh_forward_pass(sweep_case, moves):
     _, case, engine = sweep_case
-    check_generated_batches(case, engine, algorithm="smc", particles=3, resample_every=2, ess_threshold=1.0)
+    check_generated_batches(case, engine, algorithm="smc", particles=3, resample_every=2, ess_threshold=1.0,
+                            moves=moves, drop_mh_options=True)
 
 
 # --- agreement with the transformers backend ---------------------------------------------------
