@@ -74,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--particles", type=int, default=SMC_PARTICLES,
                      help="SMC methods' particles per prompt (the default is the entropy-cut paper's)")
     run.add_argument("--batch-size", type=int, default=8, help="problems per sampler call")
+    run.add_argument("--no-early-rejection", action="store_true", help="MH methods decode every proposal to its end "
+                     "(the same answers, more decoded tokens: exact early rejection off, recorded in the rows' config)")
     run.add_argument("--no-chat", action="store_true", help="do not apply the model's chat template")
     run.add_argument("--stop-string", action="append", dest="stop_strings", metavar="TEXT",
                      help="end each answer at the first occurrence of TEXT, exactly (repeatable); default with "
@@ -151,7 +153,7 @@ def main(argv=None) -> int:
     try:
         settings = RunSettings(alpha=args.alpha, mcmc_steps=args.mcmc_steps, block_size=args.block_size,
                                max_new_tokens=args.max_new_tokens, cut_power=args.cut_power, stop_strings=stop_strings,
-                               particles=args.particles)
+                               particles=args.particles, early_rejection=not args.no_early_rejection)
         spec, ray = _model_spec(args), _ray_sweep(args)
         from transformers.utils import logging as transformers_logging
 

@@ -44,6 +44,7 @@ class RunSettings:
     cut_power: float = DEFAULTS.cut_power
     stop_strings: tuple = ()  # end answers there, exactly (needs the tokenizer: `Method.sample(..., tokenizer)`)
     particles: Optional[int] = None  # SMC methods' particles per prompt (None: SMC_PARTICLES)
+    early_rejection: bool = DEFAULTS.early_rejection  # MH methods: exact early rejection (the same answers, fewer tokens)
 
     def __post_init__(self):  # every setting checked before any model loads
         check_int("max_new_tokens", self.max_new_tokens, 1)
@@ -53,10 +54,13 @@ class RunSettings:
             check_int("--particles", self.particles, 1)
 
     def config(self) -> dict:
-        """What a results row records of these settings (stop strings only where there are some, so rows made
-        before they existed still resume; a method adds its own options: `Method.config`)."""
+        """What a results row records of these settings (stop strings only where there are some, and early rejection
+        only where it is off, so rows made before they existed still resume; a method adds its own options:
+        `Method.config`)."""
         config = {**self.__dict__, "block_size": self.resolved_block_size}
         del config["particles"]
+        if self.early_rejection == DEFAULTS.early_rejection:
+            del config["early_rejection"]
         if not self.stop_strings:
             del config["stop_strings"]
         else:
@@ -162,7 +166,8 @@ class MH(Method):
         out = ecmh.generate(
             model, input_ids, attention_mask=attention_mask, alpha=settings.alpha, mcmc_steps=settings.mcmc_steps,
             block_size=settings.resolved_block_size, max_new_tokens=settings.max_new_tokens, cut=self.cut,
-            cut_power=settings.cut_power, seed=seed, record_history=True, return_dict_in_generate=True,
+            cut_power=settings.cut_power, early_rejection=settings.early_rejection, seed=seed, record_history=True,
+            return_dict_in_generate=True,
             **_stop_strings(settings, tokenizer))
         blocks = -(-settings.max_new_tokens // settings.resolved_block_size)
         by_block = ecmh.diagnostics.acceptance_by_block(out.history, input_ids.shape[0], blocks).tolist()

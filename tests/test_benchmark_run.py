@@ -280,6 +280,28 @@ def test_chat_answers_and_no_stop_strings_keep_the_settings_rows_had_before(tiny
     assert "stop_strings" not in _rows(tmp_path)[0]["config"]
 
 
+def test_no_early_rejection_reaches_the_mh_methods_and_only_then_is_recorded(tiny_chat_model_dir, tmp_path,
+                                                                               monkeypatch):
+    import ecmh
+
+    calls, generate = [], ecmh.generate
+
+    def recorded(*args, **kwargs):
+        calls.append((kwargs.get("cut"), kwargs.get("early_rejection")))
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(ecmh, "generate", recorded)
+    for name, flags in (("on", []), ("off", ["--no-early-rejection"])):
+        assert _run(tiny_chat_model_dir, tmp_path / name, "--task", "gsm8k", "--method", "ecmh,uniform_mh",
+                    "--limit", "1", *flags) == 0
+    assert calls == [("entropy", True), ("uniform", True), ("entropy", False), ("uniform", False)]
+    on, off = _rows(tmp_path / "on"), _rows(tmp_path / "off")
+    assert all("early_rejection" not in row["config"] for row in on)  # the default: rows made before the flag resume
+    assert all(row["config"]["early_rejection"] is False for row in off)
+    assert [r["completion"] for r in on] == [r["completion"] for r in off]  # exact: the same answers either way
+    assert all(a["tokens_decoded"] <= b["tokens_decoded"] for a, b in zip(on, off))
+
+
 def test_each_selector_picks_its_draw():
     from benchmarks import methods
 
