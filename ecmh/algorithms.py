@@ -23,10 +23,17 @@ class Entry(NamedTuple):
 
 
 REGISTRY: dict[str, Entry] = {}
+_LISTENERS: list[Callable[[], None]] = []  # told after each registration (generate's signature follows the table)
 
 
 def register(name: str, entry: Entry) -> None:
     REGISTRY[name] = entry
+    for listener in _LISTENERS:
+        listener()
+
+
+def on_register(listener: Callable[[], None]) -> None:
+    _LISTENERS.append(listener)
 
 
 register("mh", Entry(mh.SamplerConfig, mh.build, "ECMH: block-wise Metropolis-Hastings with entropy-jump cuts, exact "

@@ -11,6 +11,7 @@ import torch
 
 from . import algorithms, backends, settings
 from .algorithm import Algorithm, drive
+from .checks import is_int
 from .outputs import ECMHOutput
 from .stopping import StopStrings
 from .terminal import Terminal
@@ -38,7 +39,7 @@ def _as_batch(input_ids, attention_mask):
         if attention_mask is not None:
             raise ValueError("`attention_mask` goes with a padded tensor of `input_ids`, not with a list of token-id lists.")
         rows = [list(row) if isinstance(row, (list, tuple)) else row for row in input_ids]
-        if not rows or not all(isinstance(row, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in row)
+        if not rows or not all(isinstance(row, list) and all(is_int(t) for t in row)
                                for row in rows):
             raise TypeError("`input_ids` must be a 2-D tensor of token ids or a non-empty list of lists of token ids.")
         width = max(len(row) for row in rows)
@@ -148,6 +149,7 @@ def _signature() -> inspect.Signature:
 
 
 generate.__signature__ = _signature()
+algorithms.on_register(lambda: setattr(generate, "__signature__", _signature()))  # a sampler registered later too
 
 
 class _Call(NamedTuple):

@@ -1,4 +1,4 @@
-"""The vLLM backend: the same ECMH sampler core (`ecmh.kernel`, `ecmh.sampler`) on a `vllm.LLM` engine.
+"""The vLLM backend: the same ECMH sampler core (`ecmh.kernel`, `ecmh.mh`, `ecmh.smc`) on a `vllm.LLM` engine.
 
 - `engine.py`: `load_vllm`, which builds a `vllm.LLM` with what ecmh needs, and the check for it;
 - `backend.py`: `VLLMBackend`, the `ecmh.backends.base.Backend` that drives the engine;
