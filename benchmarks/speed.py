@@ -18,7 +18,13 @@ For each batch size (rows = prompts x chains) it measures, interleaved and as th
   - latency: for plain decoding (`ecmh.generate` with `mcmc_steps=0`), ECMH, uniform-cut MH and SMC
     (`--particles` per prompt) at the same rows, per answer: sequential forward passes (the decoding steps an
     answer waits for one after another, which is what latency on a GPU follows), decoded tokens and seconds,
-    each as a ratio to plain decoding, and seconds per decoded token as a ratio.
+    each as a ratio to plain decoding, and seconds per decoded token as a ratio; and SMC with one ECMH move after
+    each resampling (`smc_ecmh`: `moves=1`, entropy cuts, the same particles);
+  - early rejection: ECMH (`--cuts`, entropy by default) with and without exact early rejection
+    (`ecmh.generate(..., early_rejection=True/False)`), same seeds, side by side: decoded tokens, the share of the MH
+    proposals' tokens saved, sequential passes and seconds per answer, each as a ratio with / without, and whether
+    the returned sequences are the same (exact: they must be). `--early-rejection-only` measures only this, for
+    seeds 0 .. `--repeats` - 1; `--chains` fills each prompt's rows as `num_return_sequences` would.
 With `--backend vllm` (vLLM installed, see docs/vllm.md) the same sampler runs on `ecmh.load_vllm`'s
 engine and the baseline is the engine's own sampling at temperature 1/alpha; there is no re-encoding
 baseline or peak memory (the engine runs in its own processes), forward
@@ -47,6 +53,7 @@ from ecmh import compat
 from ecmh.backends.transformers import TransformersBackend
 from ecmh.backends.vllm import VLLMBackend
 from ecmh.prompts import encode_prompts
+from ecmh.cuts import CUT_NAMES
 from ecmh.mh import DEFAULTS
 
 from . import vllm_profile
@@ -62,11 +69,12 @@ FALLBACK_PROMPTS = [
 
 
 def prompts(count: int, args) -> list[str]:
-    """`count` prompts: the problems of `--data` (a MATH500-format file: `prompt` or `problem` per row), else the
-    built-in ones, repeated as needed (callers that build their own `args` may leave `data` out)."""
-    data = vars(args).get("data")
+    """`count` rows' prompts: the problems of `--data` (a MATH500-format file: `prompt` or `problem` per row), else the
+    built-in ones, repeated as needed, each filling `--chains` consecutive rows as `num_return_sequences` would (for
+    ECMH the same rows, so the same draws; callers that build their own `args` may leave `data` and `chains` out)."""
+    data, chains = vars(args).get("data"), vars(args).get("chains", 1)
     texts = [str(row.get("prompt") or row["problem"]) for row in read_records(data)] if data else FALLBACK_PROMPTS
-    return [texts[i % len(texts)] for i in range(count)]
+    return [texts[i // chains % len(texts)] for i in range(count)]
 
 
 class ReencodingBackend(TransformersBackend):
@@ -267,16 +275,47 @@ def print_vllm_profile(model: str, result: dict) -> None:
               f"{p['decoded_per_forward']:.1f} decoded/step | engine: {worker} | here: {client}", flush=True)
 
 
-LATENCY_METHODS = ("plain", "ecmh", "uniform_mh", "smc")
+LATENCY_METHODS = ("plain", "ecmh", "uniform_mh", "smc", "smc_ecmh")
+MH_CUTS = {"ecmh": "entropy", "uniform_mh": "uniform"}  # the latency table's MH rows, by cut rule
+COSTS = ("sequential_passes", "decoded_tokens", "seconds")  # per answer
+EARLY_REJECTION = {"with": True, "without": False}  # `ecmh.generate(..., early_rejection=...)`
+
+
+def mh_options(cut: str, args) -> dict:
+    """`ecmh.generate`'s options for ECMH with the cut rule `cut` (`ecmh.cuts`)."""
+    return dict(mcmc_steps=args.mcmc_steps, block_size=args.block_size, cut=cut)
 
 
 def latency_options(method: str, args) -> dict:
-    """`ecmh.generate`'s options for one method of the latency table."""
+    """`ecmh.generate`'s options for one method of the latency table (`smc_ecmh`: SMC whose particles take one ECMH
+    step, entropy cuts, after each resampling, as the benchmark method of that name)."""
     if method == "plain":
         return dict(mcmc_steps=0)
-    if method == "smc":
-        return dict(algorithm="smc", particles=args.particles, resample_every=args.resample_every)
-    return dict(mcmc_steps=args.mcmc_steps, block_size=args.block_size, cut="entropy" if method == "ecmh" else "uniform")
+    if method in MH_CUTS:
+        return mh_options(MH_CUTS[method], args)
+    smc = dict(algorithm="smc", particles=args.particles, resample_every=args.resample_every)
+    return smc if method == "smc" else dict(smc, moves=1, cut="entropy")
+
+
+def sample(target, batch, seed: int, args, **options):
+    """One timed `ecmh.generate` call on `target` (a model, a vLLM engine): (its output, seconds)."""
+    return timed(lambda: ecmh.generate(
+        target, batch.input_ids, attention_mask=batch.attention_mask, alpha=args.alpha, seed=seed,
+        max_new_tokens=args.max_new_tokens, return_dict_in_generate=True, **options))
+
+
+def answer_costs(out, seconds: float) -> dict:
+    """Per answer of one call: sequential passes, decoded tokens and seconds; with its history also the tokens its MH
+    proposals decoded (the rest are block extensions, the same with and without early rejection) and its early
+    rejections."""
+    stats, answers = out.stats, len(out.stats.tokens_decoded)
+    costs = {"sequential_passes": stats.sequential_passes.float().mean().item(),
+             "decoded_tokens": stats.tokens_decoded.float().mean().item(), "seconds": seconds / answers}
+    if out.history is not None:
+        extensions = out.history.proposal_length[out.history.extension].sum().item()
+        costs["mh_proposal_tokens"] = costs["decoded_tokens"] - extensions / answers
+        costs["early_rejections"] = stats.early_rejections.float().mean().item()
+    return costs
 
 
 def measure_latency(model, tokenizer, rows: int, args) -> dict:
@@ -285,20 +324,14 @@ def measure_latency(model, tokenizer, rows: int, args) -> dict:
     runs = {method: [] for method in LATENCY_METHODS}
     for repeat in range(args.repeats):
         for method in LATENCY_METHODS:
-            out, seconds = timed(lambda: ecmh.generate(
-                model, batch.input_ids, attention_mask=batch.attention_mask, alpha=args.alpha, seed=repeat,
-                max_new_tokens=args.max_new_tokens, return_dict_in_generate=True, **latency_options(method, args)))
-            stats = out.stats
-            runs[method].append((stats.sequential_passes.float().mean().item(),
-                                 stats.tokens_decoded.float().mean().item(), seconds / rows))
-    per_answer = {method: dict(zip(("sequential_passes", "decoded_tokens", "seconds"),
-                                   (statistics.median(values) for values in zip(*measured))))
+            runs[method].append(answer_costs(*sample(model, batch, repeat, args, **latency_options(method, args))))
+    per_answer = {method: {name: statistics.median(run[name] for run in measured) for name in COSTS}
                   for method, measured in runs.items()}
     plain = per_answer["plain"]
     for numbers in per_answer.values():
         numbers["s_per_token_vs_plain"] = ((numbers["seconds"] / numbers["decoded_tokens"])
                                            / (plain["seconds"] / plain["decoded_tokens"]))
-        for name in ("sequential_passes", "decoded_tokens", "seconds"):
+        for name in COSTS:
             numbers[f"{name}_vs_plain"] = numbers[name] / plain[name]
     return {"rows": rows, "per_answer": per_answer}
 
@@ -315,6 +348,45 @@ def print_latency(results: list[dict]) -> None:
                   f"{n['seconds_vs_plain']:>8.2f} {n['s_per_token_vs_plain']:>10.2f}", flush=True)
 
 
+def measure_early_rejection(model, tokenizer, rows: int, args) -> list[dict]:
+    """Per cut rule of `--cuts`: ECMH with and without early rejection, same seed (`repeat`), one after the other;
+    per answer the costs of each (tokens, passes and MH proposal tokens: the mean over the seeds; seconds: the
+    median), their ratio with / without, and whether every seed returned the same sequences both ways."""
+    batch = encode_prompts(tokenizer, prompts(rows, args))
+    results = []
+    for cut in args.cuts.split(","):
+        per_seed = []
+        for repeat in range(args.repeats):
+            outs = {flag: sample(model, batch, repeat, args, early_rejection=flag, record_history=True,
+                                 **mh_options(cut, args)) for flag in (True, False)}
+            per_seed.append({"seed": repeat, **{key: answer_costs(*outs[flag]) for key, flag in EARLY_REJECTION.items()},
+                             "identical": torch.equal(outs[True][0].sequences, outs[False][0].sequences)})
+        both = {key: {name: (statistics.median if name == "seconds" else statistics.mean)(s[key][name] for s in per_seed)
+                      for name in per_seed[0][key]} for key in EARLY_REJECTION}
+        ratio = {name: both["with"][name] / both["without"][name] for name in (*COSTS, "mh_proposal_tokens")}
+        saved = both["without"]["decoded_tokens"] - both["with"]["decoded_tokens"]
+        results.append({"rows": rows, "cut": cut, **both, "with_vs_without": ratio,
+                        "proposal_tokens_saved": saved / both["without"]["mh_proposal_tokens"],
+                        "identical": all(s["identical"] for s in per_seed), "per_seed": per_seed})
+    return results
+
+
+def print_early_rejection(results: list[dict], repeats: int) -> None:
+    print(f"\nECMH with / without exact early rejection, per answer ({repeats} seeds: tokens and passes their mean, "
+          f"seconds their median; x: with / without; saved: of the MH proposals' tokens; stops: early rejections; "
+          f"same: every seed's sequences identical both ways)")
+    print(f"{'model':>28} {'rows':>5} {'cut':>8} {'tokens':>15} {'x':>5} {'saved':>6} {'passes':>15} {'x':>5} "
+          f"{'s':>15} {'x':>5} {'stops':>6} {'same':>5}")
+    for r in results:
+        def pair(name: str, digits: int) -> str:
+            return (f"{r['with'][name]:>7.{digits}f}/{r['without'][name]:<7.{digits}f} "
+                    f"{r['with_vs_without'][name]:>5.2f}")
+
+        print(f"{r['model']:>28} {r['rows']:>5} {r['cut']:>8} {pair('decoded_tokens', 1)} "
+              f"{r['proposal_tokens_saved']:>6.1%} {pair('sequential_passes', 1)} {pair('seconds', 3)} "
+              f"{r['with']['early_rejections']:>6.1f} {'yes' if r['identical'] else 'NO':>5}", flush=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--model", default="smollm2-135m-instruct", help="a model, or several comma-separated, "
@@ -322,7 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend", choices=("transformers", "vllm"), default="transformers", help="what runs the model")
     parser.add_argument("--vllm-kwargs", default="{}", help="JSON object of extra `vllm.LLM` options")
     parser.add_argument("--dtype", default=None, help="weights dtype (default: the backend's)")
-    parser.add_argument("--rows", default="1,4,16,64", help="comma-separated batch sizes")
+    parser.add_argument("--rows", default="1,4,16,64", help="comma-separated batch sizes (rows = prompts x chains)")
+    parser.add_argument("--chains", type=int, default=1, help="rows per prompt, consecutive (as num_return_sequences: "
+                        "for ECMH the same rows and draws); each batch size a multiple of it")
     parser.add_argument("--data", default=None, help="prompts: the problems of a MATH500-format JSON/JSONL/CSV file "
                         "(default: four built-in prompts)")
     parser.add_argument("--max-new-tokens", type=int, default=128, help="tokens per answer at most")
@@ -338,6 +412,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "follows a rejection (`VLLMBackend(speculative=False)`; the answers are the same)")
     parser.add_argument("--skip-reencode", action="store_true", help="skip the re-encoding baseline (slow)")
     parser.add_argument("--skip-latency", action="store_true", help="skip the per-method latency table")
+    parser.add_argument("--cuts", default="entropy", help="comma-separated cut rules (entropy, uniform, restart) of the "
+                        "table of ECMH with against without early rejection")
+    parser.add_argument("--early-rejection-only", action="store_true", help="measure only ECMH with against without "
+                        "early rejection (seeds 0 .. repeats-1), not the speed and latency tables")
     parser.add_argument("--out", default="benchmarks/results/speed.json", help="where the JSON goes")
     return parser
 
@@ -351,22 +429,26 @@ def main(argv=None):
     if args.backend == "vllm" and args.profile:
         os.environ["VLLM_ALLOW_INSECURE_SERIALIZATION"] = "1"  # the profile's timers reach the worker by RPC
 
-    results, latencies, device = [], [], None
+    row_counts = [int(r) for r in args.rows.split(",")]
+    if args.chains < 1 or any(rows % args.chains for rows in row_counts):
+        build_parser().error(f"--chains must be >= 1 and divide every batch size of --rows, got {args.chains}.")
+    if not set(args.cuts.split(",")) <= set(CUT_NAMES):
+        build_parser().error(f"--cuts takes {', '.join(CUT_NAMES)}, got {args.cuts!r}.")
+    results, latencies, rejections, device = [], [], [], None
     header = (f"{'model':>28} {'rows':>5} {'fwd/useful':>10} {'cost/gen':>9} {'(min-max)':>11} {'reuse x':>8} "
               f"{'tok/s':>8} {'accept':>7} {'peak MB':>8}")
-    print(header + ("  fwd share" if args.profile and args.backend == "transformers" else ""))
+    if not args.early_rejection_only:
+        print(header + ("  fwd share" if args.profile and args.backend == "transformers" else ""))
     for model_name in args.model.split(","):
         if args.backend == "vllm":
-            llm = ecmh.load_vllm(model_name, **vllm_options)
+            target = llm = ecmh.load_vllm(model_name, **vllm_options)
             if args.profile:
                 vllm_profile.install(llm)
-            device, run = "vllm", functools.partial(measure_vllm, llm)
-            latency = functools.partial(measure_latency, llm, llm.get_tokenizer())
+            device, tokenizer, run = "vllm", llm.get_tokenizer(), functools.partial(measure_vllm, llm)
         else:
-            model, tokenizer = ecmh.load_model(model_name, dtype=args.dtype)
-            device, run = str(model.device), functools.partial(measure, model, tokenizer)
-            latency = functools.partial(measure_latency, model, tokenizer)
-        for rows in [int(r) for r in args.rows.split(",")]:
+            target, tokenizer = ecmh.load_model(model_name, dtype=args.dtype)
+            device, run = str(target.device), functools.partial(measure, target, tokenizer)
+        for rows in row_counts if not args.early_rejection_only else ():
             r = {"model": model_name, **run(rows, args)}
             results.append(r)
             low, high = r["cost_vs_generate_range"]
@@ -378,15 +460,19 @@ def main(argv=None):
                 print_speculation(r["speculation"])
             if "profile" in r:
                 print_vllm_profile(model_name, r)
-        if not args.skip_latency:
-            latencies += [{"model": model_name, **latency(int(rows), args)} for rows in args.rows.split(",")]
+        if not args.skip_latency and not args.early_rejection_only:
+            latencies += [{"model": model_name, **measure_latency(target, tokenizer, rows, args)} for rows in row_counts]
+        rejections += [{"model": model_name, **r} for rows in row_counts
+                       for r in measure_early_rejection(target, tokenizer, rows, args)]
         if args.backend == "vllm":
             llm.llm_engine.engine_core.shutdown()  # the next model's engine gets the memory
     if latencies:
         print_latency(latencies)
+    print_early_rejection(rejections, args.repeats)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"settings": vars(args), "device": device, "torch_threads": torch.get_num_threads(),
-                                          "results": results, "latency": latencies}, indent=2))
+                                          "results": results, "latency": latencies, "early_rejection": rejections},
+                                         indent=2))
     print(f"wrote {args.out}")
 
 

@@ -99,7 +99,9 @@ def test_the_speed_benchmark_on_vllm(vllm_chat_model_dir, tmp_path):
         counts = r["speculation"]
         assert counts["sent"] == counts["adopted"] + counts["discarded"]
     assert "where a decoded token's time goes" in done.stdout
-    assert [list(r["per_answer"]) for r in report["latency"]] == [["plain", "ecmh", "uniform_mh", "smc"]] * 2
+    assert [list(r["per_answer"]) for r in report["latency"]] == [["plain", "ecmh", "uniform_mh", "smc", "smc_ecmh"]] * 2
+    assert [(r["rows"], r["cut"]) for r in report["early_rejection"]] == [(1, "entropy"), (2, "entropy")]
+    assert "with / without exact early rejection" in done.stdout
     assert "wrote" in done.stdout
 
 
