@@ -139,10 +139,10 @@ def generate(
 def _signature() -> inspect.Signature:
     """`generate`'s signature with every registered algorithm's options as keywords (transformers' `generate(...,
     custom_generate=ecmh.generate)` hands over only the keywords the signature names)."""
-    fixed = inspect.signature(generate)
-    parameters = [p for p in fixed.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    fixed = inspect.signature(generate)  # once set, this signature: its options are taken afresh
     options = {field.name: field.default for entry in algorithms.REGISTRY.values()
                for field in dataclasses.fields(entry.options)}
+    parameters = [p for p in fixed.parameters.values() if p.kind is not p.VAR_KEYWORD and p.name not in options]
     parameters += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
                    for name, default in options.items()]
     return fixed.replace(parameters=[*parameters, inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)])
