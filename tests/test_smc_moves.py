@@ -9,10 +9,14 @@ intermediate target invariant, so the weights stay as they are and the evidence 
 1. Unbiasedness (`test_smc.unbiasedness_z`, the same tolerance `Z_MAX` and its reasoning), with entropy and uniform
    cuts, with and without exponent bridging.
 2. The returned answers' law at many particles (`test_smc.law_ratio`'s TV in noise-floor units, `TOLERANCE`).
-3. Negative controls that must fail the unbiasedness test: moves aimed at the final target instead of the
-   intermediate one (no cap at the particle's length, every complete answer admissible), and moves whose ratio
-   omits the cut correction (uniform cuts on a model with EOS: answers of different lengths have different cut
-   normalisers).
+3. A negative control that must fail the unbiasedness test: moves aimed at the final target instead of the
+   intermediate one (no cap at the particle's length, every complete answer admissible). (Moves whose ratio omits
+   the cut correction are no control yet: with uniform cuts a move keeps the length, so the correction is 0, and
+   with entropy cuts the known bias below shows first.)
+
+KNOWN BIAS (issue 45 stays open): at 4x the systems the estimates with moves are off by 8.5 standard errors
+(`test_with_moves_the_estimates_stay_unbiased_at_four_times_the_systems`, a strict xfail); moves that are always
+rejected are not (2.6), so the accepted moves, not the bookkeeping around them, carry it.
 4. Invariants over hypothesis-generated ragged batches: stored numbers and log-weights equal a fresh recomputation.
 """
 
@@ -48,12 +52,14 @@ def test_moves_aimed_at_the_final_target_fail(monkeypatch):
     assert max(unbiasedness_z(name, moves=MOVES, cut=cut, **OPTIONS[name]) for name, cut in CASES[:2]) > Z_MAX
 
 
-def test_moves_without_the_cut_correction_fail(monkeypatch):
-    exact_log_ratio = kernel.log_ratio
-    monkeypatch.setattr(kernel, "log_ratio", lambda *args: exact_log_ratio(*args)._replace(cut=torch.zeros(())))
-    monkeypatch.setattr(kernel, "grows", lambda cut: False)  # early rejection's bound holds its own copy of the cut terms
-    name = "v6-len4-plain-eos-stop"
-    assert unbiasedness_z(name, moves=4, cut="uniform", **OPTIONS[name]) > Z_MAX
+@pytest.mark.xfail(strict=True, reason="known bias of the moves (issue 45 open): at 1,600 systems per prompt the "
+                   "weighted estimates sit 8.5 standard errors off (plain SMC: 1.8; moves that are always rejected: 2.6)")
+def test_with_moves_the_estimates_stay_unbiased_at_four_times_the_systems():
+    """The unbiasedness test at 4x `SYSTEMS` (twice the resolution): entropy cuts, four moves, no bridging. It fails
+    today: the moves leave a bias that 400 systems do not resolve (measured |z| 8.5 at 1,600; with uniform cuts 4.5,
+    with one move 3.8). A strict xfail, so that the fix shows as an unexpected pass."""
+    name = "v6-len4-gqa"
+    assert unbiasedness_z(name, systems=1600, moves=4, cut="entropy", **dict(OPTIONS[name], bridge_tokens=0)) <= Z_MAX
 
 
 @pytest.mark.parametrize("name,cut", [CASES[0], CASES[2]])
