@@ -173,13 +173,6 @@ def test_smc_weighted_particles_are_unbiased_for_p_alpha(sweep_case):
     assert test_smc.unbiasedness_z(f"vllm {name}", case, engine, SMC_SYSTEMS, **options) <= test_smc.Z_MAX
 
 
-def test_smc_with_ecmh_moves_stays_unbiased(sweep_case):
-    """Resample-move on the engine (`tests/test_smc_moves.py`): one ECMH step after each resampling."""
-    name, case, engine = sweep_case
-    options = dict(test_smc.OPTIONS[name], moves=1, cut="entropy")
-    assert test_smc.unbiasedness_z(f"vllm {name} moves", case, engine, SMC_SYSTEMS, **options) <= test_smc.Z_MAX
-
-
 @pytest.mark.parametrize("moves", [0, 1])
 def test_smc_rows_match_a_fresh_forward_pass(sweep_case, moves):
     _, case, engine = sweep_case
