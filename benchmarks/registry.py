@@ -41,9 +41,9 @@ register(SMC("smc", "`p^α` by Sequential Monte Carlo, 64 particles (the entropy
 # the first 400 of 2048 tokens
 register(SMC("power_smc", "the same with Power-SMC's settings: exponent bridging, the ESS checked every 64 tokens",
              options=dict(SMC_OPTIONS, resample_every=64), bridge_fraction=400 / 2048))
-# resample-move: the textbook filter, and after each resampling every running particle takes one ECMH step (entropy
+# resample-move: the textbook filter, and at every check every running particle takes one ECMH step (entropy
 # cuts, the run's cut power) aimed at the intermediate target (docs/sampler-math.md, 'Resample-move')
-register(SMC("smc_ecmh", "`p^α` by SMC whose particles take an ECMH step after each resampling (resample-move)",
+register(SMC("smc_ecmh", "`p^α` by SMC whose particles take an ECMH step at every check (resample-move)",
              options=dict(SMC_OPTIONS, resample_every=16, moves=1, cut="entropy")))
 register(MH("uniform_mh", "`p^α` by block-wise MH with uniform cuts (Karan & Du, arXiv 2510.14901)", cut="uniform"))
 register(MH("restart_mh", "`p^α` by block-wise MH whose every proposal restarts the answer", cut="restart"))

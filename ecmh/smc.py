@@ -28,14 +28,15 @@ nothing is encoded again. `exp(log_evidence) = mean_i w_i` at the end is an unbi
 `Z = sum_y p(y | prompt)^alpha`, and the weighted particles estimate `E_{p^alpha}[f]` consistently as N grows
 (not exactly at finite N: SMC is consistent, MH is exact in the limit of steps).
 
-Resample-move (`moves = K > 0`; docs/sampler-math.md, 'Resample-move'). EXPERIMENTAL: the unbiasedness test at
-four times its systems finds a bias with moves (tests/test_smc_moves.py, a strict xfail), so do not rely on them yet. After a prompt's particles are resampled,
-each of its running particles (length t) takes K ECMH steps, one after another, whose target is the intermediate
+Resample-move (`moves = K > 0`; docs/sampler-math.md, 'Resample-move'). At every check (after the ESS check and
+any resampling), each running particle (length t) takes K ECMH steps, one after another, whose target is the intermediate
 one restricted to running answers: `p(x)^{a_t}` over answers that reach length t without ending. A step cuts at m
 (`cut`, `cut_power`, as MH's), draws the suffix from the same proposal up to the cap t, and accepts with the MH
 ratio of that target: the block ratio of `ecmh.kernel` (the `log Z` sums and the cut correction) plus
 `(a_t - alpha) * (log p(y'_{>=m}) - log p(y_{>=m}))` under bridging; a proposal that ends before t is rejected. Such
-moves leave the intermediate target invariant, so the weights are kept and the evidence estimate stays unbiased;
+moves leave the intermediate target invariant, so the weights are kept and the estimates stay unbiased, as long as
+whether a particle moves does not depend on the particles (moving only where the ESS called for a resampling biased
+the estimates: tests/test_smc_moves.py);
 each moved particle's potential is re-anchored at its new answer. Moving the finished particles too, or letting a
 running one end, would not be invariant (mass would drain from running to finished answers). Duplicates left by
 resampling spread out, at the cost of the moves' decoding (`Tally.move_steps` sequential passes).
@@ -118,9 +119,9 @@ class SMCConfig(CutChoice):
                                      "ends the engine's requests, so larger intervals are cheaper there)")
     bridge_tokens: int = option(0, "raise the exponent of the intermediate targets from 1 to alpha over this many "
                                    "tokens (Power-SMC's exponent bridging; 0: target p^alpha from the first token)")
-    moves: int = option(0, "ECMH steps each running particle takes after each resampling of its prompt's particles "
+    moves: int = option(0, "ECMH steps each running particle takes at every check of the ESS "
                            "(resample-move: they leave the intermediate target invariant; cuts from cut and cut_power; "
-                           "0: none). EXPERIMENTAL: a bias is under investigation, tests/test_smc_moves.py)")
+                           "0: none)")
 
     def __post_init__(self):
         super().__post_init__()
@@ -240,8 +241,10 @@ class Algorithm(NamedTuple):
             return Progress(state, tally, batch_row, waiting, checks), True
         backend.select_rows(keep)
         if at_check:
-            moving = chosen[group[running]]  # the particles of the groups just resampled
-            if self.moves > 0 and moving.any():
+            # every running particle moves at every check, whatever the ESS decided: a move made only where the
+            # weights called for a resampling depends on the particles, and that choice biases the estimates
+            moving = torch.ones_like(running, dtype=torch.bool)
+            if self.moves > 0:
                 moves = self._start_moves(rng, backend, terminal, State(*(x[running] for x in state)), moving)
                 return Progress(state, tally, running, waiting, checks, moves), False
             waiting = self._start_intervals(rng, backend, terminal, state, running)
