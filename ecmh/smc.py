@@ -64,7 +64,7 @@ from .algorithm import drive
 from .backends.base import Backend
 from .checks import check_int, check_number
 from .cuts import CutDistribution
-from .kernel import Suffix, splice, where_rows
+from .kernel import Suffix, splice
 from .options import CutChoice, option
 from .outputs import ECMHOutput, ParticleSet, Stats, Trace, continuations
 from .scoring import PowerProposal
@@ -157,7 +157,6 @@ class Moves(NamedTuple):
     intermediate target, each making `moves` MH steps one after another."""
 
     chain: kernel.State
-    moving: torch.Tensor  # [B] bool: rows that move in this phase (those of the groups just resampled)
     made: torch.Tensor  # [B] long: moves settled so far
     start: torch.Tensor  # [B] long: the cut of the proposal in flight
     key: torch.Tensor  # [B] long: its key (`ecmh.keyed`)
@@ -243,15 +242,14 @@ class Algorithm(NamedTuple):
         if at_check:
             # every running particle moves at every check, whatever the ESS decided: a move made only where the
             # weights called for a resampling depends on the particles, and that choice biases the estimates
-            moving = torch.ones_like(running, dtype=torch.bool)
             if self.moves > 0:
-                moves = self._start_moves(rng, backend, terminal, State(*(x[running] for x in state)), moving)
+                moves = self._start_moves(rng, backend, terminal, State(*(x[running] for x in state)))
                 return Progress(state, tally, running, waiting, checks, moves), False
             waiting = self._start_intervals(rng, backend, terminal, state, running)
         return Progress(state, tally, running, waiting, checks), False
 
-    def _start_moves(self, rng, backend, terminal, rows: State, moving: torch.Tensor) -> Moves:
-        """Every running particle as an MH chain of the intermediate target, the first moves of `moving` started."""
+    def _start_moves(self, rng, backend, terminal, rows: State) -> Moves:
+        """Every running particle as an MH chain of the intermediate target, its first move started."""
         zeros = torch.zeros_like(rows.length)
         chain = kernel.init(len(zeros), terminal.max_new_tokens, zeros)._replace(
             tokens=rows.tokens, log_p=rows.log_p, log_z=rows.log_z, entropy=rows.entropy, length=rows.length,
@@ -259,15 +257,16 @@ class Algorithm(NamedTuple):
         row_key = keyed.keys(rng, len(zeros)).to(zeros.device)
         key = keyed.fold(row_key, 0)
         start = kernel.propose_cut(key, chain)
-        backend.start(moving, start, move_cap(chain.length, terminal), chain.tokens, kernel.engine_seed(key))
-        return Moves(chain, moving, zeros, start, key, row_key, zeros, zeros)
+        backend.start(torch.ones_like(zeros, dtype=torch.bool), start, move_cap(chain.length, terminal), chain.tokens,
+                      kernel.engine_seed(key))
+        return Moves(chain, zeros, start, key, row_key, zeros, zeros)
 
     def _move(self, rng, progress: Progress, backend: Backend, terminal: Terminal, decoded: tuple) -> Progress:
         """Settle the moves that finished with the MH ratio of the intermediate target and start each row's next;
         once every row has made its moves, their answers become the particles and the next intervals start."""
         moves = progress.moves
         finished, suffix = decoded
-        finished = finished & moves.moving & (moves.made < self.moves)
+        finished = finished & (moves.made < self.moves)
         chain, start = moves.chain, moves.start
         cap = move_cap(chain.length, terminal)
         length = start + suffix.length
@@ -285,7 +284,7 @@ class Algorithm(NamedTuple):
         moves = moves._replace(chain=chain, made=made, start=start, key=key,
                                decoded=moves.decoded + torch.where(finished, suffix.length, 0),
                                forwarded=moves.forwarded + torch.where(finished, suffix.forwarded, 0))
-        if (moves.moving & (made < self.moves)).any():
+        if (made < self.moves).any():
             return progress._replace(moves=moves)
         return self._end_moves(rng, progress._replace(moves=moves), backend, terminal)
 
@@ -293,13 +292,13 @@ class Algorithm(NamedTuple):
         """The moved answers become the particles; their weights stay, their potentials are taken afresh (the next
         increments are measured from the answer each particle holds now)."""
         state, tally, batch_row, _, checks, moves = progress
-        chain, moved = moves.chain, moves.moving
+        chain = moves.chain
         ended = terminal.ends(chain.tokens, chain.length) | (chain.length >= chain.tokens.shape[1])
         phi = potential(self, chain.log_p, chain.log_z, chain.length, ended)
         rows = State(*(x[batch_row] for x in state))
-        rows = where_rows(moved, rows._replace(
+        rows = rows._replace(
             tokens=chain.tokens, log_p=chain.log_p, log_z=chain.log_z, entropy=chain.entropy, length=chain.length,
-            finished=ended, anchor_log_weight=rows.log_weight, anchor_potential=phi, anchor_length=chain.length), rows)
+            finished=ended, anchor_log_weight=rows.log_weight, anchor_potential=phi, anchor_length=chain.length)
         state = State(*(x.index_copy(0, batch_row, y) for x, y in zip(state, rows)))
         group = batch_row // self.particles
         steps = torch.zeros_like(tally.move_steps).scatter_reduce(0, group, moves.decoded, reduce="amax")

@@ -6,10 +6,8 @@ a prefix's bound ignores what follows; at the end it is the MH ratio; when it cr
 decisions (every MH decision and returned sequence with early rejection equals the one without, on toy models over
 many seeds, and on the embedded SmolLM2 with one row), and the exactness sweep (`tests/test_exactness.py` runs with
 early rejection on: it is the default). Negative controls: a cut whose weights change as the answer grows past them (its normaliser is no running sum)
-declared as growing changes the chain; without the clamp a `log Z` above 0 breaks the bound's monotonicity.
+declared as growing changes the chain.
 """
-
-import math
 
 import pytest
 import torch
@@ -96,14 +94,6 @@ def test_at_the_end_the_bound_is_the_mh_ratio_and_a_crossing_is_a_rejection(case
     assert (~crossed | (log_u >= terms.total() - slack)).all()  # never rejects what the ratio accepts
 
 
-def test_without_the_clamp_a_log_z_above_zero_breaks_the_bound():
-    """Negative control: the bound of an unclamped sum rises when a later `log Z` comes out above 0."""
-    log_z = torch.tensor([[-0.5, 3e-7, 3e-7]])
-    unclamped = log_z.cumsum(1)
-    assert (unclamped[:, 1:] > unclamped[:, :-1]).any()
-    assert (log_z.clamp_max(0).cumsum(1)[:, 1:] <= log_z.clamp_max(0).cumsum(1)[:, :-1]).all()
-
-
 class SettledCut:
     """Negative control: weight e^-5 on the last two positions and 1 before them, so a position's weight rises once
     the answer grows past it: a short prefix of a proposal understates the cut's final probability, and its bound
@@ -187,4 +177,3 @@ def test_the_embedded_smollm2_gives_the_same_answers_with_one_row():
         assert torch.equal(runs[0].stats.accepted, runs[1].stats.accepted), seed
         saved += int(runs[1].stats.tokens_decoded - runs[0].stats.tokens_decoded)
     assert saved > 0
-    assert math.isfinite(saved)
