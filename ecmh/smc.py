@@ -269,7 +269,7 @@ class Algorithm(NamedTuple):
         finished = finished & (moves.made < self.moves)
         chain, start = moves.chain, moves.start
         cap = move_cap(chain.length, terminal)
-        length = start + suffix.length
+        length = start + torch.where(finished, suffix.length, 0)  # a row still decoding holds no proposal yet
         admissible = in_support(terminal, kernel.splice(chain.tokens, suffix.tokens, start), length, cap)
         bridged = None if self.bridge_tokens == 0 else exponent(self, chain.length, torch.zeros_like(finished))
         chain, info = kernel.step(moves.key, chain, kernel.Proposals(finished, torch.zeros_like(finished), start, suffix),

@@ -164,12 +164,17 @@ def test_every_row_matches_a_fresh_forward_pass(sweep_case):
 
 # SMC on the engine: the unbiasedness test of tests/test_smc.py with fewer systems per prompt (each check of
 # the effective sample size ends the engine's requests), one resampling option set per model, and its invariants.
+# With moves (tests/test_smc_moves.py's first test): two at every check, with the sweep's cut, without and with
+# exponent bridging (over all but the last token).
 SMC_SYSTEMS = 150
 
 
-def test_smc_weighted_particles_are_unbiased_for_p_alpha(sweep_case):
+@pytest.mark.parametrize("moves,bridged", [(0, False), (2, False), (2, True)])
+def test_smc_weighted_particles_are_unbiased_for_p_alpha(sweep_case, moves, bridged):
     name, case, engine = sweep_case
-    options = test_smc.OPTIONS[name]
+    options = dict(test_smc.OPTIONS[name])
+    if moves:
+        options.update(moves=moves, cut=SWEEP[name][0], bridge_tokens=case.length - 1 if bridged else 0)
     assert test_smc.unbiasedness_z(f"vllm {name}", case, engine, SMC_SYSTEMS, **options) <= test_smc.Z_MAX
 
 
