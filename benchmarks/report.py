@@ -30,6 +30,7 @@ from .results_file import SAMPLE_KEY, read_rows, row_key
 from .stats import (CLUSTERED_CI, accuracy_interval, clustered_mcnemar, holm, mean_interval, mean_or_none,
                     paired_difference, pass_at_k, pass_at_k_levels, sd_or_none, sign_flip_p_value, spread)
 
+FAMILY_FILE = "holm_family.json"  # in a results folder: the pre-registered methods Holm adjusts over (JSON list)
 COST_FIELDS = ("tokens_decoded", "tokens_forwarded", "sequential_passes", "seconds")  # per answer, in the rows
 REQUIRED_KEYS = (*SAMPLE_KEY, "correct")
 
@@ -127,7 +128,9 @@ class McNemarComparison:
     statistic: float
     p_value: float  # asymptotic: the clustered McNemar statistic against chi-square(1)
     exact_p: float  # the sign-flip permutation test by problem (the binomial McNemar test with one seed)
-    holm_p: float  # exact_p adjusted by Holm over the family: the subject against every other method of the panel
+    # exact_p adjusted by Holm over the family (the methods of `FAMILY_FILE`, or every other method of the panel);
+    # None for a method outside the family (added after the pre-registration: reported beside it, not adjusted)
+    holm_p: float | None
     difference: float  # the subject's accuracy less the other method's, over the pairs
     difference_low: float | None  # its 95% interval, clustered by problem (None for one problem)
     difference_high: float | None
@@ -279,13 +282,33 @@ def compare_with_subject(subject: list[dict], other: list[dict]) -> McNemarCompa
     )
 
 
-def with_holm(comparisons: list[McNemarComparison]) -> list[McNemarComparison]:
-    """The comparisons with Holm's adjustment of their exact p over each model x task's family."""
+def read_family(directory: str | Path) -> set[str] | None:
+    """The pre-registered family of a results folder: the methods its `FAMILY_FILE` names (None without one: every
+    method compared with the subject). Raises ValueError for a file that is not a JSON list of method names."""
+    path = Path(directory) / FAMILY_FILE
+    if not path.is_file():
+        return None
+    try:
+        family = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not JSON ({error}); write the family as a list of method names, "
+                         f'e.g. ["standard", "low_temp"]') from None
+    if not (isinstance(family, list) and family and all(isinstance(name, str) for name in family)):
+        raise ValueError(f'{path}: expected a non-empty JSON list of method names, e.g. ["standard", "low_temp"]')
+    return set(family)
+
+
+def with_holm(comparisons: list[McNemarComparison], family: set[str] | None = None) -> list[McNemarComparison]:
+    """The comparisons with Holm's adjustment of their exact p over each model x task's family (`family`: the
+    pre-registered methods; default every compared method); a comparison outside it gets `holm_p = None`."""
     panels = defaultdict(list)
     for c in comparisons:
-        panels[c.model, c.task].append(c)
-    for family in panels.values():
-        for c, adjusted in zip(family, holm([c.exact_p for c in family])):
+        if family is None or c.method in family:
+            panels[c.model, c.task].append(c)
+        else:
+            c.holm_p = None
+    for members in panels.values():
+        for c, adjusted in zip(members, holm([c.exact_p for c in members])):
             c.holm_p = adjusted
     return comparisons
 
@@ -340,9 +363,9 @@ def agreement(rows: list[dict], model: str, task: str) -> tuple[list[str], list[
     return names, [[share(a, b) for b in names] for a in names]
 
 
-def summarise(rows: list[dict]) -> Summary:
+def summarise(rows: list[dict], family: set[str] | None = None) -> Summary:
     """Per model x task x method numbers, the subject (`registry.SUBJECT`) against each other method of its
-    model x task, and every method's target check."""
+    model x task (Holm's adjustment over `family`, see `with_holm`), and every method's target check."""
     groups = defaultdict(list)
     for row in rows:
         groups[row["model"], row["task"], row["method"]].append(row)
@@ -357,7 +380,10 @@ def summarise(rows: list[dict]) -> Summary:
         methods.append(summary)
     targets = [target_check(groups[key], groups.get((key[0], key[1], SUBJECT)) if key[2] != SUBJECT else None)
                for key in keys if any(row.get("log_p") is not None for row in groups[key])]
-    return Summary(methods=methods, comparisons=with_holm(comparisons), targets=targets)
+    unknown = sorted((family or set()) - {method for _, _, method in keys})
+    if unknown:
+        warn(f"the pre-registered family names {', '.join(unknown)}, with no rows here")
+    return Summary(methods=methods, comparisons=with_holm(comparisons, family), targets=targets)
 
 
 # ---------------------------------------------------------------- markdown
@@ -456,7 +482,7 @@ def mcnemar_table(comparisons: list[McNemarComparison]) -> list[str]:
         difference = "" if c.difference_low is None else \
             f" [{signed_points(c.difference_low)}, {signed_points(c.difference_high)}]"
         lines.append(f"| {c.model} | {c.task} | {c.method} | {c.pairs} | {c.subject_only} | {c.other_only} "
-                     f"| {c.statistic:.2f} | {p_values(c)} | {c.holm_p:.2g} | {signed_points(c.difference)}{difference} "
+                     f"| {c.statistic:.2f} | {p_values(c)} | {'– (outside)' if c.holm_p is None else f'{c.holm_p:.2g}'} | {signed_points(c.difference)}{difference} "
                      f"| {signed_points(c.difference_if_cut_offs_went_against_subject)} | {number(c.token_ratio, 2)} |")
     return lines
 
@@ -515,7 +541,9 @@ def markdown(summary: Summary, command: str, rows: int) -> str:
               "(each problem's b - c equally likely positive or negative under no difference, all 2^problems "
               "signs counted), which is the exact binomial McNemar test where each problem has one sample; small "
               f"samples make the asymptotic p too small. p Holm: the exact p adjusted by Holm's method over the "
-              f"pre-registered family, {SUBJECT} against every other method of the panel. {SUBJECT} - other: the "
+              f"pre-registered family, {SUBJECT} against each method the results folder's {FAMILY_FILE} names (without "
+              "one, every other method of the panel); outside: a method added after the pre-registration, reported "
+              f"beside the family and not adjusted. {SUBJECT} - other: the "
               "difference of their accuracies on those pairs, (B - C) / pairs, with its 95% interval clustered by "
               f"problem as for accuracy. Had cut-off answers gone against {SUBJECT}: that difference if every answer "
               f"that used all of `max_new_tokens` had gone against {SUBJECT} (its right ones wrong, the other's "
@@ -554,8 +582,9 @@ def main_report(directory: str | Path, out: str | Path | None = None) -> Path:
 
     Returns the path of `summary.md`; `summary.json` and the two PNG plots are written beside it.
     """
+    family = read_family(directory)
     rows = load_rows(directory)
-    summary = summarise(rows)
+    summary = summarise(rows, family)
     command = f"ecmh-benchmarks report {directory}" + ("" if out is None else f" --out {out}")
     out = Path(directory if out is None else out)
     out.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ four problems. Correct (seed 0, seed 1) per problem:
 math500/ecmh.jsonl ends in a partial line (a killed run).
 """
 
+import dataclasses
 import json
 import math
 import os
@@ -110,6 +111,41 @@ def test_clustered_mcnemar_on_the_fake_results(summary):
     # |±2 ±1 ±1| >= 4 in 2 of 8 sign choices; Holm over each task's two comparisons
     assert versus_standard.exact_p == 0.5 and versus_uniform.exact_p == 0.25
     assert versus_standard.holm_p == 1.0 and versus_uniform.holm_p == 0.5
+
+
+def test_a_pre_registered_family_limits_holm_to_its_methods(tmp_path):
+    """A method added after the pre-registration is reported beside the family: its exact p unadjusted (Holm p
+    None, "– (outside)"), and the family's Holm p as if it were not there (with both methods in the family, the
+    fixture's Holm p are 1.0 and 0.5: the adjustment the file must change)."""
+    shutil.copytree(FAKE_RESULTS, tmp_path / "results")
+    (tmp_path / "results" / report.FAMILY_FILE).write_text('["standard"]')
+    text = report.main_report(tmp_path / "results").read_text()
+    summary = report.summarise(report.load_rows(tmp_path / "results"), report.read_family(tmp_path / "results"))
+    for task in ("math500", "humaneval"):
+        standard = summary.comparison("tiny-llama", task, "standard")
+        assert standard.holm_p == standard.exact_p  # a family of one
+        assert summary.comparison("tiny-llama", task, "uniform_mh").holm_p is None
+    assert text.count("| – (outside) |") == 2
+
+
+@given(st.lists(st.tuples(st.floats(0, 1), st.booleans()), min_size=1, max_size=8))
+def test_holm_over_a_family_equals_a_fresh_holm_of_its_members(summary, p_and_member):
+    template = summary.comparison("tiny-llama", "math500", "standard")
+    comparisons = [dataclasses.replace(template, method=f"m{i}", exact_p=p) for i, (p, _) in enumerate(p_and_member)]
+    family = {f"m{i}" for i, (_, member) in enumerate(p_and_member) if member}
+    adjusted = report.with_holm(comparisons, family)
+    members = [c for c in adjusted if c.method in family]
+    assert [c.holm_p for c in members] == stats.holm([c.exact_p for c in members])
+    assert all(c.holm_p is None for c in adjusted if c.method not in family)
+
+
+@pytest.mark.parametrize("content", ["not json", "{}", "[]", '["standard", 3]'])
+def test_a_malformed_family_file_is_refused_naming_it(tmp_path, content):
+    shutil.copytree(FAKE_RESULTS, tmp_path / "results")
+    (tmp_path / "results" / report.FAMILY_FILE).write_text(content)
+    with pytest.raises(ValueError, match=f"{report.FAMILY_FILE}.*list of method names"):
+        report.main_report(tmp_path / "results")
+    assert not (tmp_path / "results" / "summary.md").exists()
 
 
 @given(st.integers(0, 40), st.integers(0, 40))
