@@ -253,11 +253,20 @@ def running_bound(cut_distribution: CutDistribution, entropy: torch.Tensor, star
     return log_z_sum + torch.where(torch.isneginf(normaliser), uniform, log_w)
 
 
+def first_crossing(cut_distribution: CutDistribution, bound: Bound, start: torch.Tensor,
+                   suffix: "Suffix") -> torch.Tensor:
+    """`[R]` long: per row the first k at which the running bound of the suffix's first k tokens is below the
+    threshold (0: at no k up to its length), for all k at once (column k-1 of `running_bound` depends on the first
+    k tokens only: it is what `rejected_now` compares for a suffix of length k)."""
+    values = running_bound(cut_distribution, bound.entropy, start, suffix)
+    column = torch.arange(values.shape[1], device=values.device)[None, :]
+    below = (values < bound.threshold[:, None]) & (column < suffix.length[:, None])
+    return torch.where(below.any(1), below.long().argmax(1) + 1, 0)
+
+
 def rejected(cut_distribution: CutDistribution, bound: Bound, start: torch.Tensor, suffix: "Suffix") -> torch.Tensor:
     """`[R]` bool: the running bound fell below the threshold at some prefix of the decoded suffix."""
-    values = running_bound(cut_distribution, bound.entropy, start, suffix)
-    decoded = torch.arange(values.shape[1], device=start.device)[None, :] < suffix.length[:, None]
-    return torch.where(decoded, values, float("inf")).amin(1) < bound.threshold
+    return first_crossing(cut_distribution, bound, start, suffix) > 0
 
 
 def rejected_now(cut_distribution: CutDistribution, bound: Bound, start: torch.Tensor, suffix: "Suffix") -> torch.Tensor:
@@ -274,6 +283,9 @@ class EarlyRejection(NamedTuple):
 
     def rejected_now(self, bound: Bound, start: torch.Tensor, suffix: "Suffix") -> torch.Tensor:
         return rejected_now(self.cut_distribution, bound, start, suffix)
+
+    def first_crossing(self, bound: Bound, start: torch.Tensor, suffix: "Suffix") -> torch.Tensor:
+        return first_crossing(self.cut_distribution, bound, start, suffix)
 
 
 def accept_reject(key: torch.Tensor, alpha: float, state: State, proposed: State, cut: torch.Tensor,

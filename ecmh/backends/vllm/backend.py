@@ -37,8 +37,8 @@ was discarded.
 Early rejection (`reject_early`, docs/sampler-math.md "Exact early rejection"). An MH proposal given a bound is sent
 as a streamed request (`LLMEngine.add_request` with vLLM's default cumulative outputs; `LLM.enqueue`, which the other
 requests go through, asks for final outputs only), so the backend reads its tokens' numbers at every engine step, as
-they come. Once per engine step it evaluates the running bound of all such rows at once (`first_crossing`, one
-`kernel.running_bound` call on host tensors). A row whose bound fell below its threshold at its k-th token has its
+they come. Once per engine step it evaluates the running bound of all such rows at once
+(`EarlyRejection.first_crossing`, one `kernel.running_bound` call on host tensors). A row whose bound fell below its threshold at its k-th token has its
 request aborted and is returned as finished with exactly its first k tokens (the first k at which
 `EarlyRejection.rejected_now` holds). An output can hold tokens not checked yet (a guess adopted after it finished or
 while it decoded: guesses are sent before their bound is known, so they are not streamed and are read when they
@@ -56,7 +56,6 @@ from typing import Optional
 
 import torch
 
-from ... import kernel
 from ...kernel import Bound, Suffix, where_rows
 from ...scoring import PowerProposal
 from ...model_defaults import ModelDefaults
@@ -98,16 +97,6 @@ class EarlyStopCounts:
 
     aborted: int = 0  # requests aborted at their bound's first crossing
     past_crossing: int = 0  # tokens the engine returned for them after the crossing (not in any row's stats)
-
-
-def first_crossing(rule, bound: Bound, start: torch.Tensor, suffix: Suffix) -> torch.Tensor:
-    """`[R]` long: per row the first k at which `rule.rejected_now` holds for the suffix's first k tokens (0: at no k
-    up to its length), from one evaluation of the running bound for all k (`kernel.running_bound`: its column k-1
-    depends on the first k tokens only, and is what `rejected_now` compares for a suffix of length k)."""
-    values = kernel.running_bound(rule.cut_distribution, bound.entropy, start, suffix)
-    column = torch.arange(values.shape[1], device=values.device)[None, :]
-    below = (values < bound.threshold[:, None]) & (column < suffix.length[:, None])
-    return torch.where(below.any(1), below.long().argmax(1) + 1, 0)
 
 
 def forwarded(output) -> int:
@@ -371,7 +360,7 @@ class VLLMBackend(Backend):
         self._write_live(rows)
         index = torch.tensor(rows)
         suffix = Suffix(*(x[index] for x in self.live))
-        first = first_crossing(self.rule, Bound(*(x[index] for x in self.bound)), self.start_at[index], suffix)
+        first = self.rule.first_crossing(Bound(*(x[index] for x in self.bound)), self.start_at[index], suffix)
         crossed = first > 0
         if not crossed.any():
             return []

@@ -1,4 +1,4 @@
-"""`ecmh.backends.vllm.backend.first_crossing` (no engine, no vLLM needed): the vLLM backend stops a proposal with an
+"""`ecmh.kernel.first_crossing` (no engine, no vLLM needed): the vLLM backend stops a proposal with an
 early-rejection bound at the first k at which `EarlyRejection.rejected_now` holds for its first k tokens, found for
 all k and all rows in one evaluation of the running bound. Checked against `rejected_now` itself, prefix by prefix,
 on the random states, cuts and suffixes of tests/test_early_rejection.py."""
@@ -7,7 +7,6 @@ import torch
 from hypothesis import given
 
 from ecmh import kernel
-from ecmh.backends.vllm.backend import first_crossing
 
 from test_early_rejection import proposals
 
@@ -21,7 +20,7 @@ def test_the_first_crossing_is_the_first_prefix_that_rejected_now_rejects(case):
     bound = kernel.bound(key, state, start, mh)
     bound = bound._replace(threshold=bound.threshold + torch.rand(start.shape, generator=torch.Generator().manual_seed(
         int(key[0] % 1000))) * 6)
-    first = first_crossing(rule, bound, start, suffix)
+    first = rule.first_crossing(bound, start, suffix)
     expected = torch.zeros_like(first)
     for k in range(int(suffix.length.max()), 0, -1):  # the smallest k wins
         now = rule.rejected_now(bound, start, suffix._replace(length=suffix.length.clamp_max(k))) & (suffix.length >= k)
