@@ -110,6 +110,12 @@ def _gold_text(gold: str) -> str:
     return f"${gold}$"
 
 
+# math-verify's own limits (parsing and verifying, 5 s each by default) are CPU-time budgets measured in wall time:
+# on a loaded machine they ran out on an easy equivalence ((3, pi/2) = \left( 3, \frac{\pi}{2} \right), graded
+# wrong on a 2-core machine running two vLLM workers beside the tests), so a verdict depended on the load.
+MATH_VERIFY_TIMEOUT_S = 30
+
+
 def verify_math(gold: str, completion: str) -> bool:
     """math-verify's verdict on the completion's final answer (`final_answer`) against `gold`.
 
@@ -120,11 +126,11 @@ def verify_math(gold: str, completion: str) -> bool:
     answer, kind = final_answer(completion)
     if answer is None:
         return False
-    gold_parsed = parse(_gold_text(gold))
-    answer_parsed = parse(_answer_text(answer, kind))
+    gold_parsed = parse(_gold_text(gold), parsing_timeout=MATH_VERIFY_TIMEOUT_S)
+    answer_parsed = parse(_answer_text(answer, kind), parsing_timeout=MATH_VERIFY_TIMEOUT_S)
     if not gold_parsed or not answer_parsed:
         return False
-    return bool(verify(gold_parsed, answer_parsed))
+    return bool(verify(gold_parsed, answer_parsed, timeout_seconds=MATH_VERIFY_TIMEOUT_S))
 
 
 READY = "ready"  # the worker's first line: imports done, requests may be timed
@@ -211,7 +217,7 @@ class MathGrader:
     else an explicit final-answer phrase); without one there is no answer. Equivalent forms count
     (``0.5`` = ``\frac{1}{2}``, ``10\%`` = ``10``, ``(3, \pi/2)`` = ``\left( 3, \frac{\pi}{2} \right)``).
 
-    On the main thread math-verify runs in-process with its own 5 s timeouts. Off the main
+    On the main thread math-verify runs in-process with `MATH_VERIFY_TIMEOUT_S` limits. Off the main
     thread it runs in a shared worker process (`_MathWorker`) with a wall-clock limit of
     `worker_limit_s` seconds; an answer that hits a limit counts as wrong.
     """

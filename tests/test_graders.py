@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import graders
 from benchmarks.graders import ChoiceGrader, CodeGrader, MathGrader, build_program, last_boxed
 from benchmarks.sandbox import SandboxLimits, isolation, run_sandboxed
 from benchmarks.tasks import get_task
@@ -75,6 +76,27 @@ def test_math_extract_is_the_last_box_or_a_final_answer_phrase_and_says_which():
     assert grader.details({}, r"so \boxed{4}") == {"extraction": "boxed"}
     assert grader.details({}, "Answer: 4") == {"extraction": "phrase"}
     assert grader.details({}, "4") == {"extraction": "none"}
+
+
+def test_math_verify_gets_limits_a_loaded_machine_does_not_exhaust(monkeypatch):
+    """math-verify's 5 s defaults graded (3, pi/2) wrong on a loaded 2-core machine: the grader passes its own."""
+    import math_verify
+
+    seen = []
+    parse, verify = math_verify.parse, math_verify.verify
+
+    def spy_parse(text, **kwargs):
+        seen.append(kwargs.get("parsing_timeout"))
+        return parse(text, **kwargs)
+
+    def spy_verify(gold, answer, **kwargs):
+        seen.append(kwargs.get("timeout_seconds"))
+        return verify(gold, answer, **kwargs)
+
+    monkeypatch.setattr(math_verify, "parse", spy_parse)
+    monkeypatch.setattr(math_verify, "verify", spy_verify)
+    assert graders.verify_math(r"\left( 3, \frac{\pi}{2} \right)", r"Hence \boxed{(3, \pi/2)}")
+    assert seen == [graders.MATH_VERIFY_TIMEOUT_S] * 3 and graders.MATH_VERIFY_TIMEOUT_S >= 30
 
 
 def test_math_grading_works_off_the_main_thread():
