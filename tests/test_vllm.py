@@ -582,7 +582,6 @@ def test_a_proposal_is_returned_up_to_its_first_crossing_and_a_later_stop_is_cau
     """Each returned proposal ends exactly at its first crossing. Negative control: a backend that stops one token
     after the crossing settles the same decisions (the kernel rejects a bound that crossed at any prefix) but returns
     longer proposals, which this check and the `tokens_decoded` counters catch."""
-    from ecmh.backends.vllm import backend as backend_module
 
     def run(seed):
         backend = VLLMBackend(llm)
@@ -595,8 +594,9 @@ def test_a_proposal_is_returned_up_to_its_first_crossing_and_a_later_stop_is_cau
     exact, returned = run(0)
     assert returned.proposals and any(bounded for bounded, *_ in returned.proposals)
     assert returned.stopped_at_their_first_crossing()
-    first_crossing = backend_module.first_crossing
-    monkeypatch.setattr(backend_module, "first_crossing", lambda *args: torch.where(
+    first_crossing = ecmh.kernel.EarlyRejection.first_crossing  # what the backend asks its rule (the kernel's
+    # `rejected`, which settles the decision, does not)
+    monkeypatch.setattr(ecmh.kernel.EarlyRejection, "first_crossing", lambda *args: torch.where(
         (k := first_crossing(*args)) > 0, k + 1, 0))  # one token late (cut to the proposal's end)
     late, returned = run(0)
     assert torch.equal(late.sequences, exact.sequences) and torch.equal(late.stats.accepted, exact.stats.accepted)
