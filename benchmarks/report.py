@@ -481,8 +481,9 @@ def mcnemar_table(comparisons: list[McNemarComparison]) -> list[str]:
     for c in comparisons:
         difference = "" if c.difference_low is None else \
             f" [{signed_points(c.difference_low)}, {signed_points(c.difference_high)}]"
+        holm_cell = "– (outside)" if c.holm_p is None else f"{c.holm_p:.2g}"
         lines.append(f"| {c.model} | {c.task} | {c.method} | {c.pairs} | {c.subject_only} | {c.other_only} "
-                     f"| {c.statistic:.2f} | {p_values(c)} | {'– (outside)' if c.holm_p is None else f'{c.holm_p:.2g}'} | {signed_points(c.difference)}{difference} "
+                     f"| {c.statistic:.2f} | {p_values(c)} | {holm_cell} | {signed_points(c.difference)}{difference} "
                      f"| {signed_points(c.difference_if_cut_offs_went_against_subject)} | {number(c.token_ratio, 2)} |")
     return lines
 

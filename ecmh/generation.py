@@ -139,7 +139,8 @@ def generate(
 def _signature() -> inspect.Signature:
     """`generate`'s signature with every registered algorithm's options as keywords (transformers' `generate(...,
     custom_generate=ecmh.generate)` hands over only the keywords the signature names)."""
-    fixed = inspect.signature(generate)  # once set, this signature: its options are taken afresh
+    # after the first call `generate.__signature__` is this function's own result: drop its options, take them afresh
+    fixed = inspect.signature(generate)
     options = {field.name: field.default for entry in algorithms.REGISTRY.values()
                for field in dataclasses.fields(entry.options)}
     parameters = [p for p in fixed.parameters.values() if p.kind is not p.VAR_KEYWORD and p.name not in options]

@@ -29,17 +29,17 @@ nothing is encoded again. `exp(log_evidence) = mean_i w_i` at the end is an unbi
 (not exactly at finite N: SMC is consistent, MH is exact in the limit of steps).
 
 Resample-move (`moves = K > 0`; docs/sampler-math.md, 'Resample-move'). At every check (after the ESS check and
-any resampling), each running particle (length t) takes K ECMH steps, one after another, whose target is the intermediate
-one restricted to running answers: `p(x)^{a_t}` over answers that reach length t without ending. A step cuts at m
-(`cut`, `cut_power`, as MH's), draws the suffix from the same proposal up to the cap t, and accepts with the MH
-ratio of that target: the block ratio of `ecmh.kernel` (the `log Z` sums and the cut correction) plus
-`(a_t - alpha) * (log p(y'_{>=m}) - log p(y_{>=m}))` under bridging; a proposal that ends before t is rejected. Such
-moves leave the intermediate target invariant, so the weights are kept and the estimates stay unbiased, as long as
-whether a particle moves does not depend on the particles (moving only where the ESS called for a resampling biased
-the estimates: tests/test_smc_moves.py);
-each moved particle's potential is re-anchored at its new answer. Moving the finished particles too, or letting a
-running one end, would not be invariant (mass would drain from running to finished answers). Duplicates left by
-resampling spread out, at the cost of the moves' decoding (`Tally.move_steps` sequential passes).
+any resampling), each running particle (length t) takes K ECMH steps, one after another, whose target is the
+intermediate one restricted to running answers: `p(x)^{a_t}` over answers that reach length t without ending. A
+step cuts at m (`cut`, `cut_power`, as MH's), draws the suffix from the same proposal up to the cap t, and accepts
+with the MH ratio of that target: the block ratio of `ecmh.kernel` (the `log Z` sums and the cut correction) plus
+`(a_t - alpha) * (log p(y'_{>=m}) - log p(y_{>=m}))` under bridging; a proposal that ends before t is rejected.
+Such moves leave the intermediate target invariant, so the weights are kept and the estimates stay unbiased, as
+long as whether a particle moves does not depend on the particles (moving only where the ESS called for a
+resampling biased the estimates: tests/test_smc_moves.py); each moved particle's potential is re-anchored at its
+new answer. Moving the finished particles too, or letting a running one end, would not be invariant (mass would
+drain from running to finished answers). Duplicates left by resampling spread out, at the cost of the moves'
+decoding (`Tally.move_steps` sequential passes).
 
 Cost. Particles advance interval by interval: each check waits until every running particle has finished
 its `resample_every` tokens (on an engine that streams, particles finish theirs at different steps), so a

@@ -38,8 +38,8 @@ Early rejection (`reject_early`, docs/sampler-math.md "Exact early rejection"). 
 as a streamed request (`LLMEngine.add_request` with vLLM's default cumulative outputs; `LLM.enqueue`, which the other
 requests go through, asks for final outputs only), so the backend reads its tokens' numbers at every engine step, as
 they come. Once per engine step it evaluates the running bound of all such rows at once
-(`EarlyRejection.first_crossing`, one `kernel.running_bound` call on host tensors). A row whose bound fell below its threshold at its k-th token has its
-request aborted and is returned as finished with exactly its first k tokens (the first k at which
+(`EarlyRejection.first_crossing`, one `kernel.running_bound` call on host tensors). A row whose bound fell below its
+threshold at its k-th token has its request aborted and is returned as finished with exactly its first k tokens (the first k at which
 `EarlyRejection.rejected_now` holds). An output can hold tokens not checked yet (a guess adopted after it finished or
 while it decoded: guesses are sent before their bound is known, so they are not streamed and are read when they
 finish), so the first crossing is looked for among all the tokens read, and a request that finished is cut there too.
