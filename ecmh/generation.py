@@ -9,7 +9,7 @@ from typing import NamedTuple, Optional, Union
 
 import torch
 
-from . import algorithms, backends, settings
+from . import algorithms, backends, keyed, settings
 from .algorithm import Algorithm, drive
 from .checks import is_int
 from .outputs import ECMHOutput
@@ -86,7 +86,7 @@ def generate(
     generation_config=None,
     *,
     algorithm: str = "mh",
-    seed: Optional[int] = None,
+    seed: Union[int, list, None] = None,
     **kwargs,
 ) -> Union[torch.Tensor, ECMHOutput]:
     """Sample continuations from `p(y | prompt)^alpha` with Entropy-Cut Metropolis-Hastings, or with another registered
@@ -102,7 +102,9 @@ def generate(
         generation_config: a `transformers.GenerationConfig`; keyword arguments override it.
         algorithm: "mh" (ECMH, exact in the limit of MH steps) or "smc" (Sequential Monte Carlo: particles
             per prompt in one batch, about plain decoding's latency, consistent as the particles grow; `ecmh.smc`).
-        seed: makes the output reproducible (bit for bit on the same machine and batch).
+        seed: makes the output reproducible (bit for bit on the same machine and batch); a list, one per prompt, gives
+            each prompt's MH chains the keys of a call on that prompt alone with its seed (`ecmh.keyed.PromptSeeds`),
+            so its answers do not depend on the batch's other prompts (up to float rounding of the batched forward).
         **kwargs: the algorithm's options, each declared once with its default and meaning in its dataclass
             (`ecmh.SamplerConfig` for "mh": `alpha`, `cut`, `cut_power`, `mcmc_steps`, `block_size`,
             `early_rejection`, `on_step`, `record_history`, `progress`; `ecmh.SMCConfig` for "smc": `alpha`,
@@ -176,9 +178,9 @@ def _inputs(model, input_ids, generation_config, algorithm: str, seed, kwargs: d
     prepared = "stopping_criteria" in kwargs  # called by transformers' generate, inputs already expanded
     for name in _PREPARED_BY_TRANSFORMERS:
         kwargs.pop(name, None)
-    settings.check_seed(seed)
     as_lists = isinstance(input_ids, (list, tuple))
     input_ids, attention_mask = _as_batch(input_ids, attention_mask)
+    settings.check_seed(seed, input_ids.shape[0])
     generation = settings.resolve(backend.defaults, generation_config, kwargs, input_ids.shape[1], prepared)
     if prepared:
         generation = dataclasses.replace(generation, num_return_sequences=1)  # transformers repeated the rows already
@@ -196,11 +198,14 @@ def _inputs(model, input_ids, generation_config, algorithm: str, seed, kwargs: d
     rows = sampler.prompt_rows(generation.num_return_sequences)
     input_ids = input_ids.to(device).repeat_interleave(rows, dim=0)
     attention_mask = attention_mask.to(device).repeat_interleave(rows, dim=0)
-    rng = torch.Generator(device=device)
-    if seed is None:
-        rng.seed()
+    if isinstance(seed, (list, tuple)):
+        rng = keyed.PromptSeeds([int(s) for s in seed], device)
     else:
-        rng.manual_seed(seed)
+        rng = torch.Generator(device=device)
+        if seed is None:
+            rng.seed()
+        else:
+            rng.manual_seed(seed)
     terminal = Terminal(generation.eos_token_ids, stop_strings, generation.max_new_tokens, device)
     return _Call(backend, input_ids, attention_mask, generation, sampler, terminal, rng)
 

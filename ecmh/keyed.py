@@ -65,6 +65,25 @@ def fold(key: torch.Tensor, *counters) -> torch.Tensor:
     return (high << 32) | bits(key, *counters, 1)
 
 
+class PromptSeeds(torch.Generator):
+    """`ecmh.generate`'s generator when `seed` is a list, one seed per prompt: `keys` gives each prompt's rows the keys
+    that a call on that prompt alone with its own seed draws, so MH's chains (whose every random number comes from
+    their keys) do not depend on the other prompts of the batch. What else an algorithm draws from the generator
+    (SMC's resampling) comes from this one, seeded with the first seed: such answers still depend on the batch."""
+
+    def __new__(cls, seeds: list, device):
+        return super().__new__(cls, device=device)
+
+    def __init__(self, seeds: list, device):
+        self.manual_seed(seeds[0])
+        self.prompts = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
+
+
 def keys(rng: torch.Generator, rows: int) -> torch.Tensor:
-    """One fresh key per row, from `rng` (on its device)."""
+    """One fresh key per row, from `rng` (on its device); from each prompt's own seed for `PromptSeeds` when the rows
+    are the prompts' in order, the same number each."""
+    if isinstance(rng, PromptSeeds) and rows % len(rng.prompts) == 0:
+        each = rows // len(rng.prompts)
+        return torch.cat([torch.randint(0, 2**KEY_BITS, (each,), generator=prompt, device=rng.device)
+                          for prompt in rng.prompts])
     return torch.randint(0, 2**KEY_BITS, (rows,), generator=rng, device=rng.device)

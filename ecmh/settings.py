@@ -37,9 +37,13 @@ class GenerationSettings:
     stop_strings: tuple = ()
 
 
-def check_seed(seed) -> None:
-    if seed is not None and not is_int(seed):
-        raise TypeError(f"`seed` must be an int or None, got {type(seed).__name__}.")
+def check_seed(seed, prompts: int) -> None:
+    """`seed`: None, an int, or a list of ints, one per prompt (`ecmh.keyed.PromptSeeds`)."""
+    if isinstance(seed, (list, tuple)):
+        if len(seed) != prompts or not all(is_int(s) for s in seed):
+            raise TypeError(f"`seed` as a list needs one int per prompt ({prompts}), got {list(seed)!r}.")
+    elif seed is not None and not is_int(seed):
+        raise TypeError(f"`seed` must be an int, a list of ints (one per prompt) or None, got {type(seed).__name__}.")
 
 
 def resolve(model: ModelDefaults, generation_config, kwargs: dict, prompt_width: int, prepared: bool) -> GenerationSettings:
