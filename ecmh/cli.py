@@ -13,6 +13,8 @@ from .mh import SamplerConfig
 from .models import DEFAULT_MODEL, check_device
 from .options import OptionSpec, names, specs
 from .prompts import encode_prompts
+from .serve.command import add_parser as add_serve_parser
+from .serve.command import serve_command
 from .settings import GenerationSettings
 
 MAX_NEW_TOKENS = 128  # the answer's length cap on the command line and in lm-evaluation-harness, unless given
@@ -41,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--stop-string", action="append", dest="stop_strings", metavar="TEXT",
                      help="end the answer at the first occurrence of TEXT, exactly as at EOS (repeatable)")
     gen.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    add_serve_parser(commands)
     return parser
 
 
@@ -135,7 +138,7 @@ def _error(message: str) -> int:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    return generate_command(args)
+    return serve_command(args, _error) if args.command == "serve" else generate_command(args)
 
 
 if __name__ == "__main__":
