@@ -20,11 +20,13 @@ from pathlib import Path
 
 from ecmh.checks import check_int, check_number
 
+from . import plugin_methods
 from .help import HelpFormatter
 from .methods import SELECTORS, SMC_PARTICLES, RunSettings
 from .ray_sweep import SweepFailed
 from .registry import METHODS
 from .results_file import FileInUse
+from .sweep import BACKENDS
 from .run import RunInterrupted
 from .tasks import TASK_NAMES
 
@@ -49,6 +51,7 @@ def _seeds(text: str) -> list:
 
 
 def _parser() -> argparse.ArgumentParser:
+    plugin_methods.register()
     parser = argparse.ArgumentParser(prog="ecmh-benchmarks", description=__doc__, epilog=EXAMPLES,
                                      formatter_class=HelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -86,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--shard", type=_shard, default=None, help="i/n: this engine takes every n-th problem from i")
     run.add_argument("--dtype", default=None, help="weights dtype, e.g. bfloat16 or float32 (default: the backend's)")
     run.add_argument("--device", default=None, help="cpu, cuda, ... (transformers backend)")
-    run.add_argument("--backend", choices=("transformers", "vllm"), default="transformers", help="what runs the model")
+    run.add_argument("--backend", choices=BACKENDS, default=BACKENDS[0], help="what loads the model")
     run.add_argument("--tensor-parallel-size", type=int, default=1, help="vLLM backend")
     run.add_argument("--pipeline-parallel-size", type=int, default=1, help="vLLM backend")
     run.add_argument("--distributed-executor-backend", default=None, help="vLLM backend: ray or mp")

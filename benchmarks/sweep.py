@@ -16,10 +16,14 @@ from typing import NamedTuple, Optional, Sequence
 from ecmh.backends.vllm import is_vllm_engine
 from ecmh.stopping import text_before_stop_string
 
-from . import methods
+from . import methods, plugin_methods
 from .registry import METHODS
 from .results_file import ResultsFile, row_key
 from .tasks import get_task
+
+# `--backend`: what loads the model (`ecmh.load_model`, `ecmh.load_vllm`); `ecmh.generate` then runs it on the first
+# runtime that accepts it (`ecmh.backends.factory`, an installed package's `ecmh.backends` entry points included)
+BACKENDS = ("transformers", "vllm")
 
 
 @dataclass(frozen=True)
@@ -27,7 +31,7 @@ class ModelSpec:
     """How to load the model: what a Ray actor needs to load its own copy."""
 
     name: str
-    backend: str = "transformers"  # or "vllm"
+    backend: str = BACKENDS[0]  # one of BACKENDS
     dtype: Optional[str] = None
     device: Optional[str] = None  # transformers backend
     vllm_options: tuple = ()  # (name, value) pairs for `ecmh.load_vllm` (parallel sizes, executor backend)
@@ -94,6 +98,7 @@ class UnitSampler:
     """Samples and grades units on one loaded model (in the driver, or in a Ray actor)."""
 
     def __init__(self, sweep: Sweep, model, tokenizer):
+        plugin_methods.register()  # a Ray actor's process has not read the runner's command line
         self.sweep, self.model, self.tokenizer = sweep, model, tokenizer
         self.task = get_task(sweep.task_name, data=sweep.data)
         self.backend = "vllm" if is_vllm_engine(model) else "transformers"

@@ -1,6 +1,7 @@
 """The samplers `ecmh.generate` runs, by name. Each is an `Entry`: its options dataclass (`ecmh.options`) and a
 builder from those options to an `ecmh.algorithm.Algorithm`. A new sampler is one module with both, plus one
-`register` line (here, or in the caller's code).
+`register` line (here, or in the caller's code), or one entry point of group `ecmh.samplers` in its package
+(`ecmh.plugins`): then the `ecmh` command line, the benchmark programs and lm-eval's model take it too.
 
 Example:
     >>> sorted(REGISTRY)
@@ -14,6 +15,7 @@ from typing import Callable, NamedTuple
 
 from . import mh, smc
 from .options import names
+from .plugins import Registry
 
 
 class Entry(NamedTuple):
@@ -22,19 +24,10 @@ class Entry(NamedTuple):
     summary: str  # one line: what it is and what it returns besides the answers
 
 
-REGISTRY: dict[str, Entry] = {}
-_LISTENERS: list[Callable[[], None]] = []  # told after each registration (generate's signature follows the table)
-
-
-def register(name: str, entry: Entry) -> None:
-    REGISTRY[name] = entry
-    for listener in _LISTENERS:
-        listener()
-
-
-def on_register(listener: Callable[[], None]) -> None:
-    _LISTENERS.append(listener)
-
+REGISTRY = Registry("ecmh.samplers", Entry)
+register = REGISTRY.register
+on_register = REGISTRY.on_register  # told after each registration (generate's signature follows the table)
+DEFAULT = "mh"  # the sampler of a call that names none
 
 register("mh", Entry(mh.SamplerConfig, mh.build, "ECMH: block-wise Metropolis-Hastings with entropy-jump cuts, exact "
                                                  "in the limit of MH steps; out.history with record_history=True"))

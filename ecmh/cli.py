@@ -17,7 +17,7 @@ from .serve.command import add_parser as add_serve_parser
 from .serve.command import serve_command
 from .settings import GenerationSettings
 
-MAX_NEW_TOKENS = 128  # the answer's length cap on the command line and in lm-evaluation-harness, unless given
+MAX_NEW_TOKENS = 128  # the answer's length cap on the command line, unless given
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     gen = commands.add_parser("generate", help="answer one prompt")
     gen.add_argument("prompt")
     gen.add_argument("--model", default=DEFAULT_MODEL, help="embedded name, hub id or local path (default: %(default)s)")
-    gen.add_argument("--algorithm", choices=list(algorithms.REGISTRY), default="mh",
+    gen.add_argument("--algorithm", choices=list(algorithms.REGISTRY), default=algorithms.DEFAULT,
                      help="; ".join(f"{name}: {entry.summary}" for name, entry in algorithms.REGISTRY.items())
                      + " (default: %(default)s)")
     for spec, takers in _sampler_options():

@@ -17,11 +17,12 @@ Exact early rejection (`ecmh.kernel`, docs/sampler-math.md) is used only for cut
 built-in ones do; any other cut runs every proposal to its end.
 """
 
-from typing import Protocol, Union
+from typing import Callable, NamedTuple, Protocol, Union
 
 import torch
 
 from .checks import check_number
+from .plugins import Registry
 
 DEFAULT_POWER = 4.0  # the entropy-jump exponent when none is given (`cut_power`)
 
@@ -83,22 +84,34 @@ class RestartCut:
         return "RestartCut()"
 
 
-CUT_NAMES = ("entropy", "uniform", "restart")
+class Cut(NamedTuple):
+    """A registered cut: how to build it from `cut_power`, and what it does in a few words (the command line's help)."""
+
+    build: Callable[[float], CutDistribution]
+    summary: str
+
+
+CUTS = Registry("ecmh.cuts", Cut)  # `cut=` names, in the order the command line lists them; packages add theirs
+register = CUTS.register
+register("entropy", Cut(EntropyCut, "where the next-token entropy jumps, weights max(H_t - H_{t-1}, 0)^cut_power"))
+register("uniform", Cut(lambda power: UniformCut(), "at a uniformly random position (Karan & Du)"))
+register("restart", Cut(lambda power: RestartCut(), "always at position 0: every proposal a fresh answer"))
+
+
+def cut_help() -> str:
+    """The registered cuts, each with what it does: the `cut` option's help."""
+    return "; ".join(f"{name}: {cut.summary}" for name, cut in CUTS.items())
 
 
 def resolve_cut(cut: Union[str, CutDistribution], cut_power: float = DEFAULT_POWER) -> CutDistribution:
     """Turn the `cut` argument of `ecmh.generate` into a cut distribution."""
     if isinstance(cut, str):
-        if cut == "entropy":
-            return EntropyCut(cut_power)
-        if cut == "uniform":
-            return UniformCut()
-        if cut == "restart":
-            return RestartCut()
-        raise ValueError(f"Unknown `cut` {cut!r}: use one of {CUT_NAMES} or an object with a `log_weights` method.")
+        if cut not in CUTS:
+            raise ValueError(f"Unknown `cut` {cut!r}: use one of {tuple(CUTS)} or an object with a `log_weights` method.")
+        return CUTS[cut].build(cut_power)
     if not callable(getattr(cut, "log_weights", None)):
         raise TypeError(
-            f"`cut` must be one of {CUT_NAMES} or an object with a method "
+            f"`cut` must be one of {tuple(CUTS)} or an object with a method "
             f"`log_weights(entropy, length) -> Tensor`; got {type(cut).__name__}."
         )
     return cut

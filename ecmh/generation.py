@@ -85,7 +85,7 @@ def generate(
     input_ids: Optional[torch.Tensor] = None,
     generation_config=None,
     *,
-    algorithm: str = "mh",
+    algorithm: str = algorithms.DEFAULT,
     seed: Union[int, list, None] = None,
     **kwargs,
 ) -> Union[torch.Tensor, ECMHOutput]:
@@ -143,7 +143,7 @@ def _signature() -> inspect.Signature:
     custom_generate=ecmh.generate)` hands over only the keywords the signature names)."""
     # after the first call `generate.__signature__` is this function's own result: drop its options, take them afresh
     fixed = inspect.signature(generate)
-    options = {field.name: field.default for entry in algorithms.REGISTRY.values()
+    options = {field.name: field.default for entry in algorithms.REGISTRY.registered_so_far().values()
                for field in dataclasses.fields(entry.options)}
     parameters = [p for p in fixed.parameters.values() if p.kind is not p.VAR_KEYWORD and p.name not in options]
     parameters += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
@@ -153,6 +153,7 @@ def _signature() -> inspect.Signature:
 
 generate.__signature__ = _signature()
 algorithms.on_register(lambda: setattr(generate, "__signature__", _signature()))  # a sampler registered later too
+# (a plugin's, once the registry is first read: no plugin is loaded while ecmh is imported)
 
 
 class _Call(NamedTuple):

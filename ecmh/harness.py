@@ -10,13 +10,13 @@ command line, `python -m ecmh.harness` is lm-eval's own CLI with `ecmh` register
 `generate_until` requests are sampled by `ecmh.generate`, a batch of contexts of different lengths
 left-padded together; the task's `until` strings are exact stop strings (`ecmh.stopping`: a
 continuation ends at the first one, inside the chain) and the response is the text before it, as
-lm-eval expects. `max_gen_toks` caps the answer; `algorithm` picks the sampler (`ecmh.algorithms`: "mh", the
-default, or "smc"), and its options (those of `ecmh.SamplerConfig` or `ecmh.SMCConfig`: `alpha`, `mcmc_steps`,
-`particles`, ...) come from `--model_args` and may be overridden per task in `generation_kwargs`. The
-task's greedy or temperature settings (`do_sample`, `temperature`, `top_k`, `top_p`) are not used: ecmh
-samples `p^alpha`. Each response's acceptance rate, MH proposals, decoded tokens and `log p` are added
-to its request's generation arguments under `"ecmh"` (a list, one record per response), which
-lm-eval's `--log_samples` writes out.
+lm-eval expects. `max_gen_toks` caps the answer; `algorithm` picks the sampler (any of `ecmh.algorithms`, an
+installed package's `ecmh.samplers` entry points included; `ecmh.algorithms.DEFAULT` unless given), and its options
+(those of its options dataclass, `ecmh.options`: `alpha`, `mcmc_steps`, `particles`, ...) come from `--model_args`
+and may be overridden per task in `generation_kwargs`. The task's greedy or temperature settings (`do_sample`,
+`temperature`, `top_k`, `top_p`) are not used: ecmh samples `p^alpha`. Each response's acceptance rate, MH
+proposals, decoded tokens and `log p` are added to its request's generation arguments under `"ecmh"` (a list, one
+record per response), which lm-eval's `--log_samples` writes out.
 
 `loglikelihood` and `loglikelihood_rolling` are properties of the base model, not of the sampler: they
 are delegated to lm-eval's own Hugging Face model (`HFLM`) on the same weights, so they equal
@@ -37,6 +37,7 @@ from lm_eval.models.huggingface import HFLM
 
 import ecmh
 from ecmh import algorithms
+from ecmh.models import DEFAULT_MODEL
 from ecmh.options import specs
 from ecmh.stopping import text_before_stop_string
 
@@ -47,13 +48,13 @@ _NOT_USED = ("do_sample", "temperature", "top_k", "top_p")  # ECMH samples p^alp
 class ECMHLM(LM):
     """lm-eval's `LM` interface over `ecmh.generate` (see the module docstring).
 
-    Args (`--model_args`): `pretrained` (an embedded name, hub id or local path), `algorithm` ("mh" or "smc")
+    Args (`--model_args`): `pretrained` (an embedded name, hub id or local path), `algorithm` (a registered sampler)
     and its options (`alpha`, `mcmc_steps`, `particles`, ...: its options dataclass, `ecmh.algorithms`),
     `max_gen_toks` (default answer cap when a task sets none), `seed` (base seed; each batch's seed derives from
     it), `dtype`. lm-eval's own `--batch_size` (contexts per sampler call; "auto" means 8) and `--device` apply.
     """
 
-    def __init__(self, pretrained: str = "smollm2-135m-instruct", algorithm: str = "mh", batch_size: int = 8,
+    def __init__(self, pretrained: str = DEFAULT_MODEL, algorithm: str = algorithms.DEFAULT, batch_size: int = 8,
                  max_gen_toks: int = 256, seed: int = 0, dtype: Optional[str] = None, device: Optional[str] = None,
                  max_batch_size: Optional[int] = None, **options):
         super().__init__()

@@ -10,14 +10,15 @@ Example:
 """
 
 import dataclasses
-from typing import NamedTuple, Union
+from typing import Callable, Collection, NamedTuple, Union
 
 from .checks import check_number
-from .cuts import CUT_NAMES, DEFAULT_POWER, CutDistribution, resolve_cut
+from .cuts import CUTS, DEFAULT_POWER, CutDistribution, cut_help, resolve_cut
 
 
-def option(default, help: str, *, cli: bool = True, choices: tuple = ()):
-    """A dataclass field with its help text; `cli=False` for options a command line cannot give (callbacks)."""
+def option(default, help: Union[str, Callable[[], str]], *, cli: bool = True, choices: Collection = ()):
+    """A dataclass field with its help text; `cli=False` for options a command line cannot give (callbacks). `help` and
+    `choices` may be live (a function giving the text, a registry): a command line reads them when it is built."""
     return dataclasses.field(default=default, metadata={"help": help, "cli": cli, "choices": choices})
 
 
@@ -39,9 +40,9 @@ def specs(options: type) -> list[OptionSpec]:
         if not field.metadata.get("cli", True):
             continue
         kind = type(field.default) if field.default is not None else int
-        kind = str if field.metadata.get("choices") else kind
-        found.append(OptionSpec(field.name, "--" + field.name.replace("_", "-"), kind, field.default,
-                                field.metadata["help"], field.metadata.get("choices", ())))
+        choices, help = tuple(field.metadata.get("choices", ())), field.metadata["help"]
+        found.append(OptionSpec(field.name, "--" + field.name.replace("_", "-"), str if choices else kind,
+                                field.default, help() if callable(help) else help, choices))
     return found
 
 
@@ -64,8 +65,8 @@ class CutChoice(PowerTarget):
     """Where an MH step cuts the answer (`ecmh.cuts`)."""
 
     cut: Union[str, CutDistribution] = option(
-        "entropy", "where MH steps cut: entropy (where the entropy jumps), uniform, restart, or an object with "
-        "log_weights(entropy, length)", choices=CUT_NAMES)
+        "entropy", lambda: f"where MH steps cut ({cut_help()}), or an object with log_weights(entropy, length)",
+        choices=CUTS)
     cut_power: float = option(DEFAULT_POWER, "the exponent of the entropy-jump cut weights")
 
     def __post_init__(self):
