@@ -80,9 +80,12 @@ def install(app: FastAPI) -> None:
                         status=500, kind="server_error").response()
 
 
+DRAINED = 16  # a body over the limit is read (and dropped) up to this many times the limit before the refusal
+
+
 class BodyLimit:
     """ASGI middleware: a request body of more than `max_bytes` is refused with 413 before the app parses it (the
-    body is read here, at most `max_bytes + 1` bytes of it, and handed on whole)."""
+    body is read here and handed on whole)."""
 
     def __init__(self, app, max_bytes: int):
         self.app, self.max_bytes = app, max_bytes
@@ -90,15 +93,15 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        declared = dict(scope["headers"]).get(b"content-length", b"0")
-        body, more = b"", True
-        while more and len(body) <= self.max_bytes and int(declared) <= self.max_bytes:
+        body, size, more = b"", 0, True
+        while more and size <= DRAINED * self.max_bytes:
             message = await receive()
             if message["type"] != "http.request":
                 return  # the client left before sending its body
-            body += message.get("body", b"")
+            size += len(message.get("body", b""))
+            body = body + message.get("body", b"") if size <= self.max_bytes else b""
             more = message.get("more_body", False)
-        if len(body) > self.max_bytes or int(declared) > self.max_bytes:
+        if size > self.max_bytes:  # read on to the end (up to a bound), so that the client gets to read the refusal
             refusal = APIError(f"The request body is over the server's limit of {self.max_bytes} bytes: send a "
                                "shorter prompt (it must fit the model's context anyway).", status=413,
                                code="request_too_large")

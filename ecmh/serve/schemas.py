@@ -67,28 +67,23 @@ def _sampler_fields() -> dict:
     return fields
 
 
-class ContentPart(pydantic.BaseModel):
-    type: str
-    text: Optional[str] = None
-
-    @pydantic.model_validator(mode="after")
-    def _text_only(self):
-        if self.type != "text" or self.text is None:
-            raise ValueError(f"content parts of type {self.type!r} are not supported: send text parts "
-                             '({"type": "text", "text": ...}) or a string')
-        return self
-
-
 class ChatMessage(pydantic.BaseModel):
     model_config = ConfigDict(extra="ignore")  # `name`, `tool_calls`, ...: the chat template reads role and content
 
     role: str
-    content: Union[str, list[ContentPart], None] = None
+    content: Any = None
 
-    def text(self) -> str:
-        if isinstance(self.content, list):
-            return "".join(part.text for part in self.content)
-        return self.content or ""
+    @pydantic.field_validator("content")
+    @classmethod
+    def _text(cls, content) -> str:
+        """A string, or OpenAI's list of text parts joined."""
+        if content is None or isinstance(content, str):
+            return content or ""
+        if isinstance(content, list) and all(isinstance(part, dict) and part.get("type") == "text"
+                                             and isinstance(part.get("text"), str) for part in content):
+            return "".join(part["text"] for part in content)
+        raise ValueError('must be a string or a list of text parts ({"type": "text", "text": ...}): images, audio '
+                         "and files are not supported")
 
 
 def check_unknown(request) -> None:
@@ -129,7 +124,7 @@ def prompt_texts(request) -> list[str]:
 
 def chat_messages(request) -> list[dict]:
     """The chat request's messages as the chat template reads them."""
-    messages = [{"role": message.role, "content": message.text()} for message in request.messages]
+    messages = [{"role": message.role, "content": message.content} for message in request.messages]
     if not any(message["content"].strip() for message in messages):
         raise APIError('`messages` is empty: send at least one message with content, e.g. '
                        '[{"role": "user", "content": "What is 17 * 23?"}].', param="messages")
