@@ -25,7 +25,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from benchmarks import report, stats
+from benchmarks import report, report_mcnemar, stats
 
 FAKE_RESULTS = Path(__file__).parent / "data" / "fake_results"
 T_975_3_DOF = 3.182446305284263  # two-sided 95% Student t quantile, 3 degrees of freedom
@@ -55,7 +55,7 @@ def test_accuracy_pass_at_k_and_interval(summary):
     assert ecmh.pass_at_k == {1: 5 / 8, 2: 1.0}
     # Per-problem means 1, .5, .5, .5: mean .625, sample variance (.375² + 3 * .125²) / 3 = .0625,
     # standard error sqrt(.0625 / 4) = .125; .625 -/+ t(3 dof) * .125 = [.2272, 1.0228], clipped to 1.
-    assert ecmh.ci_method == report.CLUSTERED_CI
+    assert ecmh.ci_method == stats.CLUSTERED_CI
     assert ecmh.ci_low == pytest.approx(0.625 - T_975_3_DOF * 0.125)
     assert ecmh.ci_high == 1.0
 
@@ -118,7 +118,7 @@ def test_a_pre_registered_family_limits_holm_to_its_methods(tmp_path):
     None, "– (outside)"), and the family's Holm p as if it were not there (with both methods in the family, the
     fixture's Holm p are 1.0 and 0.5: the adjustment the file must change)."""
     shutil.copytree(FAKE_RESULTS, tmp_path / "results")
-    (tmp_path / "results" / report.FAMILY_FILE).write_text('["standard"]')
+    (tmp_path / "results" / report_mcnemar.FAMILY_FILE).write_text('["standard"]')
     text = report.main_report(tmp_path / "results").read_text()
     summary = report.summarise(report.load_rows(tmp_path / "results"), report.read_family(tmp_path / "results"))
     for task in ("math500", "humaneval"):
@@ -142,8 +142,8 @@ def test_holm_over_a_family_equals_a_fresh_holm_of_its_members(summary, p_and_me
 @pytest.mark.parametrize("content", ["not json", "{}", "[]", '["standard", 3]'])
 def test_a_malformed_family_file_is_refused_naming_it(tmp_path, content):
     shutil.copytree(FAKE_RESULTS, tmp_path / "results")
-    (tmp_path / "results" / report.FAMILY_FILE).write_text(content)
-    with pytest.raises(ValueError, match=f"{report.FAMILY_FILE}.*list of method names"):
+    (tmp_path / "results" / report_mcnemar.FAMILY_FILE).write_text(content)
+    with pytest.raises(ValueError, match=f"{report_mcnemar.FAMILY_FILE}.*list of method names"):
         report.main_report(tmp_path / "results")
     assert not (tmp_path / "results" / "summary.md").exists()
 
@@ -334,7 +334,7 @@ def test_agreement_between_methods():
     rows = [{"model": "m", "task": "t", "method": method, "problem_id": str(p), "seed": 0, "correct": ok}
             for method, results in [("ecmh", [1, 1, 0, 0]), ("standard", [1, 0, 0, 1]), ("low_temp", [1])]
             for p, ok in enumerate(results)]
-    names, matrix = report.agreement(rows, "m", "t")
+    names, matrix = report_mcnemar.agreement(rows, "m", "t")
     assert names == ["standard", "low_temp", "ecmh"]
     assert matrix[0] == [1.0, 1.0, 0.5] and matrix[1][2] == 1.0 and matrix[2][0] == 0.5
 
