@@ -15,7 +15,7 @@ import torch
 
 import ecmh
 
-from .speed import timed
+from .timing import timed
 
 ALPHA, MCMC_STEPS = 4.0, 2
 # Qwen2.5-0.5B and Qwen2.5-7B, as their config.json files give them; "tiny" for CI (head_dim 32 for vLLM's CPU build)

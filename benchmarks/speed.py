@@ -15,11 +15,11 @@ For each batch size (rows = prompts x chains) it measures, interleaved and as th
     this process the wait for the engine, its output processing, request building and submission, and ecmh's
     host work, and per engine step (one forward) its milliseconds and the tokens it decoded, which says how
     many of the rows the engine kept busy (`benchmarks/vllm_profile.py`);
-  - latency: for plain decoding (`ecmh.generate` with `mcmc_steps=0`), ECMH, uniform-cut MH and SMC
-    (`--particles` per prompt) at the same rows, per answer: sequential forward passes (the decoding steps an
-    answer waits for one after another, which is what latency on a GPU follows), decoded tokens and seconds,
-    each as a ratio to plain decoding, and seconds per decoded token as a ratio; and SMC with one ECMH move after
-    each resampling (`smc_ecmh`: `moves=1`, entropy cuts, the same particles);
+  - latency: every benchmark method registered in `benchmarks/registry.py` (plain decoding, best-of-N, MH with
+    each cut, SMC with `--particles` per prompt, ...), each run as the benchmark runs it, at the same rows, per
+    answer: sequential forward passes (the decoding steps an answer waits for one after another, which is what
+    latency on a GPU follows), decoded tokens and seconds, each as a ratio to the report's cost reference
+    (`low_temp`: plain decoding at temperature 1/alpha), and seconds per decoded token as a ratio;
   - early rejection: ECMH (`--cuts`, entropy by default) with and without exact early rejection
     (`ecmh.generate(..., early_rejection=True/False)`), same seeds, side by side: decoded tokens, the share of the MH
     proposals' tokens saved, sequential passes and seconds per answer, each as a ratio with / without, and whether
@@ -41,24 +41,27 @@ import dataclasses
 import functools
 import json
 import os
-import resource
 import statistics
-import time
 from pathlib import Path
 
 import torch
 
 import ecmh
-from ecmh import compat
-from ecmh.backends.transformers import TransformersBackend
 from ecmh.backends.vllm import VLLMBackend
-from ecmh.prompts import encode_prompts
-from ecmh.cuts import CUT_NAMES
+from ecmh.cuts import CUTS
 from ecmh.mh import DEFAULTS
+from ecmh.prompts import encode_prompts
+from ecmh.smc import SMCConfig
 
-from . import vllm_profile
+from . import plugin_methods, vllm_profile
 from .help import HelpFormatter
+from .methods import Method, RunSettings
+from .reencoding import ReencodingBackend
+from .registry import COST_REFERENCE, METHODS
+from .run import order_methods
+from .sweep import BACKENDS
 from .tasks import read_records
+from .timing import ForwardCounter, ForwardTimer, peak_memory_mb, timed
 
 FALLBACK_PROMPTS = [
     "What is 17 * 23? Think step by step.",
@@ -75,91 +78,6 @@ def prompts(count: int, args) -> list[str]:
     data, chains = vars(args).get("data"), vars(args).get("chains", 1)
     texts = [str(row.get("prompt") or row["problem"]) for row in read_records(data)] if data else FALLBACK_PROMPTS
     return [texts[i // chains % len(texts)] for i in range(count)]
-
-
-class ReencodingBackend(TransformersBackend):
-    """The re-encoding baseline (how the reference implementations make a proposal), for the KV-reuse speed-up:
-    each new proposal's prompt and kept prefix go through the model again and the first token's logits come
-    from that. The same chain up to float rounding, and slower; a baseline, not a way to sample."""
-
-    def prepare(self, input_ids, attention_mask, **kwargs):
-        forwarded = super().prepare(input_ids, attention_mask, **kwargs)
-        self.kept_tokens = torch.zeros_like(self.answer_column)
-        return forwarded
-
-    def start(self, starting, start, cap, answer, seed):
-        super().start(starting, start, cap, answer, seed)
-        self.kept_tokens = torch.where(starting[:, None], answer, self.kept_tokens)
-
-    def _first_token_logits(self, rows: torch.Tensor) -> torch.Tensor:
-        """Prompt + kept prefix of each starting row, through the model from scratch."""
-        start = self.start_at[rows]
-        sequence = torch.cat([self.prompt_ids[rows], self.kept_tokens[rows]], dim=1)
-        kept = torch.arange(self.kept_tokens.shape[1], device=self.device)[None, :] < start[:, None]
-        valid = torch.cat([self.prompt_mask[rows].bool(), kept], dim=1)
-        order = torch.sort(valid.long(), dim=1, stable=True).indices  # valid tokens to the right, in order
-        width = self.prompt_ids.shape[1] + int(start.max())
-        ids, mask = sequence.gather(1, order)[:, -width:], valid.gather(1, order)[:, -width:].long()
-        self.buffer.forwarded[rows] += width
-        return self._forward(ids, mask, (mask.cumsum(1) - 1).clamp_min(0), compat.new_kv_cache(self.model))[0]
-
-    def select_rows(self, keep):
-        super().select_rows(keep)
-        self.kept_tokens = self.kept_tokens[keep]
-
-
-class ForwardTimer:
-    """Wall time spent inside `model.forward` (synchronised on CUDA)."""
-
-    def __init__(self, model):
-        self.seconds, self._start = 0.0, None
-        self.handles = [model.register_forward_pre_hook(self._enter), model.register_forward_hook(self._exit)]
-
-    def _enter(self, *args):
-        _sync()
-        self._start = time.perf_counter()
-
-    def _exit(self, *args):
-        _sync()
-        self.seconds += time.perf_counter() - self._start
-
-    def remove(self):
-        for handle in self.handles:
-            handle.remove()
-
-
-class ForwardCounter:
-    """Positions run through `model.forward` (rows x width of every call's `input_ids`)."""
-
-    def __init__(self, model):
-        self.shapes = []
-        self.handle = model.register_forward_hook(self._count, with_kwargs=True)
-
-    def _count(self, module, args, kwargs, output):
-        self.shapes.append(tuple(kwargs["input_ids"].shape))
-
-    @property
-    def positions(self) -> int:
-        return sum(rows * width for rows, width in self.shapes)
-
-
-def _sync():
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-def peak_memory_mb() -> float:
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def timed(fn):
-    _sync()
-    start = time.perf_counter()
-    result = fn()
-    _sync()
-    return result, time.perf_counter() - start
 
 
 def summarise(out, ecmh_times: list, plain_times: list, prompt_tokens: int, padded_prompt_tokens: int,
@@ -275,33 +193,19 @@ def print_vllm_profile(model: str, result: dict) -> None:
               f"{p['decoded_per_forward']:.1f} decoded/step | engine: {worker} | here: {client}", flush=True)
 
 
-LATENCY_METHODS = ("plain", "ecmh", "uniform_mh", "smc", "smc_ecmh")
-MH_CUTS = {"ecmh": "entropy", "uniform_mh": "uniform"}  # the latency table's MH rows, by cut rule
 COSTS = ("sequential_passes", "decoded_tokens", "seconds")  # per answer
 EARLY_REJECTION = {"with": True, "without": False}  # `ecmh.generate(..., early_rejection=...)`
 
 
-def mh_options(cut: str, args) -> dict:
-    """`ecmh.generate`'s options for ECMH with the cut rule `cut` (`ecmh.cuts`)."""
-    return dict(mcmc_steps=args.mcmc_steps, block_size=args.block_size, cut=cut)
-
-
-def latency_options(method: str, args) -> dict:
-    """`ecmh.generate`'s options for one method of the latency table (`smc_ecmh`: SMC whose particles take one ECMH
-    step, entropy cuts, after each resampling, as the benchmark method of that name)."""
-    if method == "plain":
-        return dict(mcmc_steps=0)
-    if method in MH_CUTS:
-        return mh_options(MH_CUTS[method], args)
-    smc = dict(algorithm="smc", particles=args.particles, resample_every=args.resample_every)
-    return smc if method == "smc" else dict(smc, moves=1, cut="entropy")
-
-
-def sample(target, batch, seed: int, args, **options):
-    """One timed `ecmh.generate` call on `target` (a model, a vLLM engine): (its output, seconds)."""
-    return timed(lambda: ecmh.generate(
-        target, batch.input_ids, attention_mask=batch.attention_mask, alpha=args.alpha, seed=seed,
-        max_new_tokens=args.max_new_tokens, return_dict_in_generate=True, **options))
+def latency_methods(args) -> dict[str, Method]:
+    """The latency table's methods: the registered ones, in report order; with `--resample-every`, each method with an
+    ESS interval (`resample_every`) takes it instead of its own."""
+    methods = {}
+    for name, method in METHODS.items():
+        if args.resample_every is not None and "resample_every" in getattr(method, "options", {}):
+            method = dataclasses.replace(method, options={**method.options, "resample_every": args.resample_every})
+        methods[name] = method
+    return methods
 
 
 def answer_costs(out, seconds: float) -> dict:
@@ -318,34 +222,51 @@ def answer_costs(out, seconds: float) -> dict:
     return costs
 
 
+def method_costs(answers: list, seconds: float) -> dict:
+    """Per answer of one benchmark method's call: sequential passes, decoded tokens and seconds."""
+    return {"sequential_passes": statistics.fmean(answer.cost.sequential_passes for answer in answers),
+            "decoded_tokens": statistics.fmean(answer.cost.tokens_decoded for answer in answers),
+            "seconds": seconds / len(answers)}
+
+
 def measure_latency(model, tokenizer, rows: int, args) -> dict:
-    """Per method: sequential passes, decoded tokens and seconds per answer (medians of `--repeats` runs, interleaved)."""
+    """Per method: sequential passes, decoded tokens and seconds per answer (medians of `--repeats` runs, interleaved;
+    a method whose budget is another's runs after it, on its answers' decoded tokens)."""
     batch = encode_prompts(tokenizer, prompts(rows, args))
-    runs = {method: [] for method in LATENCY_METHODS}
+    settings = RunSettings(alpha=args.alpha, mcmc_steps=args.mcmc_steps, block_size=args.block_size,
+                           max_new_tokens=args.max_new_tokens, particles=args.particles)
+    methods = latency_methods(args)
+    runs = {name: [] for name in methods}
     for repeat in range(args.repeats):
-        for method in LATENCY_METHODS:
-            runs[method].append(answer_costs(*sample(model, batch, repeat, args, **latency_options(method, args))))
+        decoded = {}
+        for name in order_methods(list(methods))[0]:
+            method = methods[name]
+            answers, seconds = timed(lambda: method.sample(model, batch.input_ids, batch.attention_mask, settings,
+                                                           repeat, tokenizer, decoded.get(method.budget_from)))
+            decoded[name] = [answer.cost.tokens_decoded for answer in answers]
+            runs[name].append(method_costs(answers, seconds))
     per_answer = {method: {name: statistics.median(run[name] for run in measured) for name in COSTS}
                   for method, measured in runs.items()}
-    plain = per_answer["plain"]
+    reference = per_answer[COST_REFERENCE]
     for numbers in per_answer.values():
-        numbers["s_per_token_vs_plain"] = ((numbers["seconds"] / numbers["decoded_tokens"])
-                                           / (plain["seconds"] / plain["decoded_tokens"]))
+        numbers["s_per_token_vs_reference"] = ((numbers["seconds"] / numbers["decoded_tokens"])
+                                               / (reference["seconds"] / reference["decoded_tokens"]))
         for name in COSTS:
-            numbers[f"{name}_vs_plain"] = numbers[name] / plain[name]
-    return {"rows": rows, "per_answer": per_answer}
+            numbers[f"{name}_vs_reference"] = numbers[name] / reference[name]
+    return {"rows": rows, "reference": COST_REFERENCE, "per_answer": per_answer}
 
 
 def print_latency(results: list[dict]) -> None:
-    print(f"\nper answer, as a ratio to plain decoding at the same rows "
+    print(f"\nper answer, as a ratio to {COST_REFERENCE}'s at the same rows "
           f"(passes: sequential forward passes; s/token: seconds per decoded token)")
-    print(f"{'model':>28} {'rows':>5} {'method':>11} {'passes':>8} {'x plain':>8} {'tokens':>8} {'x plain':>8} {'s':>8} "
-          f"{'x plain':>8} {'s/token x':>10}")
+    print(f"{'model':>28} {'rows':>5} {'method':>12} {'passes':>8} {'x ref':>8} {'tokens':>8} {'x ref':>8} {'s':>8} "
+          f"{'x ref':>8} {'s/token x':>10}")
     for result in results:
         for method, n in result["per_answer"].items():
-            print(f"{result['model']:>28} {result['rows']:>5} {method:>11} {n['sequential_passes']:>8.1f} {n['sequential_passes_vs_plain']:>8.2f} "
-                  f"{n['decoded_tokens']:>8.1f} {n['decoded_tokens_vs_plain']:>8.2f} {n['seconds']:>8.3f} "
-                  f"{n['seconds_vs_plain']:>8.2f} {n['s_per_token_vs_plain']:>10.2f}", flush=True)
+            print(f"{result['model']:>28} {result['rows']:>5} {method:>12} {n['sequential_passes']:>8.1f} "
+                  f"{n['sequential_passes_vs_reference']:>8.2f} {n['decoded_tokens']:>8.1f} "
+                  f"{n['decoded_tokens_vs_reference']:>8.2f} {n['seconds']:>8.3f} {n['seconds_vs_reference']:>8.2f} "
+                  f"{n['s_per_token_vs_reference']:>10.2f}", flush=True)
 
 
 def measure_early_rejection(model, tokenizer, rows: int, args) -> list[dict]:
@@ -357,8 +278,9 @@ def measure_early_rejection(model, tokenizer, rows: int, args) -> list[dict]:
     for cut in args.cuts.split(","):
         per_seed = []
         for repeat in range(args.repeats):
-            outs = {flag: sample(model, batch, repeat, args, early_rejection=flag, record_history=True,
-                                 **mh_options(cut, args)) for flag in (True, False)}
+            outs = {flag: timed(lambda: ecmh.generate(
+                model, batch.input_ids, attention_mask=batch.attention_mask, **sampler_options(args, repeat), cut=cut,
+                early_rejection=flag, record_history=True)) for flag in (True, False)}
             per_seed.append({"seed": repeat, **{key: answer_costs(*outs[flag]) for key, flag in EARLY_REJECTION.items()},
                              "identical": torch.equal(outs[True][0].sequences, outs[False][0].sequences)})
         both = {key: {name: (statistics.median if name == "seconds" else statistics.mean)(s[key][name] for s in per_seed)
@@ -388,10 +310,11 @@ def print_early_rejection(results: list[dict], repeats: int) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    plugin_methods.register()
     parser = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--model", default="smollm2-135m-instruct", help="a model, or several comma-separated, "
                         "measured one after the other in this run")
-    parser.add_argument("--backend", choices=("transformers", "vllm"), default="transformers", help="what runs the model")
+    parser.add_argument("--backend", choices=BACKENDS, default=BACKENDS[0], help="what loads the model")
     parser.add_argument("--vllm-kwargs", default="{}", help="JSON object of extra `vllm.LLM` options")
     parser.add_argument("--dtype", default=None, help="weights dtype (default: the backend's)")
     parser.add_argument("--rows", default="1,4,16,64", help="comma-separated batch sizes (rows = prompts x chains)")
@@ -403,8 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--block-size", type=int, default=32, help="tokens per MH block")
     parser.add_argument("--mcmc-steps", type=int, default=4, help="MH steps per block")
     parser.add_argument("--alpha", type=float, default=DEFAULTS.alpha, help="the power of the target p^alpha")
-    parser.add_argument("--particles", type=int, default=16, help="SMC's particles per prompt (latency table)")
-    parser.add_argument("--resample-every", type=int, default=16, help="SMC's tokens between ESS checks")
+    parser.add_argument("--particles", type=int, default=SMCConfig().particles,
+                        help="SMC methods' particles per prompt (latency table)")
+    parser.add_argument("--resample-every", type=int, default=None,
+                        help="SMC methods' tokens between ESS checks (default: each method's own)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats per measurement")
     parser.add_argument("--profile", action="store_true", help="where the time goes: the share inside model.forward "
                         "(transformers), or per part of the engine and of ecmh around it (vllm, benchmarks/vllm_profile.py)")
@@ -412,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "follows a rejection (`VLLMBackend(speculative=False)`; the answers are the same)")
     parser.add_argument("--skip-reencode", action="store_true", help="skip the re-encoding baseline (slow)")
     parser.add_argument("--skip-latency", action="store_true", help="skip the per-method latency table")
-    parser.add_argument("--cuts", default="entropy", help="comma-separated cut rules (entropy, uniform, restart) of the "
+    parser.add_argument("--cuts", default=DEFAULTS.cut, help=f"comma-separated cut rules ({', '.join(CUTS)}) of the "
                         "table of ECMH with against without early rejection")
     parser.add_argument("--early-rejection-only", action="store_true", help="measure only ECMH with against without "
                         "early rejection (seeds 0 .. repeats-1), not the speed and latency tables")
@@ -432,8 +357,8 @@ def main(argv=None):
     row_counts = [int(r) for r in args.rows.split(",")]
     if args.chains < 1 or any(rows % args.chains for rows in row_counts):
         build_parser().error(f"--chains must be >= 1 and divide every batch size of --rows, got {args.chains}.")
-    if not set(args.cuts.split(",")) <= set(CUT_NAMES):
-        build_parser().error(f"--cuts takes {', '.join(CUT_NAMES)}, got {args.cuts!r}.")
+    if not set(args.cuts.split(",")) <= set(CUTS):
+        build_parser().error(f"--cuts takes {', '.join(CUTS)}, got {args.cuts!r}.")
     results, latencies, rejections, device = [], [], [], None
     header = (f"{'model':>28} {'rows':>5} {'fwd/useful':>10} {'cost/gen':>9} {'(min-max)':>11} {'reuse x':>8} "
               f"{'tok/s':>8} {'accept':>7} {'peak MB':>8}")

@@ -14,7 +14,7 @@ Example:
 from typing import Callable, NamedTuple
 
 from . import mh, smc
-from .options import names
+from .options import OptionSpec, names, specs
 from .plugins import Registry
 
 
@@ -40,6 +40,15 @@ def get(name: str) -> Entry:
     if name not in REGISTRY:
         raise ValueError(f"`algorithm` must be one of {', '.join(map(repr, REGISTRY))}, got {name!r}.")
     return REGISTRY[name]
+
+
+def option_specs() -> list[tuple[OptionSpec, list[str]]]:
+    """Every registered algorithm's command-line options, each once, with the algorithms that take it."""
+    found: dict[str, tuple[OptionSpec, list[str]]] = {}
+    for name, entry in REGISTRY.items():
+        for spec in specs(entry.options):
+            found.setdefault(spec.name, (spec, []))[1].append(name)
+    return list(found.values())
 
 
 def _takers(key: str) -> list[str]:

@@ -11,7 +11,7 @@ from . import __version__, algorithms
 from .checks import check_int
 from .mh import SamplerConfig
 from .models import DEFAULT_MODEL, check_device
-from .options import OptionSpec, names, specs
+from .options import names, specs
 from .prompts import encode_prompts
 from .serve.command import add_parser as add_serve_parser
 from .serve.command import serve_command
@@ -30,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--algorithm", choices=list(algorithms.REGISTRY), default=algorithms.DEFAULT,
                      help="; ".join(f"{name}: {entry.summary}" for name, entry in algorithms.REGISTRY.items())
                      + " (default: %(default)s)")
-    for spec, takers in _sampler_options():
+    for spec, takers in algorithms.option_specs():
         only = "" if len(takers) == len(algorithms.REGISTRY) else f"{'/'.join(takers)}: "
         kind = dict(action=argparse.BooleanOptionalAction) if spec.type is bool else dict(type=spec.type)
         gen.add_argument(spec.flag, default=None, choices=spec.choices or None, **kind,
@@ -47,15 +47,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _sampler_options() -> list[tuple[OptionSpec, list[str]]]:
-    """Every registered algorithm's command-line options, each once, with the algorithms that take it."""
-    found: dict[str, tuple[OptionSpec, list[str]]] = {}
-    for name, entry in algorithms.REGISTRY.items():
-        for spec in specs(entry.options):
-            found.setdefault(spec.name, (spec, []))[1].append(name)
-    return list(found.values())
-
-
 def generate_command(args) -> int:
     import transformers
 
@@ -64,7 +55,7 @@ def generate_command(args) -> int:
     if not args.prompt.strip():
         return _error('the prompt is empty: ask something, e.g. ecmh generate "What is 17 * 23?"')
     entry = algorithms.get(args.algorithm)
-    given = {spec.name: getattr(args, spec.name) for spec, _ in _sampler_options()}
+    given = {spec.name: getattr(args, spec.name) for spec, _ in algorithms.option_specs()}
     if "progress" in names(entry.options):
         given["progress"] = True
     try:  # checked before the model loads

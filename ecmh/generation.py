@@ -100,16 +100,16 @@ def generate(
         input_ids: `[batch, prompt_length]` token ids, left-padded with an `attention_mask` for batches,
             or a list of token-id lists (padded here).
         generation_config: a `transformers.GenerationConfig`; keyword arguments override it.
-        algorithm: "mh" (ECMH, exact in the limit of MH steps) or "smc" (Sequential Monte Carlo: particles
-            per prompt in one batch, about plain decoding's latency, consistent as the particles grow; `ecmh.smc`).
+        algorithm: a sampler of `ecmh.algorithms` (an installed package's `ecmh.samplers` entry points included): ECMH
+            (`ecmh.algorithms.DEFAULT`, exact in the limit of MH steps), "smc" (Sequential Monte Carlo: particles per
+            prompt in one batch, about plain decoding's latency, consistent as the particles grow; `ecmh.smc`), ...
         seed: makes the output reproducible (bit for bit on the same machine and batch); a list, one per prompt, gives
             each prompt's MH chains the keys of a call on that prompt alone with its seed (`ecmh.keyed.PromptSeeds`),
             so its answers do not depend on the batch's other prompts (up to float rounding of the batched forward).
-        **kwargs: the algorithm's options, each declared once with its default and meaning in its dataclass
-            (`ecmh.SamplerConfig` for "mh": `alpha`, `cut`, `cut_power`, `mcmc_steps`, `block_size`,
-            `early_rejection`, `on_step`, `record_history`, `progress`; `ecmh.SMCConfig` for "smc": `alpha`,
-            `particles`, `ess_threshold`, `resampling`, `resample_every`, `bridge_tokens`); an option of another
-            algorithm is refused. The rest as for `model.generate`: `attention_mask`, `max_new_tokens`, `eos_token_id`
+        **kwargs: the algorithm's options, each declared once with its default and meaning in its options
+            dataclass (`ecmh.options`; `ecmh.algorithms.get(algorithm).options`, e.g. `ecmh.SamplerConfig`,
+            `ecmh.SMCConfig`), all of them keywords of this function's signature; an option of another algorithm is
+            refused. The rest as for `model.generate`: `attention_mask`, `max_new_tokens`, `eos_token_id`
             (None: never stop early), `stop_strings` with `tokenizer` (a continuation ends at the first token
             that completes one in its text, exactly as at EOS: `ecmh.stopping`), `pad_token_id`,
             `num_return_sequences`, `top_k`, `top_p`, `return_dict_in_generate`. `top_k`/`top_p` truncate `p` in the

@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import __version__
+from . import __version__, algorithms
 from .generation import generate as ecmh_generate
 
 # `GenerationMixin.generate`'s own arguments that transformers hands to a repository's `generate` as they were given.
@@ -56,12 +56,8 @@ print(tokenizer.batch_decode(out[:, inputs.input_ids.shape[1]:], skip_special_to
 
 ## Arguments
 
-- `alpha` (4.0): the power of the target; proposals are drawn at temperature `1/alpha`.
-- `mcmc_steps` (10): MH steps after each block; 0 is plain low-temperature sampling.
-- `block_size` (`max_new_tokens // 16`, at least 16): tokens added per block.
-- `cut` ("entropy"; or "uniform", "restart"), `cut_power` (4.0): where proposals start.
+{arguments}
 - `seed`: the same seed gives the same output.
-- `algorithm` ("mh" or "smc"), `particles`, `ess_threshold`, `resampling`, `resample_every`, `bridge_tokens`: SMC.
 - As for `generate`: `max_new_tokens`, `eos_token_id`, `num_return_sequences`, `top_k`, `top_p`,
   `return_dict_in_generate`. No `top_k=50` is applied unless you ask; options that would change the target
   (`temperature`, `repetition_penalty`, ...) are refused.
@@ -73,6 +69,18 @@ Requirements: `custom_generate/requirements.txt` (the `ecmh` package, Apache-2.0
 - Karan & Du, *Reasoning with Sampling: Your Base Model is Smarter Than You Think*, arXiv:2510.14901.
 - *Entropy-Cut Metropolis-Hastings*, arXiv:2605.30327.
 """
+
+
+def arguments() -> str:
+    """The card's list of the samplers and their options, read from the registry and the options tables
+    (`ecmh.algorithms`, `ecmh.options`): each option once, with its default, the algorithms that take it where not
+    every one does, and its help."""
+    samplers = "; ".join(f'"{name}": {entry.summary}' for name, entry in algorithms.REGISTRY.items())
+    lines = [f'- `algorithm` ("{algorithms.DEFAULT}"): the sampler, one of {samplers}.']
+    for spec, takers in algorithms.option_specs():
+        only = "" if len(takers) == len(algorithms.REGISTRY) else f"; {', '.join(takers)}"
+        lines.append(f"- `{spec.name}` ({spec.default!r}{only}): {spec.help}.")
+    return "\n".join(lines)
 
 
 def generate(inputs=None, generation_config=None, *, model, **arguments):
@@ -96,7 +104,7 @@ def export(directory) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "generate.py").write_text(ENTRY)
     (folder / "requirements.txt").write_text(f"ecmh=={__version__}\n")
-    (directory / "README.md").write_text(CARD)
+    (directory / "README.md").write_text(CARD.replace("{arguments}", arguments()))
     return directory
 
 

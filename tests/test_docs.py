@@ -72,3 +72,49 @@ def test_the_readme_documents_every_option_and_every_output_field():
     names = {field.name for entry in algorithms.REGISTRY.values() for field in dataclasses.fields(entry.options)}
     for name in sorted(names | set(Stats._fields) | (set(ParticleSet._fields) - {"trace", "sequences"})):
         assert re.search(rf"`{name}\b", README), name
+
+
+ADDING = section(ARCHITECTURE, "## Adding things")
+
+
+def test_the_architecture_page_counts_one_registration_line_for_each_kind_of_thing():
+    rows = {line.split(" | ")[0].strip("| "): line for line in ADDING.splitlines() if line.startswith("| a ")}
+    assert set(rows) == {"a sampler", "a cut", "a backend (llama.cpp, SGLang, ...)", "a task", "a benchmark method"}
+    for kind in ("a sampler", "a cut", "a backend (llama.cpp, SGLang, ...)"):
+        assert "one line" in rows[kind] and "one entry point" in rows[kind], kind
+    assert "one `benchmarks.registry.register(...)` line" in rows["a benchmark method"]
+    for group in ("ecmh.samplers", "ecmh.cuts", "ecmh.backends"):
+        assert group in ADDING and group in (ROOT / "ecmh" / "plugins.py").read_text()
+
+
+@pytest.fixture
+def toy_method():
+    from benchmarks import methods, registry
+
+    method = registry.register(methods.Plain("toy_plain", "a method registered in a test", tempered=True))
+    yield method
+    registry.METHODS.pop(method.name, None)
+
+
+def test_a_registered_benchmark_method_reaches_the_runner_the_speed_benchmark_and_the_report(toy_method):
+    """The architecture page's count for a benchmark method, one `register` line and no other edit, read off the
+    three programs that list the methods."""
+    from benchmarks import registry, report, speed
+    from benchmarks.__main__ import _parser as runner_parser
+    from benchmarks.run import order_methods
+
+    name = toy_method.name
+    rows = [{"model": "m", "task": "t", "method": method, "problem_id": str(p), "seed": 0, "correct": p % 2 == 0,
+             "tokens_decoded": 10 + p, "config": {}} for method in (name, "ecmh") for p in range(3)]
+
+    def reached() -> dict[str, bool]:
+        text = report.markdown(report.summarise(rows), "report", len(rows))
+        assert f"| {name} |" in text  # its rows are reported whatever the registry says
+        return {"runner": name in order_methods(["all"])[0]
+                and name in " ".join(subcommand(runner_parser(), "run").format_help().split()),
+                "speed": name in speed.latency_methods(speed.build_parser().parse_args([])),
+                "report": f"`{name}`" in text}  # named among the registered methods that do not target p^alpha
+
+    assert reached() == {"runner": True, "speed": True, "report": True}
+    del registry.METHODS[name]
+    assert reached() == {"runner": False, "speed": False, "report": False}  # the negative control: unregistered

@@ -6,7 +6,8 @@ import transformers
 from packaging import version
 
 import ecmh
-from benchmarks.speed import ForwardCounter, ReencodingBackend
+from benchmarks.reencoding import ReencodingBackend
+from benchmarks.timing import ForwardCounter
 from ecmh.backends.transformers import TransformersBackend
 
 from conftest import EOS, PAD, tiny_model

@@ -11,6 +11,8 @@ import torch
 
 import ecmh
 from benchmarks import speed
+from benchmarks.methods import MH, Plain
+from benchmarks.registry import COST_REFERENCE, METHODS
 from ecmh.prompts import encode_prompts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,12 +44,13 @@ def test_speed_benchmark_writes_its_tables(sharp_chat_model_dir, tmp_path, capsy
         assert r["forward_with_padding"] >= 1.0
         assert {"cost_vs_generate", "kv_reuse_speedup", "forward_share", "peak_memory_mb"} <= set(r)
     printed = capsys.readouterr().out
-    assert "reuse x" in printed and "per answer, as a ratio to plain decoding" in printed
+    assert "reuse x" in printed and f"per answer, as a ratio to {COST_REFERENCE}'s" in printed
     for latency in report["latency"]:
         per_answer = latency["per_answer"]
-        assert list(per_answer) == ["plain", "ecmh", "uniform_mh", "smc", "smc_ecmh"]
-        assert all(per_answer["plain"][f"{name}_vs_plain"] == 1.0 for name in ("sequential_passes", "decoded_tokens", "seconds"))
-        for method in ("plain", "ecmh", "uniform_mh"):  # one token after another, plus the prompt
+        assert list(per_answer) == list(METHODS) and latency["reference"] == COST_REFERENCE  # every registered method
+        reference = per_answer[COST_REFERENCE]
+        assert all(reference[f"{name}_vs_reference"] == 1.0 for name in ("sequential_passes", "decoded_tokens", "seconds"))
+        for method in (name for name, kind in METHODS.items() if isinstance(kind, (Plain, MH))):  # one token after
             assert per_answer[method]["sequential_passes"] == pytest.approx(per_answer[method]["decoded_tokens"] + 1)
         smc = per_answer["smc"]  # 4 particles in lockstep: at most the cap's passes, 4 particles' tokens
         assert smc["sequential_passes"] <= 8 + 1 and smc["decoded_tokens"] >= smc["sequential_passes"] - 1
@@ -86,7 +89,7 @@ def test_early_rejection_only_compares_both_cuts_seed_by_seed_and_saves_tokens(s
     assert [(r["rows"], r["cut"]) for r in results] == [(4, "entropy"), (4, "uniform")]
     assert all([seed["seed"] for seed in r["per_seed"]] == [0, 1] for r in results)
     printed = capsys.readouterr().out
-    assert "reuse x" not in printed and "ratio to plain decoding" not in printed
+    assert "reuse x" not in printed and "per answer, as a ratio to" not in printed
     assert_consistent(results, printed)
     for r in results:  # it stopped proposals here, and saved what it stopped
         assert r["with"]["early_rejections"] > 0 and r["with"]["decoded_tokens"] < r["without"]["decoded_tokens"]
