@@ -158,16 +158,23 @@ class Plain(Method):
 
 @dataclass(frozen=True)
 class MH(Method):
-    """Block-wise MH on `p^alpha` with the cut rule `cut` (`ecmh.cuts`)."""
+    """Block-wise MH on `p^alpha` with the cut rule `cut` (`ecmh.cuts`); `options`: ECMH options of its own that
+    replace the run's (e.g. `tries` and `mcmc_steps` for multiple-try ECMH), recorded in its rows under "mh"."""
 
     cut: str = "entropy"
+    options: dict = field(default_factory=dict)
+
+    def config(self, settings):
+        SamplerConfig(**self.options)  # checked before any model loads
+        return {**settings.config(), "mh": dict(self.options)} if self.options else settings.config()
 
     def sample(self, model, input_ids, attention_mask, settings, seed, tokenizer=None, budgets=None):
+        run_options = dict(mcmc_steps=settings.mcmc_steps, cut_power=settings.cut_power,
+                           early_rejection=settings.early_rejection)
         out = ecmh.generate(
-            model, input_ids, attention_mask=attention_mask, alpha=settings.alpha, mcmc_steps=settings.mcmc_steps,
+            model, input_ids, attention_mask=attention_mask, alpha=settings.alpha,
             block_size=settings.resolved_block_size, max_new_tokens=settings.max_new_tokens, cut=self.cut,
-            cut_power=settings.cut_power, early_rejection=settings.early_rejection, seed=seed, record_history=True,
-            return_dict_in_generate=True,
+            seed=seed, record_history=True, return_dict_in_generate=True, **{**run_options, **self.options},
             **_stop_strings(settings, tokenizer))
         blocks = -(-settings.max_new_tokens // settings.resolved_block_size)
         by_block = ecmh.diagnostics.acceptance_by_block(out.history, input_ids.shape[0], blocks).tolist()

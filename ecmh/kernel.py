@@ -51,6 +51,7 @@ class State(NamedTuple):
     tokens_decoded: torch.Tensor  # [R] long: tokens sampled, rejected proposals included
     tokens_forwarded: torch.Tensor  # [R] long: positions run through the model
     early_rejections: torch.Tensor  # [R] long: MH proposals rejected by the running bound (`rejected`)
+    sequential_passes: torch.Tensor  # [R] long: decoding passes waited for (a multiple-try step: its longest candidate)
 
 
 class Suffix(NamedTuple):
@@ -110,6 +111,7 @@ class Info(NamedTuple):
     proposal_length: torch.Tensor  # [R] long
     rejected_early: torch.Tensor  # [R] bool: the running bound fell below log u (a backend may have stopped there)
     diagnostics: Optional[Diagnostics] = None  # history-only numbers, when the kernel was built to keep them
+    tries: Optional[NamedTuple] = None  # a multiple-try step's candidates (`ecmh.multiple_try.Tries`)
 
 
 def where_rows(mask: torch.Tensor, a, b):
@@ -125,7 +127,8 @@ def init(num_rows: int, max_new_tokens: int, tokens_forwarded: torch.Tensor) -> 
     floats = torch.zeros(num_rows, max_new_tokens, device=device)
     counter = torch.zeros(num_rows, dtype=torch.long, device=device)
     tokens = torch.zeros(num_rows, max_new_tokens, dtype=torch.long, device=device)
-    return State(tokens, floats, floats, floats, counter, floats, counter, counter, counter, tokens_forwarded, counter)
+    return State(tokens, floats, floats, floats, counter, floats, counter, counter, counter, tokens_forwarded, counter,
+                 counter)
 
 
 def cut_log_probs(cut_distribution: CutDistribution, entropy: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
@@ -171,10 +174,11 @@ def candidate(state: State, suffix: Suffix, start: torch.Tensor, cut_distributio
         cut_log_prob=cut_log_probs(cut_distribution, entropy, length),
         tokens_decoded=state.tokens_decoded + suffix.length,
         tokens_forwarded=state.tokens_forwarded + suffix.forwarded,
+        sequential_passes=state.sequential_passes + suffix.length,
     )
 
 
-def _suffix_sum(values: torch.Tensor, start: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+def suffix_sum(values: torch.Tensor, start: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
     position = torch.arange(values.shape[1], device=values.device)[None, :]
     inside = (position >= start[:, None]) & (position < length[:, None])
     return torch.where(inside, values, torch.zeros_like(values)).sum(1)
@@ -200,7 +204,7 @@ def log_ratio(alpha: float, state: State, proposed: State, cut: torch.Tensor, ta
     (SMC's bridged intermediate targets, `ecmh.smc`), for answers both of which it applies to.
     """
     def suffix(values, of):
-        return _suffix_sum(values, cut, of.length)
+        return suffix_sum(values, cut, of.length)
 
     log_p = suffix(proposed.log_p, proposed) - suffix(state.log_p, state)
     log_z = suffix(proposed.log_z, proposed) - suffix(state.log_z, state)
@@ -230,7 +234,7 @@ class Bound(NamedTuple):
 
 def bound(key: torch.Tensor, state: State, start: torch.Tensor, mh: torch.Tensor) -> Bound:
     """The bound of the MH proposals starting at `start` where `mh` (`[R]` bool); the other rows never reject early."""
-    state_terms = _suffix_sum(state.log_z.clamp_max(0.0), start, state.length) + _at_cut(state.cut_log_prob, start)
+    state_terms = suffix_sum(state.log_z.clamp_max(0.0), start, state.length) + at_cut(state.cut_log_prob, start)
     threshold = log_uniform(key) + state_terms
     return Bound(torch.where(mh, threshold, torch.full_like(threshold, float("-inf"))), state.entropy)
 
@@ -296,15 +300,15 @@ def accept_reject(key: torch.Tensor, alpha: float, state: State, proposed: State
     return log_u < terms.total(), terms, log_u
 
 
-def _at_cut(values: torch.Tensor, cut: torch.Tensor) -> torch.Tensor:
+def at_cut(values: torch.Tensor, cut: torch.Tensor) -> torch.Tensor:
     return values.gather(1, cut[:, None].clamp_max(values.shape[1] - 1)).squeeze(1)
 
 
 def _cut_jump_and_rank(state: State, cut: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     jumps = entropy_jumps(state.entropy)
     valid = torch.arange(jumps.shape[1], device=jumps.device)[None, :] < state.length[:, None]
-    at_cut = _at_cut(jumps, cut)
-    return at_cut, (valid & (jumps > at_cut[:, None])).sum(1)
+    jump = at_cut(jumps, cut)
+    return jump, (valid & (jumps > jump[:, None])).sum(1)
 
 
 def step(
@@ -335,17 +339,22 @@ def step(
         accepted=state.accepted + (is_mh & accepted).long(),
         tokens_decoded=proposed.tokens_decoded,
         tokens_forwarded=proposed.tokens_forwarded,
+        sequential_passes=proposed.sequential_passes,
         early_rejections=state.early_rejections + rejected_early.long(),
     )
     new_state = where_rows(finished, settled, state)
     info = Info(finished=finished, extension=extension, cut=start, accepted=accepted, log_ratio=terms.total(),
                 ratio_terms=terms, log_uniform=log_u, proposal_length=suffix.length, rejected_early=rejected_early)
     if diagnostics:
-        cut_jump, cut_jump_rank = _cut_jump_and_rank(state, start)
-        info = info._replace(diagnostics=Diagnostics(
-            cut_log_prob=_at_cut(state.cut_log_prob, start), cut_jump=cut_jump, cut_jump_rank=cut_jump_rank,
-            previous_length=state.length, log_p=answer_log_p(new_state), length=new_state.length))
+        info = info._replace(diagnostics=diagnose(state, new_state, start))
     return new_state, info
+
+
+def diagnose(state: State, new_state: State, cut: torch.Tensor) -> Diagnostics:
+    """The history-only numbers of a step from `state` to `new_state` whose proposals started at `cut`."""
+    cut_jump, cut_jump_rank = _cut_jump_and_rank(state, cut)
+    return Diagnostics(cut_log_prob=at_cut(state.cut_log_prob, cut), cut_jump=cut_jump, cut_jump_rank=cut_jump_rank,
+                       previous_length=state.length, log_p=answer_log_p(new_state), length=new_state.length)
 
 
 class Kernel(NamedTuple):

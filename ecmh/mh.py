@@ -22,7 +22,7 @@ from typing import Callable, NamedTuple, Optional
 import torch
 from tqdm.auto import tqdm
 
-from . import keyed, kernel
+from . import keyed, kernel, multiple_try
 from .backends.base import Backend
 from .checks import check_int
 from .history import HistoryRecorder
@@ -53,7 +53,9 @@ class SamplerConfig(CutChoice):
     block_size: Optional[int] = option(None, "tokens added per block (None: max_new_tokens // 16, at least 16, "
                                              "or all of max_new_tokens)")
     early_rejection: bool = option(True, "stop decoding an MH proposal once it can no longer be accepted (exact: the "
-                                         "same chain; docs/sampler-math.md, 'Exact early rejection')")
+                                         "same chain; docs/sampler-math.md, 'Exact early rejection'; tries=1 only)")
+    tries: int = option(1, "candidate suffixes decoded side by side per MH step, one selected by weight and accepted "
+                           "with the multiple-try ratio (exact; 1: ECMH; docs/sampler-math.md, 'Multiple-try ECMH')")
     on_step: Optional[Callable] = option(None, "on_step(info) whenever proposals finish decoding (`ecmh.Info`)", cli=False)
     record_history: bool = option(False, "return every settled proposal as out.history (needs "
                                           "return_dict_in_generate=True)", cli=False)
@@ -62,6 +64,7 @@ class SamplerConfig(CutChoice):
     def __post_init__(self):
         super().__post_init__()
         check_int("mcmc_steps", self.mcmc_steps, 0)
+        check_int("tries", self.tries, 1, "(1: one candidate per MH step, plain ECMH)")
         if self.block_size is not None:
             check_int("block_size", self.block_size, 1, "or None (max_new_tokens // 16, at least 16)")
 
@@ -100,12 +103,13 @@ class Schedule(NamedTuple):
 
 
 class Run(NamedTuple):
-    """The running rows' answers and schedules, and every row's answer as it stood when the row left."""
+    """The running chains' answers and schedules, and every chain's answer as it stood when the chain left."""
 
     state: kernel.State
     schedule: Schedule
-    batch_row: torch.Tensor  # [R] long: running row -> row of the batch
+    batch_row: torch.Tensor  # [C] long: running chain -> row of the returned batch
     result: kernel.State
+    decoding: torch.Tensor  # [C * K] bool: backend rows whose candidate is still decoding (K = `tries`)
 
 
 def proposal_key(chain_key: torch.Tensor, block: torch.Tensor, mh_index: torch.Tensor, mcmc_steps: int) -> torch.Tensor:
@@ -115,15 +119,23 @@ def proposal_key(chain_key: torch.Tensor, block: torch.Tensor, mh_index: torch.T
 
 class BlockSchedule:
     """ECMH built from its options for one call (`build`): the kernel and the schedule with their parameters closed
-    over, driven by `ecmh.generate` through `init`, `step` and `output`."""
+    over, driven by `ecmh.generate` through `init`, `step` and `output`.
+
+    With `tries=K` each chain is K rows of the backend's batch, `chain * K + k`, all holding the chain's answer: an
+    MH step decodes a candidate in each (`ecmh.multiple_try`), a block extension in the first only; the chain settles
+    once all its candidates finished, and every row takes the answer it settled on (`Backend.adopt`)."""
 
     def __init__(self, options: SamplerConfig, generation):
         self.options = options
+        self.tries = options.tries
         self.block_size = options.block_size_for(generation.max_new_tokens)
         diagnostics = options.record_history or isinstance(options.on_step, HistoryRecorder)
-        self.kernel = kernel.build(options.alpha, options.cut_distribution, generation.top_k, generation.top_p,
-                                   diagnostics=diagnostics)
-        stops_early = options.early_rejection and kernel.grows(options.cut_distribution)
+        arguments = (options.alpha, options.cut_distribution, generation.top_k, generation.top_p)
+        if self.tries == 1:
+            self.kernel = kernel.build(*arguments, diagnostics=diagnostics)
+        else:
+            self.kernel = multiple_try.build(*arguments[:2], self.tries, *arguments[2:], diagnostics=diagnostics)
+        stops_early = options.early_rejection and kernel.grows(options.cut_distribution) and self.tries == 1
         self.early_rejection = kernel.EarlyRejection(options.cut_distribution) if stops_early else None
         self.proposal = self.kernel.proposal
         self.recorder = HistoryRecorder() if options.record_history else None
@@ -153,48 +165,76 @@ class BlockSchedule:
         return Schedule(block, mh_index, torch.where(finished, next_start, schedule.start), cap, schedule.chain_key,
                         key), done
 
+    def _rows(self, x: torch.Tensor) -> torch.Tensor:
+        """A per-chain tensor repeated for each of the chain's K backend rows."""
+        return x.repeat_interleave(self.tries, dim=0)
+
+    def _start(self, backend: Backend, chains: torch.Tensor, schedule: Schedule, state: kernel.State,
+               announce: str = "start") -> torch.Tensor:
+        """Start (or, with `announce="speculate"`, name) the next proposal of these chains: an MH step's K
+        candidates, an extension in the chain's first row. Returns the backend rows it concerns."""
+        first = torch.arange(len(chains) * self.tries, device=chains.device) % self.tries == 0
+        rows = self._rows(chains) & (first | self._rows(schedule.mh_index > 0))
+        seeds = self.kernel.engine_seed(multiple_try.candidate_keys(schedule.key, self.tries)).view(-1)
+        getattr(backend, announce)(rows, self._rows(schedule.start), self._rows(schedule.cap), self._rows(state.tokens), seeds)
+        return rows
+
     def init(self, rng: torch.Generator, backend: Backend, forwarded: torch.Tensor, terminal: Terminal) -> Run:
-        """An empty answer for every row (`forwarded`: what each row's prompt cost), its first block started."""
+        """An empty answer for every chain (`forwarded`: what each prompt row cost), its first block started; with
+        `tries=K` each prompt row is copied into K backend rows first."""
         if self.options.progress:
             self.bar = tqdm(desc="ECMH proposals", unit="proposal", file=sys.stderr, leave=False)
         state = self.kernel.init(forwarded.shape[0], terminal.max_new_tokens, forwarded)
         batch_row = torch.arange(state.length.shape[0], device=state.length.device)
+        if self.tries > 1:
+            backend.select_rows(self._rows(batch_row))
         zeros = torch.zeros_like(batch_row)
         chain_key = keyed.keys(rng, len(batch_row)).to(batch_row.device)
         schedule = Schedule(zeros, zeros, zeros, torch.full_like(batch_row, min(self.block_size, state.tokens.shape[1])),
                             chain_key, proposal_key(chain_key, zeros, zeros, self.options.mcmc_steps))
-        backend.start(torch.ones_like(batch_row, dtype=torch.bool), schedule.start, schedule.cap, state.tokens,
-                      self.kernel.engine_seed(schedule.key))
-        return Run(state, schedule, batch_row, state)
+        decoding = self._start(backend, torch.ones_like(batch_row, dtype=torch.bool), schedule, state)
+        return Run(state, schedule, batch_row, state, decoding)
+
+    def _take(self, backend: Backend, accepted: torch.Tensor, start: torch.Tensor, info: kernel.Info) -> None:
+        """The accepted proposals become their chains' answers in every row of the chain."""
+        if info.tries is not None:
+            chains = len(accepted)
+            source = self._rows(torch.arange(chains, device=accepted.device) * self.tries + info.tries.selected)
+            rows = self._rows(accepted) & (source != torch.arange(chains * self.tries, device=accepted.device))
+            backend.adopt(rows, source)
+        backend.commit(self._rows(accepted), self._rows(start))
 
     def step(self, rng: torch.Generator, run: Run, backend: Backend, terminal: Terminal, decoded: tuple) -> tuple[Run, bool]:
         """Settle the proposals that finished, start the rows' next ones; rows whose schedule is over leave.
         Returns the run and whether every row is done."""
-        state, schedule, batch_row, result = run
-        finished, suffix = decoded
+        state, schedule, batch_row, result, decoding = run
+        finished_rows, suffix = decoded
+        decoding = decoding & ~finished_rows
+        by_chain = (-1, self.tries)
+        finished = finished_rows.view(by_chain).any(1) & ~decoding.view(by_chain).any(1)  # all candidates are in
         proposals = kernel.Proposals(finished, schedule.mh_index == 0, schedule.start, suffix)
         state, info = self.kernel.step(schedule.key, state, proposals)
-        backend.commit(finished & info.accepted, schedule.start)
+        self._take(backend, finished & info.accepted, schedule.start, info)
         self._report(Info(info, batch_row, schedule.block))
         schedule, done = self.advance(schedule, state, finished, terminal)
         starting = finished & ~done
-        backend.start(starting, schedule.start, schedule.cap, state.tokens, self.kernel.engine_seed(schedule.key))
+        decoding = decoding | self._start(backend, starting, schedule, state)
         mh = starting & (schedule.mh_index > 0)
         if self.early_rejection is not None:
             backend.reject_early(mh, kernel.bound(schedule.key, state, schedule.start, mh), self.early_rejection)
         if_rejected, ends = self.advance(schedule, state, mh, terminal)
-        backend.speculate(mh & ~ends, if_rejected.start, if_rejected.cap, state.tokens,
-                               self.kernel.engine_seed(if_rejected.key))
+        self._start(backend, mh & ~ends, if_rejected, state, announce="speculate")
         if not done.any():
-            return Run(state, schedule, batch_row, result), False
+            return Run(state, schedule, batch_row, result, decoding), False
         leaving = done.nonzero().squeeze(1)
         result = kernel.State(*(r.index_copy(0, batch_row[leaving], s[leaving]) for r, s in zip(result, state)))
         staying = (~done).nonzero().squeeze(1)
         if staying.numel() == 0:
-            return Run(state, schedule, batch_row, result), True
-        backend.select_rows(staying)
+            return Run(state, schedule, batch_row, result, decoding), True
+        rows = (staying[:, None] * self.tries + torch.arange(self.tries, device=staying.device)).view(-1)
+        backend.select_rows(rows)
         return Run(kernel.State(*(s[staying] for s in state)), Schedule(*(s[staying] for s in schedule)),
-                   batch_row[staying], result), False
+                   batch_row[staying], result, decoding[rows]), False
 
     def _report(self, info: Info) -> None:
         for callback in self.callbacks:
@@ -217,7 +257,7 @@ class BlockSchedule:
             tokens_decoded=state.tokens_decoded,
             tokens_forwarded=state.tokens_forwarded,
             log_p=trace.log_p.sum(1),
-            sequential_passes=state.tokens_decoded + 1,  # each token after the one before; the prompt in one pass
+            sequential_passes=state.sequential_passes + 1,  # the prompt in one pass
             early_rejections=state.early_rejections,
         )
         return ECMHOutput(sequences, stats, trace, self.recorder.history() if self.recorder is not None else None)

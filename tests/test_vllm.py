@@ -136,6 +136,17 @@ def test_chains_reach_the_power_distribution(sweep_case):
     assert exactness.worst_ratio(f"vllm {name} {cut}", empirical, case.target, SWEEP_CHAINS) <= exactness.TOLERANCE
 
 
+@pytest.mark.parametrize("tries", [2, 4])
+def test_multiple_try_chains_reach_the_power_distribution(sweep_case, tries):
+    """Multiple-try ECMH on the engine: K candidate requests per step; half the sweep's MH steps (each settles the
+    best of K candidates, so the chains mix at least as fast: tests/test_multiple_try.py measures it)."""
+    name, case, engine = sweep_case
+    cut, steps = SWEEP[name]
+    empirical = case.sample(engine, chains=SWEEP_CHAINS, mcmc_steps=steps // 2, cut=cut, cut_power=1.0, tries=tries)
+    assert exactness.worst_ratio(f"vllm {name} {cut} tries={tries}", empirical, case.target,
+                                 SWEEP_CHAINS) <= exactness.TOLERANCE
+
+
 def test_zero_steps_sample_the_tempered_proposal_and_miss_the_target(sweep_case):
     _, case, engine = sweep_case
     empirical = case.sample(engine, chains=SWEEP_CHAINS, mcmc_steps=0)

@@ -11,7 +11,9 @@
     backend.close()                              # always, also after an error
 
 `start` .. `select_rows` repeat until every row is done (an `ecmh.algorithm.Algorithm` says what to start, commit
-and keep). Optional capabilities have a default on the contract, which a backend subclasses: `speculate(rows,
+and keep). Optional capabilities have a default on the contract, which a backend subclasses: `adopt(rows, source)`
+(multiple-try ECMH: rows take another row's finished proposal before `commit`; by default through `select_rows`, a
+backend overrides it to copy less), `speculate(rows,
 start, cap, answer, seed)` (arguments as for `start`) names the proposal each of these rows starts next if the one
 in flight is rejected, which a backend may decode ahead where it has room, as long as what every row decodes
 stays the same (`ecmh.backends.vllm.backend`); by default it does nothing. The answer itself
@@ -89,6 +91,13 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release what the generation held (hooks, caches); the backend may be prepared again."""
+
+    def adopt(self, rows: torch.Tensor, source: torch.Tensor) -> None:
+        """Rows where `rows` (`[R]` bool) is True take row `source[r]`'s finished proposal, with everything the backend
+        holds for it, in place of their own (which is dropped); `commit` follows. Each source shares the kept prefix
+        with the rows that take its proposal. The default copies the whole row through `select_rows`."""
+        index = torch.arange(len(rows), device=rows.device)
+        self.select_rows(torch.where(rows, source, index))
 
     def speculate(self, rows: torch.Tensor, start: torch.Tensor, cap: torch.Tensor, answer: torch.Tensor,
                   seed: torch.Tensor) -> None:

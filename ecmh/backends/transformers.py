@@ -97,8 +97,8 @@ class TransformersBackend(Backend):
         self.width = width  # columns in the cache
         self.answer_column = torch.zeros(rows, max_new_tokens, dtype=torch.long, device=self.device)
         self.buffer = Suffix.empty(rows, max_new_tokens, self.device)
-        self.start_at, self.cap, self.first_column, self.seed = (
-            torch.zeros(rows, dtype=torch.long, device=self.device) for _ in range(4))
+        self.start_at, self.cap, self.first_column, self.proposal_column, self.seed = (
+            torch.zeros(rows, dtype=torch.long, device=self.device) for _ in range(5))
         self.starting = torch.zeros(rows, dtype=torch.bool, device=self.device)
         self.in_flight = torch.zeros(rows, dtype=torch.bool, device=self.device)  # rows with a proposal decoding
         self.bound = Bound(torch.full((rows,), float("-inf"), device=self.device), self.buffer.entropy.clone())
@@ -138,6 +138,7 @@ class TransformersBackend(Backend):
         self.start_at = torch.where(starting, start, self.start_at)
         self.cap = torch.where(starting, cap, self.cap)
         self.first_column = torch.where(starting, self.width, self.first_column)
+        self.proposal_column = torch.where(starting, self.width, self.proposal_column)  # kept after it finishes
         self.buffer = self.buffer._replace(length=torch.where(starting, 0, self.buffer.length),
                                            forwarded=torch.where(starting, 0, self.buffer.forwarded))
         self.window = where_rows(starting, self.terminal.window(answer, start), self.window)
@@ -200,7 +201,26 @@ class TransformersBackend(Backend):
         position = torch.arange(self.answer_column.shape[1], device=self.device)[None, :]
         offset = position - start[:, None]
         from_proposal = accepted[:, None] & (offset >= 0) & (offset < self.buffer.length[:, None])
-        self.answer_column = torch.where(from_proposal, self.first_column[:, None] + offset, self.answer_column)
+        self.answer_column = torch.where(from_proposal, self.proposal_column[:, None] + offset, self.answer_column)
+
+    def adopt(self, rows: torch.Tensor, source: torch.Tensor) -> None:
+        """(`Backend.adopt`.) Copies only the columns written since the sources' proposals began: the kept prefix's
+        are the same in a row and its source (both hold the chain's answer), and nothing later is attended to by the
+        row once its own proposal is dropped. Host synchronisations: which rows take, and from which column."""
+        taking = rows.nonzero().squeeze(1)
+        if taking.numel() == 0:
+            return
+        giving = source[taking]
+        first = int(self.proposal_column[giving].min())
+
+        def copy_columns(x: torch.Tensor) -> torch.Tensor:  # keys or values, [rows, heads, columns, dim]
+            x[taking, :, first:] = x[giving, :, first:]
+            return x
+
+        compat.map_kv_(self.cache, copy_columns)
+        self.column_hidden[taking, first:] = self.column_hidden[giving, first:]
+        self.buffer = Suffix(*(x.index_copy(0, taking, x[giving]) for x in self.buffer))
+        self.proposal_column[taking] = self.proposal_column[giving]
 
     def _compact(self) -> None:
         """Gather each row's live columns (prompt, answer, proposal in flight) to the front of the cache."""
@@ -220,13 +240,14 @@ class TransformersBackend(Backend):
         gathered = self.column_hidden.gather(1, columns[:, :, None].expand(-1, -1, self.column_hidden.shape[2]))
         self.column_hidden[:, : columns.shape[1]] = gathered
         self.answer_column = prompt_width + torch.arange(answer_width, device=self.device).expand(rows, -1).clone()
+        self.proposal_column -= self.width - columns.shape[1]  # the last columns moved as one block
         self.width = columns.shape[1]
         self.first_column = self.width - in_flight
 
     def select_rows(self, keep: torch.Tensor) -> None:
         compat.map_kv_(self.cache, lambda x: x[keep])
         for name in ("prompt_ids", "prompt_mask", "prompt_length", "column_hidden", "answer_column", "start_at", "cap",
-                     "first_column", "seed", "starting", "in_flight", "logits"):
+                     "first_column", "proposal_column", "seed", "starting", "in_flight", "logits"):
             setattr(self, name, getattr(self, name)[keep])
         self.window = type(self.window)(*(x[keep] for x in self.window))
         self.buffer = Suffix(*(x[keep] for x in self.buffer))

@@ -431,6 +431,10 @@ class VLLMBackend(Backend):
     def commit(self, accepted: torch.Tensor, start: torch.Tensor) -> None:
         """Nothing to do: the engine's prefix cache follows the prompts it is sent (`start` reads the answer)."""
 
+    def adopt(self, rows: torch.Tensor, source: torch.Tensor) -> None:
+        """Nothing to copy: a row's next request is its prompt and the kept prefix read from the answer (`start`),
+        whose KV blocks the engine's prefix cache shares between the rows that send it."""
+
     def select_rows(self, keep: torch.Tensor) -> None:
         """Keep these rows; a row in flight keeps its request (rows repeat only when none is in flight), a row
         kept once keeps its guess."""
