@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ecmh import algorithms, cli
+from ecmh import algorithms, cli, cuts
 from ecmh.options import specs
 from ecmh.outputs import ParticleSet, Stats
 
@@ -72,6 +72,12 @@ def test_the_readme_documents_every_option_and_every_output_field():
     names = {field.name for entry in algorithms.REGISTRY.values() for field in dataclasses.fields(entry.options)}
     for name in sorted(names | set(Stats._fields) | (set(ParticleSet._fields) - {"trace", "sequences"})):
         assert re.search(rf"`{name}\b", README), name
+
+
+def test_the_readme_names_every_cut_of_the_registry():
+    [row] = [line for line in README.splitlines() if line.startswith("| `cut` |")]
+    own = [name for name in cuts.CUTS if name not in cuts.CUTS.plugins]
+    assert own and all(f'`"{name}"`' in row for name in own)
 
 
 ADDING = section(ARCHITECTURE, "## Adding things")
