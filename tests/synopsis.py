@@ -19,7 +19,7 @@ def check_synopsis(arguments: list[str], parser: argparse.ArgumentParser, where:
     assert set(named) == options(parser), (where, set(named) ^ options(parser))
     for option, value in zip(arguments, arguments[1:]):
         action = parser._option_string_actions.get(option.strip("["))
-        if action is not None and value.rstrip("]").replace(".", "").replace(",", "").isdigit():
+        if action is not None and value.rstrip("]").replace(".", "", 1).replace(",", "").isdigit():  # not an address
             default = action.default
             shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)
             assert float(value.rstrip("]").split(",")[0]) == float(str(shown).split(",")[0]), (where, option, value, shown)

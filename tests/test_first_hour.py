@@ -34,7 +34,8 @@ def _one_line_error(result, *words):
 def test_the_readme_python_example_runs_and_answers(capsys):
     # On the embedded model, as written, with fewer tokens and MH steps so that it takes seconds. An
     # instruct model prompted without its chat template answers its end token at once: '' would fail.
-    [block] = re.findall(r"```python\n(.*?)```", README.read_text(), re.DOTALL)
+    python_section = README.read_text().split("\n## Python\n")[1].split("\n## ")[0]
+    [block] = re.findall(r"```python\n(.*?)```", python_section, re.DOTALL)
     quick = block.replace("max_new_tokens=128", "max_new_tokens=12").replace("mcmc_steps=10", "mcmc_steps=1")
     assert quick.count("max_new_tokens=12") == 2 and quick.count("mcmc_steps=1,") == 2
     through_transformers = "# the same call through transformers (>= 4.57):"

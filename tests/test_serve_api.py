@@ -13,7 +13,7 @@ openai = pytest.importorskip("openai")
 import ecmh  # noqa: E402
 from ecmh.serve.app import create_app  # noqa: E402
 from ecmh.serve.engine import Engine  # noqa: E402
-from served import call, running  # noqa: E402
+from ecmh.serve.background import request, serving  # noqa: E402
 
 MODEL = "smollm2-135m-instruct"
 QUICK = {"mcmc_steps": 1}  # extra_body of the quick requests
@@ -26,7 +26,7 @@ def engine():
 
 @pytest.fixture(scope="module")
 def url(engine):
-    with running(create_app(engine=engine, max_batch_rows=8, batch_wait_ms=20)) as base:
+    with serving(create_app(engine=engine, max_batch_rows=8, batch_wait_ms=20)) as base:
         yield base
 
 
@@ -36,9 +36,9 @@ def client(url):
 
 
 def test_models_health_and_metrics(url):
-    assert call(url + "/v1/models")[1]["data"][0]["id"] == MODEL
-    assert call(url + "/health") == (200, {"status": "ok", "model": MODEL})
-    status, text = call(url + "/metrics")
+    assert request(url + "/v1/models")[1]["data"][0]["id"] == MODEL
+    assert request(url + "/health") == (200, {"status": "ok", "model": MODEL})
+    status, text = request(url + "/metrics")
     assert status == 200 and "# TYPE ecmh_requests_total counter" in text and "ecmh_rows_in_flight 0" in text
 
 
@@ -110,10 +110,11 @@ def test_streaming_sends_the_final_text_then_done(client, url):
     assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
     text = "".join(c.choices[0].text for c in client.completions.create(model=MODEL, prompt="Hi", max_tokens=2, seed=4,
                                                                           stream=True, extra_body=QUICK))
-    assert text == client.completions.create(model=MODEL, prompt="Hi", max_tokens=2, seed=4, extra_body=QUICK).choices[0].text
-    request = urllib.request.Request(url + "/v1/completions", data=b'{"prompt": "Hi", "max_tokens": 1, "stream": true}',
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=300) as response:
+    whole = client.completions.create(model=MODEL, prompt="Hi", max_tokens=2, seed=4, extra_body=QUICK)
+    assert text == whole.choices[0].text
+    sent = urllib.request.Request(url + "/v1/completions", data=b'{"prompt": "Hi", "max_tokens": 1, "stream": true}',
+                                  headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(sent, timeout=300) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         assert response.read().decode().endswith("data: [DONE]\n\n")
 
@@ -142,7 +143,7 @@ BAD = [  # (body, status, param, a word of the message)
 
 @pytest.mark.parametrize("body, status, param, word", BAD, ids=[str(i) for i in range(len(BAD))])
 def test_a_bad_completion_request_gets_openais_error_body(url, body, status, param, word):
-    got, answer = call(url + "/v1/completions", body)
+    got, answer = request(url + "/v1/completions", body)
     assert got == status, answer
     assert set(answer["error"]) == {"message", "type", "param", "code"} and answer["error"]["param"] == param
     assert word in answer["error"]["message"]
@@ -154,25 +155,26 @@ def test_a_bad_completion_request_gets_openais_error_body(url, body, status, par
     ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "messages.0.content", "text"),
 ])
 def test_a_bad_chat_request_gets_openais_error_body(url, body, param, word):
-    got, answer = call(url + "/v1/chat/completions", body)
+    got, answer = request(url + "/v1/chat/completions", body)
     assert got == 400 and answer["error"]["param"].startswith(param) and word in answer["error"]["message"]
 
 
 def test_neutral_openai_fields_and_the_user_field_are_accepted(url):
-    status, answer = call(url + "/v1/completions", {"prompt": "Hi", "max_tokens": 1, "mcmc_steps": 0, "user": "me",
+    status, answer = request(url + "/v1/completions", {"prompt": "Hi", "max_tokens": 1, "mcmc_steps": 0, "user": "me",
                                                     "logprobs": None, "presence_penalty": 0, "echo": False})
     assert status == 200, answer
 
 
 def test_unknown_routes_and_methods_get_openais_error_body(url):
-    assert call(url + "/v1/embeddings", {"input": "x"})[0] == 404
-    status, answer = call(url + "/v1/completions", method="GET")
+    assert request(url + "/v1/embeddings", {"input": "x"})[0] == 404
+    status, answer = request(url + "/v1/completions", method="GET")
     assert status == 405 and "error" in answer
 
 
 def test_32_concurrent_clients_each_get_their_own_answer_once(url, client):
     def ask(seed):
-        return call(url + "/v1/completions", {"prompt": f"Say {seed}", "max_tokens": 2, "mcmc_steps": 0, "seed": seed})
+        body = {"prompt": f"Say {seed}", "max_tokens": 2, "mcmc_steps": 0, "seed": seed}
+        return request(url + "/v1/completions", body)
 
     with concurrent.futures.ThreadPoolExecutor(32) as pool:
         answers = list(pool.map(ask, range(100, 132)))
@@ -180,4 +182,4 @@ def test_32_concurrent_clients_each_get_their_own_answer_once(url, client):
     assert [body["ecmh"]["seed"] for _, body in answers] == list(range(100, 132))  # each its own, none lost
     assert len({body["id"] for _, body in answers}) == 32
     assert max(body["ecmh"]["batch_rows"] for _, body in answers) > 1  # they shared batches
-    assert call(url + "/health")[0] == 200  # alive after
+    assert request(url + "/health")[0] == 200  # alive after

@@ -16,7 +16,7 @@ from ecmh.serve import jobs, schemas  # noqa: E402
 from ecmh.serve.app import create_app  # noqa: E402
 from ecmh.serve.batcher import Batcher, ServerClosing  # noqa: E402
 from ecmh.serve.engine import Engine  # noqa: E402
-from served import call, running  # noqa: E402
+from ecmh.serve.background import request, serving  # noqa: E402
 
 PROMPTS = [[1, 4, 5], [6, 1, 7, 7, 4], [5]]  # different lengths: each batch pads them differently
 SETTINGS = dict(max_new_tokens=6, mcmc_steps=3, num_return_sequences=2, eos_token_id=2, pad_token_id=3)
@@ -148,13 +148,13 @@ REQUESTS = [{"prompt": "a", "seed": 1}, {"prompt": "a much longer prompt", "seed
 
 def test_a_request_answers_the_same_alone_and_batched_with_others(engine):
     ask = dict(max_tokens=6, mcmc_steps=3, block_size=2, n=2)  # requests share a call when their `n` is the same
-    with running(create_app(engine=engine, max_batch_rows=8, batch_wait_ms=0)) as url:
-        alone = [call(url + "/v1/completions", {**request, **ask})[1] for request in REQUESTS]
+    with serving(create_app(engine=engine, max_batch_rows=8, batch_wait_ms=0)) as url:
+        alone = [request(url + "/v1/completions", {**body, **ask})[1] for body in REQUESTS]
     rows = 2 * len(REQUESTS)
     # the batch runs once all rows are in, well before the wait of a minute is over
-    with running(create_app(engine=engine, max_batch_rows=rows, batch_wait_ms=60_000)) as url:
+    with serving(create_app(engine=engine, max_batch_rows=rows, batch_wait_ms=60_000)) as url:
         with concurrent.futures.ThreadPoolExecutor(len(REQUESTS)) as pool:
-            batched = list(pool.map(lambda request: call(url + "/v1/completions", {**request, **ask})[1], REQUESTS))
+            batched = list(pool.map(lambda body: request(url + "/v1/completions", {**body, **ask})[1], REQUESTS))
     assert [a["ecmh"]["batch_rows"] for a in alone] == [2, 2, 2]
     assert [b["ecmh"]["batch_rows"] for b in batched] == [rows] * len(REQUESTS)
     for one, shared in zip(alone, batched):

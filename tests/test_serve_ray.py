@@ -10,7 +10,7 @@ ray = pytest.importorskip("ray")
 serve = pytest.importorskip("ray.serve", reason="Ray Serve is not installed (pip install 'ray[serve]')")
 
 from ecmh.serve.ray_serve import application  # noqa: E402
-from served import call  # noqa: E402
+from ecmh.serve.background import request  # noqa: E402
 
 
 def free_port() -> int:
@@ -34,10 +34,10 @@ def test_two_replicas_run_and_answer_both_endpoints(url, tiny_chat_model_dir):
     [deployment] = serve.status().applications["default"].deployments.values()
     assert deployment.replica_states.get("RUNNING") == 2
     model = str(tiny_chat_model_dir)
-    status, completion = call(url + "/v1/completions", {"model": model, "prompt": "ab", "max_tokens": 3, "seed": 0,
+    status, completion = request(url + "/v1/completions", {"model": model, "prompt": "ab", "max_tokens": 3, "seed": 0,
                                                         "mcmc_steps": 1})
     assert status == 200 and completion["choices"][0]["finish_reason"] in ("stop", "length"), completion
-    status, chat = call(url + "/v1/chat/completions", {"messages": [{"role": "user", "content": "ab"}], "max_tokens": 3,
-                                                       "seed": 0, "mcmc_steps": 1})
+    status, chat = request(url + "/v1/chat/completions", {"messages": [{"role": "user", "content": "ab"}],
+                                                          "max_tokens": 3, "seed": 0, "mcmc_steps": 1})
     assert status == 200 and chat["choices"][0]["message"]["role"] == "assistant", chat
-    assert call(url + "/v1/completions", {"prompt": "ab", "n": 0})[0] == 400  # the app's own refusals, through Ray
+    assert request(url + "/v1/completions", {"prompt": "ab", "n": 0})[0] == 400  # the app's own refusals, through Ray

@@ -1,6 +1,6 @@
 """Concurrent requests share the batch: jobs are submitted from any thread and sampled by one worker thread, which
 alone calls the model. When a job waits and the worker is free, the worker waits up to `wait_s` after that job's
-arrival for others of its group (`Job.group`: the same sampler, options and generation settings), then runs the
+arrival (or after the worker got free, if later) for others of its group (`Job.group`: the same sampler, options and generation settings), then runs the
 waiting jobs of that group, in arrival order, up to `max_rows` rows, in one call; the others wait for the next.
 A job whose client left before its batch started (its future cancelled) is dropped; one whose batch is running
 finishes with the batch, its answer discarded."""
@@ -64,6 +64,7 @@ class Batcher:
         self._worker.join(timeout)
 
     def _work(self) -> None:
+        free_since = time.monotonic()
         while True:
             with self._changed:
                 while not self._waiting and not self._closed:
@@ -71,12 +72,14 @@ class Batcher:
                 if self._closed:
                     return
                 group = self._waiting[0].job.group
-                deadline = self._waiting[0].arrived + self.wait_s
+                # from when the worker got free too: the clients answered by the last batch get to send their next
+                deadline = max(self._waiting[0].arrived, free_since) + self.wait_s
                 while not self._closed and self._rows(group) < self.max_rows and time.monotonic() < deadline:
                     self._changed.wait(deadline - time.monotonic())
                 batch = self._take(group)
             if batch:
                 self._run(batch)
+                free_since = time.monotonic()
 
     def _rows(self, group) -> int:
         return sum(w.job.rows for w in self._waiting if w.job.group == group and not w.future.cancelled())

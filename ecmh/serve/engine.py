@@ -72,7 +72,8 @@ class Engine:
         """One `Answer` per job; the jobs share one group (`Job.group`)."""
         first: Job = jobs[0]
         prompts = [list(prompt) for job in jobs for prompt in job.prompts]
-        seed = [job.seed for job in jobs for _ in job.prompts] if first.algorithm in PER_ROW_SEEDS else first.seed
+        per_row = isinstance(first.options, PER_ROW_SEEDS)
+        seed = [job.seed for job in jobs for _ in job.prompts] if per_row else first.seed
         options = {field.name: getattr(first.options, field.name) for field in dataclasses.fields(first.options)}
         out = ecmh.generate(self.model, prompts, algorithm=first.algorithm, **options, max_new_tokens=first.max_tokens,
                             stop_strings=list(first.stop) or None, tokenizer=self.tokenizer, top_p=first.top_p,

@@ -18,7 +18,8 @@ from ..settings import GenerationSettings
 from .errors import APIError, from_sampler
 
 DEFAULT_MAX_TOKENS = 16  # OpenAI's completions default, on both endpoints: an MCMC answer to the context's end takes long
-PER_ROW_SEEDS = ("mh",)  # samplers whose every random number comes from their chains' keys (`ecmh.keyed.PromptSeeds`)
+PER_ROW_SEEDS = (SamplerConfig,)  # the options of samplers whose every random number comes from their chains' keys
+# (`ecmh.keyed.PromptSeeds`): rows of different seeds share a call
 _ALONE = itertools.count()  # a group of its own for each seeded job of the other samplers
 
 
@@ -50,7 +51,7 @@ class Job(NamedTuple):
 
 
 def sampler_names() -> set:
-    return {spec.name for entry in algorithms.REGISTRY.values() for spec in specs(entry.options)}
+    return {spec.name for spec, _ in algorithms.option_specs()}
 
 
 def _alpha_from_temperature(request, given: dict) -> None:
@@ -67,7 +68,7 @@ def build(request, prompts: list, context_length: Optional[int], max_rows: int) 
     """The job of a validated request whose prompts are token ids; an APIError (400) names what to fix."""
     given = {name: getattr(request, name) for name in sampler_names()}
     _alpha_from_temperature(request, given)
-    algorithm = request.algorithm or "mh"
+    algorithm = request.algorithm or algorithms.DEFAULT
     max_tokens = getattr(request, "max_completion_tokens", None) or request.max_tokens or DEFAULT_MAX_TOKENS
     top_k = request.top_k if request.top_k and request.top_k > 0 else None
     try:
@@ -83,10 +84,9 @@ def build(request, prompts: list, context_length: Optional[int], max_rows: int) 
     if rows > max_rows:
         raise APIError(f"`n` x prompts = {rows} answers, more than the server's --max-batch-rows {max_rows}: lower `n` "
                        "or send fewer prompts per request.", param="n")
-    seed = request.seed
-    if seed is None and algorithm in PER_ROW_SEEDS:
-        seed = secrets.randbelow(2**62)
-    alone = next(_ALONE) if request.seed is not None and algorithm not in PER_ROW_SEEDS else None
+    per_row = isinstance(options, PER_ROW_SEEDS)
+    seed = secrets.randbelow(2**62) if request.seed is None and per_row else request.seed
+    alone = next(_ALONE) if request.seed is not None and not per_row else None
     return Job(tuple(tuple(p) for p in prompts), request.n, algorithm, options, max_tokens, tuple(request.stop or ()),
                request.top_p, top_k, seed, alone)
 

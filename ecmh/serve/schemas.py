@@ -15,7 +15,6 @@ from pydantic import ConfigDict, Field
 
 from .. import algorithms
 from ..model_defaults import UNSUPPORTED
-from ..options import specs
 from .errors import APIError
 
 # OpenAI's fields that would change the sampled answers, each with the values that leave them unchanged
@@ -61,9 +60,8 @@ class OpenAIFields(pydantic.BaseModel):
 def _sampler_fields() -> dict:
     """`algorithm` and every registered algorithm's options, each once, typed as its options table declares."""
     fields = {"algorithm": (Optional[str], Field(None, description="the sampler: " + ", ".join(algorithms.REGISTRY)))}
-    for entry in algorithms.REGISTRY.values():
-        for spec in specs(entry.options):
-            fields.setdefault(spec.name, (Optional[spec.type], Field(None, description=spec.help)))
+    for spec, _ in algorithms.option_specs():
+        fields[spec.name] = (Optional[spec.type], Field(None, description=spec.help))
     return fields
 
 
