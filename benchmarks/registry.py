@@ -48,7 +48,7 @@ register(SMC("smc_ecmh", "`p^α` by SMC whose particles take an ECMH step at eve
 register(MH("uniform_mh", "`p^α` by block-wise MH with uniform cuts (Karan & Du, arXiv 2510.14901)", cut="uniform"))
 register(MH("restart_mh", "`p^α` by block-wise MH whose every proposal restarts the answer", cut="restart"))
 register(MH("ecmh", "`p^α` by block-wise MH with entropy-jump cuts (arXiv 2605.30327)", cut="entropy"))
-# multiple-try ECMH at its pre-registered setting (evidence folder README, "Multiple-try ECMH"): 4 candidates side by
+# multiple-try ECMH at its pre-registered setting (evidence folder README, "Multiple-try ECMH"): 8 candidates side by
 # side per MH step, 2 steps per block
-register(MH("ecmh_mtm", "`p^α` by multiple-try ECMH: 4 candidates per MH step decoded side by side, 2 steps per block",
-            cut="entropy", options=dict(tries=4, mcmc_steps=2)))
+register(MH("ecmh_mtm", "`p^α` by multiple-try ECMH: 8 candidates per MH step decoded side by side, 2 steps per block",
+            cut="entropy", options=dict(tries=8, mcmc_steps=2)))

@@ -176,7 +176,8 @@ class BlockSchedule:
         first = torch.arange(len(chains) * self.tries, device=chains.device) % self.tries == 0
         rows = self._rows(chains) & (first | self._rows(schedule.mh_index > 0))
         seeds = self.kernel.engine_seed(multiple_try.candidate_keys(schedule.key, self.tries)).view(-1)
-        getattr(backend, announce)(rows, self._rows(schedule.start), self._rows(schedule.cap), self._rows(state.tokens), seeds)
+        getattr(backend, announce)(rows, self._rows(schedule.start), self._rows(schedule.cap), self._rows(state.tokens),
+                                   seeds)
         return rows
 
     def init(self, rng: torch.Generator, backend: Backend, forwarded: torch.Tensor, terminal: Terminal) -> Run:
@@ -259,6 +260,7 @@ class BlockSchedule:
             log_p=trace.log_p.sum(1),
             sequential_passes=state.sequential_passes + 1,  # the prompt in one pass
             early_rejections=state.early_rejections,
+            tries=torch.full_like(state.proposals, self.tries),
         )
         return ECMHOutput(sequences, stats, trace, self.recorder.history() if self.recorder is not None else None)
 

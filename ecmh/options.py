@@ -6,7 +6,7 @@ from these tables (`ecmh.algorithms`), so an option has one default project-wide
 Example:
     >>> from ecmh.mh import SamplerConfig
     >>> [spec.flag for spec in specs(SamplerConfig)]
-    ['--alpha', '--cut', '--cut-power', '--mcmc-steps', '--block-size', '--early-rejection']
+    ['--alpha', '--cut', '--cut-power', '--mcmc-steps', '--block-size', '--early-rejection', '--tries']
 """
 
 import dataclasses

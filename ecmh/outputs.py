@@ -20,6 +20,7 @@ class Stats(NamedTuple):
     log_p: torch.Tensor  # base-model log-likelihood of the returned continuation
     sequential_passes: torch.Tensor  # forward passes the answer waited for one after another (the prompt's included)
     early_rejections: torch.Tensor  # MH proposals rejected by exact early rejection (stopped there when enabled)
+    tries: torch.Tensor  # candidates decoded side by side per MH proposal (ECMH's `tries`; 0 where none is made)
 
 
 class Trace(NamedTuple):

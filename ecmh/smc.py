@@ -335,7 +335,7 @@ class Algorithm(NamedTuple):
             acceptance_rate=torch.full(rows.shape, float("nan"), device=rows.device), proposals=zero, accepted=zero,
             tokens_decoded=tally.tokens_decoded[per_answer], tokens_forwarded=tally.tokens_forwarded[per_answer],
             log_p=trace.log_p.sum(1)[rows], sequential_passes=(tally.steps + tally.move_steps)[per_answer] + 1,
-            early_rejections=zero,
+            early_rejections=zero, tries=zero,
         )
         particles = ParticleSet(
             sequences=sequences, log_weights=log_weights, weights=weights.float(),

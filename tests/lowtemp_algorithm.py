@@ -58,7 +58,8 @@ class LowTemp:
         zero = torch.zeros_like(state.length)
         stats = Stats(acceptance_rate=torch.full(zero.shape, float("nan"), device=zero.device), proposals=zero,
                       accepted=zero, tokens_decoded=state.tokens_decoded, tokens_forwarded=state.tokens_forwarded,
-                      log_p=trace.log_p.sum(1), sequential_passes=state.tokens_decoded + 1, early_rejections=zero)
+                      log_p=trace.log_p.sum(1), sequential_passes=state.tokens_decoded + 1, early_rejections=zero,
+                      tries=zero)
         return ECMHOutput(sequences, stats, trace)
 
 
