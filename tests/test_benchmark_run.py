@@ -397,9 +397,11 @@ def documented_commands() -> list[list[str]]:
 
 def program_parser(words: list[str]):
     """The parser a command's words go to: (parser, the words it takes)."""
-    from benchmarks import draw_speed, speed
+    from benchmarks import draw_speed, serve_load, speed
     from benchmarks.__main__ import _parser
 
+    if words[0] == "benchmarks.serve_load":  # runs at toy size in test_serve_load.py
+        return serve_load.build_parser(), words[1:]
     if words[0] == "benchmarks.speed":
         return speed.build_parser(), words[1:]
     if words[0] == "benchmarks.draw_speed":

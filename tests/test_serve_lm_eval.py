@@ -62,14 +62,14 @@ def test_local_completions_against_the_server_answers_as_the_ecmh_model(task_dir
     with serving(create_app(model, device="cpu")) as url:
         words = documented_command()
         words = [w.replace("http://127.0.0.1:8000", url).replace("smollm2-135m-instruct", model)
-                 .replace("my_task", "serve_arithmetic").replace("my_tasks/", str(task_dir)) for w in words]
+                 .replace("my_tasks/", str(task_dir)).replace("my_task", "serve_arithmetic") for w in words]
         monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
         monkeypatch.setattr(sys, "argv", [*words, "--log_samples", "--output_path", str(tmp_path)])
         cli_evaluate()
     [samples] = tmp_path.rglob("samples_serve_arithmetic_*.jsonl")
     served = {json.loads(line)["doc"]["question"]: json.loads(line)["resps"][0][0]
               for line in samples.read_text().splitlines()}
-    assert len(served) == len(QUESTIONS)
+    assert len(served) == len(QUESTIONS) and any(served.values())  # not all empty: the comparison means something
 
     lm = ecmh.harness.ECMHLM(pretrained=model, seed=0, device="cpu")
     for question, _ in QUESTIONS:  # one call each: the ecmh model seeds its i-th batch with seed + i
