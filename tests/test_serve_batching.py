@@ -143,7 +143,8 @@ def engine(tiny_chat_model_dir):
     return Engine.load(str(tiny_chat_model_dir), device="cpu")
 
 
-REQUESTS = [{"prompt": "a", "seed": 1}, {"prompt": "a much longer prompt", "seed": 2}, {"prompt": "middling one", "seed": 3}]
+REQUESTS = [{"prompt": "a", "seed": 1}, {"prompt": "a much longer prompt", "seed": 2},
+            {"prompt": "middling one", "seed": 3}]
 
 
 def test_a_request_answers_the_same_alone_and_batched_with_others(engine):
@@ -159,4 +160,20 @@ def test_a_request_answers_the_same_alone_and_batched_with_others(engine):
     assert [b["ecmh"]["batch_rows"] for b in batched] == [rows] * len(REQUESTS)
     for one, shared in zip(alone, batched):
         assert [c["text"] for c in one["choices"]] == [c["text"] for c in shared["choices"]]
-        assert [c["ecmh"]["log_p"] for c in one["choices"]] == pytest.approx([c["ecmh"]["log_p"] for c in shared["choices"]])
+        assert [c["ecmh"]["log_p"] for c in one["choices"]] == pytest.approx(
+            [c["ecmh"]["log_p"] for c in shared["choices"]])
+
+
+def test_a_client_that_leaves_mid_request_costs_the_others_nothing(engine):
+    import socket
+
+    ask = {"prompt": "a much longer prompt", "seed": 2, "max_tokens": 6, "mcmc_steps": 3, "block_size": 2}
+    with serving(create_app(engine=engine, max_batch_rows=8, batch_wait_ms=0)) as url:
+        alone = request(url + "/v1/completions", ask)[1]
+        body = b'{"prompt": "left", "max_tokens": 40, "mcmc_steps": 3, "seed": 9}'
+        with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1]))) as leaving:
+            leaving.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                            b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        status, answer = request(url + "/v1/completions", ask)
+        assert status == 200 and answer["choices"] == alone["choices"]
+        assert request(url + "/health")[0] == 200

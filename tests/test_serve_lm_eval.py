@@ -73,5 +73,6 @@ def test_local_completions_against_the_server_answers_as_the_ecmh_model(task_dir
 
     lm = ecmh.harness.ECMHLM(pretrained=model, seed=0, device="cpu")
     for question, _ in QUESTIONS:  # one call each: the ecmh model seeds its i-th batch with seed + i
-        [answer] = lm.generate_until([Instance("generate_until", {}, (f"Q: What is {question}?\nA:", dict(GENERATION)), 0)])
+        context = f"Q: What is {question}?\nA:"
+        [answer] = lm.generate_until([Instance("generate_until", {}, (context, dict(GENERATION)), 0)])
         assert served[question] == answer, question

@@ -51,7 +51,8 @@ def create_app(model: str = DEFAULT_MODEL, backend: str = "transformers", *, max
     @app.middleware("http")
     async def count(request: Request, call_next):
         response = await call_next(request)
-        metrics.request(request.url.path, response.status_code)
+        routes = {route.path for route in app.routes}
+        metrics.request(request.url.path if request.url.path in routes else "other", response.status_code)
         return response
 
     @app.get("/health")

@@ -1,9 +1,9 @@
 """Concurrent requests share the batch: jobs are submitted from any thread and sampled by one worker thread, which
 alone calls the model. When a job waits and the worker is free, the worker waits up to `wait_s` after that job's
-arrival (or after the worker got free, if later) for others of its group (`Job.group`: the same sampler, options and generation settings), then runs the
-waiting jobs of that group, in arrival order, up to `max_rows` rows, in one call; the others wait for the next.
-A job whose client left before its batch started (its future cancelled) is dropped; one whose batch is running
-finishes with the batch, its answer discarded."""
+arrival (or after the worker got free, if later) for others of its group (`Job.group`: the same sampler, options
+and generation settings), then runs the waiting jobs of that group, in arrival order, up to `max_rows` rows, in
+one call; the others wait for the next. A job whose client left before its batch started (its future cancelled)
+is dropped; one whose batch is running finishes with the batch, its answer discarded."""
 
 import concurrent.futures
 import logging
