@@ -17,12 +17,16 @@ __version__ = "0.1.1"
 
 
 def __getattr__(name: str):
+    """A public name, or any submodule (`ecmh.kernel`, ...), imported when first asked for."""
     if name in _PUBLIC:
         value = getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
-    elif name in _SUBMODULES:
-        value = importlib.import_module(f".{name}", __name__)
     else:
-        raise AttributeError(f"module 'ecmh' has no attribute {name!r}")
+        try:
+            value = importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as missing:
+            if missing.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module 'ecmh' has no attribute {name!r}") from None
     globals()[name] = value
     return value
 
