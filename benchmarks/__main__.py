@@ -19,10 +19,12 @@ import sys
 from pathlib import Path
 
 from ecmh.checks import check_int, check_number
+from ecmh.mh import SamplerConfig
+from ecmh.options import specs
 
 from . import plugin_methods
 from .help import HelpFormatter
-from .methods import SELECTORS, SMC_PARTICLES, RunSettings
+from .methods import RUN_OPTIONS, SELECTORS, SMC_PARTICLES, RunSettings
 from .ray_sweep import SweepFailed
 from .registry import METHODS
 from .results_file import FileInUse
@@ -67,18 +69,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default=None, help="results folder (default: ecmh-results/<model>)")
     run.add_argument("--data", default=None,
                      help="the task's data as a JSON/JSONL/CSV/parquet file (default: the packaged copy, else the hub)")
-    run.add_argument("--alpha", type=float, default=DEFAULTS.alpha, help="the power of the target p^alpha")
-    run.add_argument("--mcmc-steps", type=int, default=DEFAULTS.mcmc_steps, help="MH steps per block")
-    run.add_argument("--block-size", type=int, default=DEFAULTS.block_size,
-                     help="tokens per MH block (default: max-new-tokens // 16, at least 16)")
+    for spec in specs(SamplerConfig):
+        if spec.name in RUN_OPTIONS:
+            kind = dict(action=argparse.BooleanOptionalAction) if spec.type is bool else dict(type=spec.type)
+            run.add_argument(spec.flag, default=getattr(DEFAULTS, spec.name), help=f"MH methods: {spec.help}", **kind)
     run.add_argument("--max-new-tokens", type=int, default=DEFAULTS.max_new_tokens, help="tokens per answer at most")
-    run.add_argument("--cut-power", type=float, default=DEFAULTS.cut_power,
-                     help="the exponent of the entropy-jump cut weights")
     run.add_argument("--particles", type=int, default=SMC_PARTICLES,
                      help="SMC methods' particles per prompt (the default is the entropy-cut paper's)")
     run.add_argument("--batch-size", type=int, default=8, help="problems per sampler call")
-    run.add_argument("--no-early-rejection", action="store_true", help="MH methods decode every proposal to its end "
-                     "(the same answers, more decoded tokens: exact early rejection off, recorded in the rows' config)")
     run.add_argument("--no-chat", action="store_true", help="do not apply the model's chat template")
     run.add_argument("--stop-string", action="append", dest="stop_strings", metavar="TEXT",
                      help="end each answer at the first occurrence of TEXT, exactly (repeatable); default with "
@@ -154,9 +152,8 @@ def main(argv=None) -> int:
     if args.stop_strings is None and not args.no_stop_strings and args.no_chat:
         stop_strings = TASKS[args.task].stop_strings
     try:
-        settings = RunSettings(alpha=args.alpha, mcmc_steps=args.mcmc_steps, block_size=args.block_size,
-                               max_new_tokens=args.max_new_tokens, cut_power=args.cut_power, stop_strings=stop_strings,
-                               particles=args.particles, early_rejection=not args.no_early_rejection)
+        settings = RunSettings(**{name: getattr(args, name) for name in RUN_OPTIONS}, max_new_tokens=args.max_new_tokens,
+                               stop_strings=stop_strings, particles=args.particles)
         spec, ray = _model_spec(args), _ray_sweep(args)
         from transformers.utils import logging as transformers_logging
 

@@ -31,6 +31,8 @@ from ecmh.select import scores as selection_scores
 
 SELECTORS = ("log_p", "hes", "majority")  # ecmh.select's rules that need no second model
 SMC_PARTICLES = 64  # SMC methods' particles per prompt unless `--particles` says otherwise (the entropy-cut paper's)
+# ECMH's options that every MH method of a run shares, declared in `ecmh.mh.SamplerConfig` (flags and help from there)
+RUN_OPTIONS = ("alpha", "cut_power", "mcmc_steps", "block_size", "early_rejection", "tries")
 
 
 @dataclass(frozen=True)
@@ -45,11 +47,11 @@ class RunSettings:
     stop_strings: tuple = ()  # end answers there, exactly (needs the tokenizer: `Method.sample(..., tokenizer)`)
     particles: Optional[int] = None  # SMC methods' particles per prompt (None: SMC_PARTICLES)
     early_rejection: bool = DEFAULTS.early_rejection  # MH methods: exact early rejection (the same answers, fewer tokens)
+    tries: int = DEFAULTS.tries  # MH methods: candidates per MH step (multiple-try ECMH)
 
     def __post_init__(self):  # every setting checked before any model loads
         check_int("max_new_tokens", self.max_new_tokens, 1)
-        SamplerConfig(alpha=self.alpha, mcmc_steps=self.mcmc_steps, block_size=self.block_size, cut_power=self.cut_power).block_size_for(
-            self.max_new_tokens)
+        SamplerConfig(**{name: getattr(self, name) for name in RUN_OPTIONS}).block_size_for(self.max_new_tokens)
         if self.particles is not None:
             check_int("--particles", self.particles, 1)
 
@@ -59,8 +61,9 @@ class RunSettings:
         `Method.config`)."""
         config = {**self.__dict__, "block_size": self.resolved_block_size}
         del config["particles"]
-        if self.early_rejection == DEFAULTS.early_rejection:
-            del config["early_rejection"]
+        for name in ("early_rejection", "tries"):
+            if config[name] == getattr(DEFAULTS, name):
+                del config[name]
         if not self.stop_strings:
             del config["stop_strings"]
         else:
@@ -169,8 +172,7 @@ class MH(Method):
         return {**settings.config(), "mh": dict(self.options)} if self.options else settings.config()
 
     def sample(self, model, input_ids, attention_mask, settings, seed, tokenizer=None, budgets=None):
-        run_options = dict(mcmc_steps=settings.mcmc_steps, cut_power=settings.cut_power,
-                           early_rejection=settings.early_rejection)
+        run_options = {name: getattr(settings, name) for name in RUN_OPTIONS if name not in ("alpha", "block_size")}
         out = ecmh.generate(
             model, input_ids, attention_mask=attention_mask, alpha=settings.alpha,
             block_size=settings.resolved_block_size, max_new_tokens=settings.max_new_tokens, cut=self.cut,

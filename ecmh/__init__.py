@@ -1,21 +1,35 @@
-"""ecmh: sample from the power distribution p(y)^alpha with Entropy-Cut Metropolis-Hastings or Sequential Monte Carlo."""
+"""ecmh: sample from the power distribution p(y)^alpha with Entropy-Cut Metropolis-Hastings or Sequential Monte Carlo.
 
-from . import diagnostics, metrics
-from .backends.vllm import load_vllm
-from .cuts import CutDistribution, EntropyCut, RestartCut, UniformCut
-from .mh import Info, SamplerConfig
-from .smc import SMCConfig
-from .generation import generate
-from .outputs import ECMHOutput, ParticleSet, Stats, Trace
-from .history import History, HistoryRecorder
-from .kernel import State
-from .models import load_model
-from .prompts import encode_prompts
-from .select import select
+The public names load on first use (PEP 562), so importing one module of the package (the backend contract
+`ecmh.backends.base`, say) loads only what that module needs, not transformers."""
 
-__all__ = [
-    "generate", "load_model", "load_vllm", "encode_prompts", "SamplerConfig", "SMCConfig", "ECMHOutput", "ParticleSet", "Stats", "Trace", "State", "Info",
-    "CutDistribution", "EntropyCut", "UniformCut", "RestartCut", "History", "HistoryRecorder", "select", "metrics",
-    "diagnostics",
-]
+import importlib
+
+_PUBLIC = {  # name -> the module that defines it
+    "generate": "generation", "load_model": "models", "load_vllm": "backends.vllm", "encode_prompts": "prompts",
+    "SamplerConfig": "mh", "Info": "mh", "SMCConfig": "smc", "ECMHOutput": "outputs", "ParticleSet": "outputs",
+    "Stats": "outputs", "Trace": "outputs", "State": "kernel", "CutDistribution": "cuts", "EntropyCut": "cuts",
+    "UniformCut": "cuts", "RestartCut": "cuts", "History": "history", "HistoryRecorder": "history", "select": "select",
+}
+_SUBMODULES = ("metrics", "diagnostics")
+__all__ = [*_PUBLIC, *_SUBMODULES]
 __version__ = "0.1.1"
+
+
+def __getattr__(name: str):
+    """A public name, or any submodule (`ecmh.kernel`, ...), imported when first asked for."""
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
+    else:
+        try:
+            value = importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as missing:
+            if missing.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module 'ecmh' has no attribute {name!r}") from None
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted({*globals(), *__all__})

@@ -4,14 +4,17 @@
 `on_step` callback behind it, for callers who drive the sampler themselves. Each entry is one
 row's proposal settling: a block extension (kept without MH) or an MH step, with the cut, the
 log acceptance ratio term by term and the uniform it was compared with, so
-`accepted == (log_uniform < target + proposal + cut_term)` for every MH entry.
+`accepted == (log_uniform < target + proposal + cut_term)` for every MH entry of a one-candidate run; with `tries=K`
+(multiple-try ECMH) `history.tries` has every candidate's weight and the one selected, and
+`accepted == (log_uniform < log_ratio)` with `log_ratio` the multiple-try ratio of those weights.
 """
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 
 from .kernel import Info as StepInfo
+from .multiple_try import Tries
 
 
 class History(NamedTuple):
@@ -36,6 +39,8 @@ class History(NamedTuple):
     previous_length: torch.Tensor  # long: the answer's length before the step
     log_p: torch.Tensor  # float: the answer's log p after the step
     length: torch.Tensor  # long: the answer's length after the step
+    tries: Optional[Tries] = None  # tries=K > 1: per entry every candidate's log W and length, the one selected;
+    # log_ratio is then the multiple-try ratio and target/proposal/cut_term are the selected candidate's own terms
 
     @property
     def is_mh(self) -> torch.Tensor:
@@ -64,11 +69,15 @@ class HistoryRecorder:
         if self._infos[0].step.diagnostics is None:
             raise ValueError("These steps carry no diagnostics: record them with `ecmh.generate(..., record_history=True)` "
                              "or `on_step=HistoryRecorder()`, which ask the sampler for them.")
-        columns = {name: [] for name in History._fields}
+        columns = {name: [] for name in History._fields if name != "tries"}
         for step, (info, row, block) in enumerate(self._infos):
             terms = info.ratio_terms
             values = dict(info._asdict(), **info.diagnostics._asdict(), step=torch.full_like(info.cut, step), row=row,
                           block=block, target=terms.target, proposal=terms.proposal, cut_term=terms.cut)
-            for name in History._fields:
+            for name in columns:
                 columns[name].append(values[name][info.finished])
-        return History(*(torch.cat(columns[name]) for name in History._fields))
+        history = History(**{name: torch.cat(values) for name, values in columns.items()})
+        if self._infos[0].step.tries is None:
+            return history
+        return history._replace(tries=Tries(*(torch.cat([getattr(info.step.tries, name)[info.step.finished]
+                                                         for info in self._infos]) for name in Tries._fields)))

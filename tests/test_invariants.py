@@ -23,6 +23,11 @@ from conftest import EOS, PAD, tiny_model, tiny_tokenizer
 from reference import recompute
 
 PER_POSITION, PER_ROW = 1e-4, 1e-3
+MH_ONLY = ("block_size", "mcmc_steps", "cut", "tries")  # options of `batches` that SMC refuses
+
+
+def without_mh_options(options: dict) -> dict:
+    return {key: value for key, value in options.items() if key not in MH_ONLY}
 
 
 @st.composite
@@ -38,7 +43,7 @@ def batches(draw, vocab: int):
         cut=draw(st.sampled_from(["entropy", "uniform", "restart"])), alpha=draw(st.sampled_from([1.0, 2.0, 4.0])),
         eos_token_id=draw(st.sampled_from([EOS, None])), top_k=draw(st.sampled_from([None, None, 3])),
         stop_strings=draw(st.sampled_from([None, None, ("bc", "cc"), ("a", "bb")])), tokenizer=tiny_tokenizer(vocab),
-        seed=draw(st.integers(0, 2**16)),
+        seed=draw(st.integers(0, 2**16)), tries=draw(st.sampled_from([1, 1, 2, 3])),
     )
 
 

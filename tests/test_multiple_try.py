@@ -207,7 +207,8 @@ def test_one_try_is_ecmh_bit_for_bit(model, seed, cut):
        st.sampled_from([1, 2]))
 def test_history_and_counters_follow_from_the_candidates(model, seed, tries, cut, chains):
     recorded = []
-    out = sample(model, seed=seed, cut=cut, tries=tries, num_return_sequences=chains, on_step=recorded.append)
+    out = sample(model, seed=seed, cut=cut, tries=tries, num_return_sequences=chains, on_step=recorded.append,
+                 record_history=True)
     lengths, passes = torch.zeros(len(out.sequences), dtype=torch.long), torch.zeros(len(out.sequences), dtype=torch.long)
     for info in recorded:
         step, done = info.step, info.step.finished
@@ -219,6 +220,10 @@ def test_history_and_counters_follow_from_the_candidates(model, seed, tries, cut
         assert (step.tries.lengths[step.extension & done][:, 1:] == 0).all()
         lengths.index_add_(0, info.row[done], step.tries.lengths[done].sum(1))
         passes.index_add_(0, info.row[done], step.tries.lengths[done].max(1).values)
+    history, mh = out.history, out.history.is_mh
+    fresh = multiple_try.log_ratio(history.tries.log_weights, history.tries.selected, history.tries.state_log_weight)
+    assert torch.equal(history.accepted[mh], (history.log_uniform < fresh)[mh])
+    assert torch.equal(history.proposal_length, history.tries.lengths.gather(1, history.tries.selected[:, None])[:, 0])
     assert torch.equal(out.stats.tokens_decoded, lengths)
     assert torch.equal(out.stats.sequential_passes, passes + 1)
     assert (out.stats.early_rejections == 0).all()

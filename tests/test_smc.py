@@ -38,7 +38,7 @@ from ecmh.terminal import Terminal
 from conftest import EOS, PAD, tiny_model
 from reference import recompute
 from test_exactness import MODELS, PROMPTS, case, noise_floor, tv
-from test_invariants import batches, check_against_a_fresh_pass, left_padded
+from test_invariants import batches, check_against_a_fresh_pass, left_padded, without_mh_options
 
 SYSTEMS, PARTICLES = 400, 8
 Z_MAX, MIN_MASS = 4.5, 0.05
@@ -206,7 +206,7 @@ def test_stored_numbers_and_log_weights_equal_a_fresh_recomputation(config):
 @given(batches(vocab=6), st.integers(1, 6), st.sampled_from(resampling.SCHEMES), st.integers(1, 4))
 def test_returned_rows_match_a_fresh_forward_pass(batch, particles, scheme, resample_every):
     prompts, options = batch
-    smc_options = {k: v for k, v in options.items() if k not in ("block_size", "mcmc_steps", "cut")}  # MH's: refused
+    smc_options = without_mh_options(options)
     check_against_a_fresh_pass(tiny_model(vocab_size=6, sharpness=5.0, initializer_range=0.1), prompts,
                                algorithm="smc", particles=particles, resampling=scheme, resample_every=resample_every,
                                **smc_options)

@@ -34,7 +34,7 @@ import test_smc
 from ecmh.cuts import resolve_cut
 from test_smc import OPTIONS, TOLERANCE, Z_MAX, law_ratio, smc_runs, unbiasedness_z
 from conftest import tiny_model
-from test_invariants import batches, check_against_a_fresh_pass
+from test_invariants import batches, check_against_a_fresh_pass, without_mh_options
 
 MOVES = 2
 # (model, cut): no bridging (v5-len4-gqa-eos, v6-len4-plain-eos-stop) and bridging (v7-len3-gqa-eos over 2 tokens,
@@ -104,7 +104,7 @@ def test_with_moves_returned_answers_approach_p_alpha(name, cut, monkeypatch):
        st.sampled_from(["entropy", "uniform", "restart"]))
 def test_with_moves_returned_rows_match_a_fresh_forward_pass(batch, particles, resample_every, moves, cut):
     prompts, options = batch
-    smc_options = {k: v for k, v in options.items() if k not in ("block_size", "mcmc_steps", "cut")}
+    smc_options = without_mh_options(options)
     check_against_a_fresh_pass(tiny_model(vocab_size=6, sharpness=5.0, initializer_range=0.1), prompts,
                                algorithm="smc", particles=particles, resample_every=resample_every, ess_threshold=1.0,
                                moves=moves, cut=cut, **smc_options)

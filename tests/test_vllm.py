@@ -162,7 +162,7 @@ def check_generated_batches(case, engine, drop_mh_options=False, **sampler):
     def check(batch):
         prompts, options = batch
         if drop_mh_options:  # SMC refuses MH's options
-            options = {k: v for k, v in options.items() if k not in ("block_size", "mcmc_steps", "cut")}
+            options = invariants.without_mh_options(options)
         invariants.check_against_a_fresh_pass(case.model, prompts, engine=engine, **sampler, **options)
 
     check()

@@ -34,7 +34,7 @@ from typing import Optional, Protocol, runtime_checkable
 
 import torch
 
-from ..kernel import Suffix
+from ..suffix import Suffix
 from ..scoring import PowerProposal
 from ..model_defaults import ModelDefaults
 from ..terminal import Terminal
