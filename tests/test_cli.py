@@ -18,7 +18,7 @@ def test_generate_json_on_the_embedded_model():
     assert set(record) >= {"answer", "acceptance_rate", "tokens_forwarded", "log_p", "seconds"}
     assert record["settings"] == {"algorithm": "mh", "alpha": 4.0, "max_new_tokens": 8, "seed": 0, "stop_strings": [],
                                   "chat": True, "mcmc_steps": 1, "block_size": 8, "cut": "entropy", "cut_power": 4.0,
-                                  "early_rejection": True}
+                                  "early_rejection": True, "tries": 1}
     again = _ecmh("generate", "What is 2 + 2?", "--max-new-tokens", "8", "--mcmc-steps", "1", "--seed", "0", "--json")
     assert json.loads(again.stdout)["answer"] == record["answer"]
 
