@@ -60,7 +60,6 @@ from typing import NamedTuple, Optional
 import torch
 
 from . import keyed, kernel, resampling
-from .algorithm import drive
 from .backends.base import Backend
 from .checks import check_int, check_number
 from .cuts import CutDistribution
@@ -257,7 +256,7 @@ class Algorithm(NamedTuple):
         row_key = keyed.keys(rng, len(zeros)).to(zeros.device)
         key = keyed.fold(row_key, 0)
         start = kernel.propose_cut(key, chain)
-        backend.start(torch.ones_like(zeros, dtype=torch.bool), start, move_cap(chain.length, terminal), chain.tokens,
+        backend.start(torch.ones_like(zeros, dtype=torch.bool), start, move_cap(chain.length), chain.tokens,
                       kernel.engine_seed(key))
         return Moves(chain, zeros, start, key, row_key, zeros, zeros)
 
@@ -268,7 +267,7 @@ class Algorithm(NamedTuple):
         finished, suffix = decoded
         finished = finished & (moves.made < self.moves)
         chain, start = moves.chain, moves.start
-        cap = move_cap(chain.length, terminal)
+        cap = move_cap(chain.length)
         length = start + torch.where(finished, suffix.length, 0)  # a row still decoding holds no proposal yet
         admissible = in_support(terminal, kernel.splice(chain.tokens, suffix.tokens, start), length, cap)
         bridged = None if self.bridge_tokens == 0 else exponent(self, chain.length, torch.zeros_like(finished))
@@ -280,7 +279,7 @@ class Algorithm(NamedTuple):
         again = finished & (made < self.moves)
         key = torch.where(again, keyed.fold(moves.row_key, made), moves.key)
         start = torch.where(again, kernel.propose_cut(key, chain), start)
-        backend.start(again, start, move_cap(chain.length, terminal), chain.tokens, kernel.engine_seed(key))
+        backend.start(again, start, move_cap(chain.length), chain.tokens, kernel.engine_seed(key))
         moves = moves._replace(chain=chain, made=made, start=start, key=key,
                                decoded=moves.decoded + torch.where(finished, suffix.length, 0),
                                forwarded=moves.forwarded + torch.where(finished, suffix.forwarded, 0))
@@ -335,17 +334,15 @@ class Algorithm(NamedTuple):
             acceptance_rate=torch.full(rows.shape, float("nan"), device=rows.device), proposals=zero, accepted=zero,
             tokens_decoded=tally.tokens_decoded[per_answer], tokens_forwarded=tally.tokens_forwarded[per_answer],
             log_p=trace.log_p.sum(1)[rows], sequential_passes=(tally.steps + tally.move_steps)[per_answer] + 1,
-            early_rejections=zero, tries=zero,
-        )
+            early_rejections=zero, tries=zero)
         particles = ParticleSet(
             sequences=sequences, log_weights=log_weights, weights=weights.float(),
             log_evidence=torch.logsumexp(log_weights, dim=1) - math.log(n), ess=ess, resamples=tally.resamples,
-            chosen=chosen, trace=trace,
-        )
+            chosen=chosen, trace=trace)
         return ECMHOutput(sequences[rows], stats, Trace(*(x[rows] for x in trace)), particles=particles)
 
 
-def move_cap(length: torch.Tensor, terminal: Terminal) -> torch.Tensor:
+def move_cap(length: torch.Tensor) -> torch.Tensor:
     """A move's proposals run to the particle's own length: the intermediate target at a check is the MH block target
     with the cap there (docs/sampler-math.md, 'Resample-move')."""
     return length
@@ -451,9 +448,3 @@ def resample(rng: torch.Generator, algorithm: Algorithm, state: State) -> tuple[
     )
     return child, ancestor, torch.where(running, ess, torch.full_like(ess, float("nan"))), chosen
 
-
-def run(rng: torch.Generator, algorithm: Algorithm, backend: Backend, forwarded: torch.Tensor, *,
-        terminal: Terminal) -> Run:
-    """Grow `algorithm.particles` particles for each prompt the backend was prepared with (one row per prompt,
-    `forwarded`: what each prompt cost) until every particle has finished."""
-    return algorithm.result(drive(algorithm, rng, backend, forwarded, terminal))

@@ -31,8 +31,8 @@ from hypothesis import strategies as st
 
 import ecmh
 from ecmh import resampling, smc
+from ecmh.algorithm import drive
 from ecmh.backends.transformers import TransformersBackend
-from ecmh.scoring import PowerProposal
 from ecmh.terminal import Terminal
 
 from conftest import EOS, PAD, tiny_model
@@ -175,7 +175,7 @@ def test_stored_numbers_and_log_weights_equal_a_fresh_recomputation(config):
     backend = TransformersBackend(model)
     terminal = Terminal(() if eos is None else (eos,), None, max_new_tokens, "cpu")
     forwarded = backend.prepare(ids, mask, proposal=algorithm.proposal, terminal=terminal)
-    result = smc.run(torch.Generator().manual_seed(seed), algorithm, backend, forwarded, terminal=terminal)
+    result = algorithm.result(drive(algorithm, torch.Generator().manual_seed(seed), backend, forwarded, terminal))
     backend.close()
     state, n = result.state, algorithm.particles
 

@@ -2,6 +2,7 @@
 
 - `engine.py`: `load_vllm`, which builds a `vllm.LLM` with what ecmh needs, and the check for it;
 - `backend.py`: `VLLMBackend`, the `ecmh.backends.base.Backend` that drives the engine;
+- `requests.py`: what it keeps about its requests (a proposal decoded ahead, counts of speculation and early stops);
 - `processor.py`: the logits processor that runs inside the engine, draws each token and scores it;
 - `channel.py`: how its numbers come back to the backend through vLLM's ordinary outputs.
 
