@@ -192,7 +192,7 @@ class Algorithm(Method):
     run's). A sampler registered there becomes a benchmark method with one `registry.register` line; its rows
     record the options under the sampler's name."""
 
-    algorithm: str = "mh"
+    algorithm: str = ecmh.algorithms.DEFAULT
     options: dict = field(default_factory=dict)
 
     def algorithm_options(self, settings: RunSettings) -> dict:
