@@ -45,30 +45,37 @@ def table_cells(text: str, setting: str) -> list[str]:
 
 
 def check_rows_against_the_stored_numbers(results: dict, printed: str) -> None:
-    [toy] = results["toys"]
+    """Every row's numbers, and its printed cells, recomputed from the stored counts and answers."""
+    toys, answers = results["toys"], results["model"]["answers"]
     low_temp, reference = str(frontier.LOW_TEMP), str(frontier.REFERENCE)
-    answers = results["model"]["answers"]
+    model_column = 5 + len(toys)  # K, N, the toys' passes and tokens, TV / floor per toy and their mean
     for row in results["rows"]:
-        setting, sample = row["setting"], toy["samples"][row["setting"]]
+        setting, cells = row["setting"], table_cells(printed, row["setting"])
         for name in ("passes", "tokens"):
-            assert row["toys"][f"{name}_ratio"] == pytest.approx(sample[name] / toy["samples"][low_temp][name])
+            mine = sum(toy["samples"][setting][name] for toy in toys)
+            assert row["toys"][f"{name}_ratio"] == pytest.approx(mine / sum(t["samples"][low_temp][name] for t in toys))
             mine = [a[name] for a in answers[setting]]
             theirs = [a[name] for a in answers[low_temp]]
             assert row["model"][f"{name}_ratio"] == pytest.approx(sum(mine) / sum(theirs))
-        assert sum(sample["counts"]) == toy["chains"]
-        tv = 0.5 * (torch.tensor(sample["counts"], dtype=torch.float64) / toy["chains"]
-                    - torch.tensor(toy["target"])).abs().sum().item()
-        assert tv == pytest.approx(sample["tv"]) and row["toys"]["mean_tv_over_floor"] == pytest.approx(tv / toy["floor"])
-        cells = table_cells(printed, setting)
-        assert cells[4] == f"{tv / toy['floor']:.2f}" == cells[5]  # the toy's TV / floor, and the mean of one toy
-        assert cells[2] == f"{row['toys']['passes_ratio']:.2f}" and cells[6] == f"{row['model']['passes_ratio']:.2f}"
+        assert cells[2] == f"{row['toys']['passes_ratio']:.2f}"
+        assert cells[model_column] == f"{row['model']['passes_ratio']:.2f}"
+        ratios = []
+        for column, toy in enumerate(toys, start=4):
+            sample = toy["samples"][setting]
+            assert sum(sample["counts"]) == toy["chains"]
+            tv = 0.5 * (torch.tensor(sample["counts"], dtype=torch.float64) / toy["chains"]
+                        - torch.tensor(toy["target"])).abs().sum().item()
+            assert tv == pytest.approx(sample["tv"]) and cells[column] == f"{tv / toy['floor']:.2f}"
+            ratios.append(tv / toy["floor"])
+        assert row["toys"]["mean_tv_over_floor"] == pytest.approx(sum(ratios) / len(ratios))
+        assert cells[4 + len(toys)] == f"{sum(ratios) / len(ratios):.2f}"
         for name in ("log_p", "length"):
             by_prompt = {}
             for mine, theirs in zip(answers[setting], answers[reference]):
                 assert (mine["prompt"], mine["seed"]) == (theirs["prompt"], theirs["seed"])
                 by_prompt.setdefault(mine["prompt"], []).append(mine[name] - theirs[name])
             assert row["model"][f"{name}_difference"] == pytest.approx(list(mean_interval(list(by_prompt.values()))))
-        assert cells[8].startswith(f"{row['model']['log_p_difference'][0]:+.2f}")
+        assert cells[model_column + 2].startswith(f"{row['model']['log_p_difference'][0]:+.2f}")
 
 
 def test_the_documented_command_at_toy_size_reports_every_setting_as_the_stored_numbers_say(
@@ -92,6 +99,18 @@ def test_the_documented_command_at_toy_size_reports_every_setting_as_the_stored_
         # the negative control: plain low-temperature sampling is far from p^alpha, ECMH at N = 10 much nearer
         row = {r["setting"]: r for r in results["rows"]}
         assert row["1x0"]["toys"]["mean_tv_over_floor"] > 3 > row["1x10"]["toys"]["mean_tv_over_floor"]
+
+
+def test_the_measured_table_is_what_its_stored_numbers_say():
+    """The committed run: its table (frontier.md) and verdicts recomputed from its JSON, every setting present."""
+    results = json.loads((RESULTS / "frontier.json").read_text())
+    printed = (RESULTS / "frontier.md").read_text()
+    assert results["settings"] == [str(s) for s in sorted({frontier.LOW_TEMP, frontier.REFERENCE,
+                                                           *frontier.parse_settings(frontier.DEFAULT_SETTINGS)})]
+    assert len(results["toys"]) == 3 and all(len(a) == 32 for a in results["model"]["answers"].values())
+    check_rows_against_the_stored_numbers(results, printed)
+    assert results["verdicts"] == frontier.verdicts(results["rows"])
+    assert "\n".join(frontier.verdict_lines(results["verdicts"])) in printed
 
 
 def test_skip_model_measures_the_toys_alone(tmp_path, capsys):
