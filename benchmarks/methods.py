@@ -27,7 +27,7 @@ import torch
 import ecmh
 from ecmh.checks import check_int
 from ecmh.mh import DEFAULTS, SamplerConfig
-from ecmh.select import scores as selection_scores
+from ecmh.selection import scores as selection_scores
 
 SELECTORS = ("log_p", "hes", "majority")  # ecmh.select's rules that need no second model
 SMC_PARTICLES = 64  # SMC methods' particles per prompt unless `--particles` says otherwise (the entropy-cut paper's)

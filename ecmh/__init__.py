@@ -9,7 +9,7 @@ _PUBLIC = {  # name -> the module that defines it
     "generate": "generation", "load_model": "models", "load_vllm": "backends.vllm", "encode_prompts": "prompts",
     "SamplerConfig": "mh", "Info": "mh", "SMCConfig": "smc", "ECMHOutput": "outputs", "ParticleSet": "outputs",
     "Stats": "outputs", "Trace": "outputs", "State": "kernel", "CutDistribution": "cuts", "EntropyCut": "cuts",
-    "UniformCut": "cuts", "RestartCut": "cuts", "History": "history", "HistoryRecorder": "history", "select": "select",
+    "UniformCut": "cuts", "RestartCut": "cuts", "History": "history", "HistoryRecorder": "history", "select": "selection",
 }
 _SUBMODULES = ("metrics", "diagnostics")
 __all__ = [*_PUBLIC, *_SUBMODULES]
