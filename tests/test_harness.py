@@ -1,6 +1,5 @@
 """ecmh inside lm-evaluation-harness, offline: a task from a local YAML over a local JSONL file."""
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ lm_eval = pytest.importorskip("lm_eval", reason="lm-eval is not installed (pip i
 
 import ecmh.harness  # noqa: E402,F401  (registers the model type "ecmh")
 from lm_eval.tasks import TaskManager  # noqa: E402
+from lm_eval_task import write_arithmetic_task  # noqa: E402
 
 QUESTIONS = [("1 + 1", "2"), ("2 + 3", "5"), ("4 + 4", "8"), ("9 - 3", "6"), ("7 - 7", "0")]
 UNTIL = ["\n", "."]
@@ -19,33 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def task_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("lm-eval-task")
-    data = folder / "arithmetic.jsonl"
-    data.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in QUESTIONS))
-    (folder / "ecmh_local_arithmetic.yaml").write_text(f"""
-task: ecmh_local_arithmetic
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {data}
-test_split: test
-output_type: generate_until
-doc_to_text: "Q: What is {{{{question}}}}?\\nA:"
-doc_to_target: "{{{{answer}}}}"
-generation_kwargs:
-  until: {json.dumps(UNTIL)}
-  max_gen_toks: 6
-  mcmc_steps: 0
-  do_sample: false
-  temperature: 0.0
-metric_list:
-  - metric: exact_match
-    aggregation: mean
-    higher_is_better: true
-metadata:
-  version: 1.0
-""")
-    return folder
+    generation = {"until": UNTIL, "max_gen_toks": 6, "mcmc_steps": 0, "do_sample": False, "temperature": 0.0}
+    return write_arithmetic_task(tmp_path_factory.mktemp("lm-eval-task"), "ecmh_local_arithmetic", QUESTIONS, generation)
 
 
 @pytest.mark.parametrize("chat", [False, True])

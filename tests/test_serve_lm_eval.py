@@ -18,6 +18,7 @@ import ecmh.harness  # noqa: E402
 from ecmh.serve.app import create_app  # noqa: E402
 from ecmh.serve.background import serving  # noqa: E402
 from lm_eval.api.instance import Instance  # noqa: E402
+from lm_eval_task import write_arithmetic_task  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = [("1 + 1", "2"), ("2 + 3", "5"), ("9 - 3", "6")]
@@ -32,26 +33,7 @@ def documented_command() -> list[str]:
 
 @pytest.fixture(scope="module")
 def task_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("serve-task")
-    data = folder / "arithmetic.jsonl"
-    data.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in QUESTIONS))
-    (folder / "serve_arithmetic.yaml").write_text(f"""
-task: serve_arithmetic
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {data}
-test_split: test
-output_type: generate_until
-doc_to_text: "Q: What is {{{{question}}}}?\\nA:"
-doc_to_target: "{{{{answer}}}}"
-generation_kwargs: {json.dumps(GENERATION)}
-metric_list:
-  - metric: exact_match
-metadata:
-  version: 1.0
-""")
-    return folder
+    return write_arithmetic_task(tmp_path_factory.mktemp("serve-task"), "serve_arithmetic", QUESTIONS, GENERATION)
 
 
 def test_local_completions_against_the_server_answers_as_the_ecmh_model(task_dir, tiny_chat_model_dir, tmp_path,
