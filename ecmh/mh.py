@@ -131,10 +131,10 @@ class BlockSchedule:
         self.block_size = options.block_size_for(generation.max_new_tokens)
         diagnostics = options.record_history or isinstance(options.on_step, HistoryRecorder)
         arguments = (options.alpha, options.cut_distribution, generation.top_k, generation.top_p)
-        if self.tries == 1:
+        if self.tries == 1:  # the one-candidate kernel: ECMH as it was, with exact early rejection
             self.kernel = kernel.build(*arguments, diagnostics=diagnostics)
         else:
-            self.kernel = multiple_try.build(*arguments[:2], self.tries, *arguments[2:], diagnostics=diagnostics)
+            self.kernel = multiple_try.build(*arguments, tries=self.tries, diagnostics=diagnostics)
         stops_early = options.early_rejection and kernel.grows(options.cut_distribution) and self.tries == 1
         self.early_rejection = kernel.EarlyRejection(options.cut_distribution) if stops_early else None
         self.proposal = self.kernel.proposal

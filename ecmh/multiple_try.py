@@ -106,7 +106,7 @@ def step(key: torch.Tensor, state: kernel.State, proposals: kernel.Proposals, *,
     return new_state, info
 
 
-def build(alpha: float, cut_distribution: CutDistribution, tries: int, top_k=None, top_p=None, *,
+def build(alpha: float, cut_distribution: CutDistribution, top_k=None, top_p=None, *, tries: int,
           diagnostics: bool = False) -> kernel.Kernel:
     """The multiple-try kernel for `p^alpha` with cuts from `cut_distribution` and `tries` candidates per step
     (`kernel.build`'s arguments otherwise; its `step` takes `kernel.Proposals` with `C * tries` suffix rows).
