@@ -12,7 +12,8 @@
    selection frequencies follow the weights (a statistical check with its tolerance stated), the history's
    decisions follow from the recorded weights, and the counters add up (tokens: every candidate; passes: the
    longest per step).
-3. `tries=1` is ECMH: the same answers as leaving `tries` out, over seeds and cuts.
+3. The multiple-try kernel at K = 1 is ECMH: the same answers and counters as the one-candidate kernel, over seeds
+   and cuts.
 The exactness sweep with the model in the loop is `tests/test_exactness.py` (and `tests/test_vllm.py` on the engine).
 """
 
