@@ -14,13 +14,13 @@ from lm_eval_task import write_arithmetic_task  # noqa: E402
 
 QUESTIONS = [("1 + 1", "2"), ("2 + 3", "5"), ("4 + 4", "8"), ("9 - 3", "6"), ("7 - 7", "0")]
 UNTIL = ["\n", "."]
+GENERATION = {"until": UNTIL, "max_gen_toks": 6, "mcmc_steps": 0, "do_sample": False, "temperature": 0.0}
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def task_dir(tmp_path_factory):
-    generation = {"until": UNTIL, "max_gen_toks": 6, "mcmc_steps": 0, "do_sample": False, "temperature": 0.0}
-    return write_arithmetic_task(tmp_path_factory.mktemp("lm-eval-task"), "ecmh_local_arithmetic", QUESTIONS, generation)
+    return write_arithmetic_task(tmp_path_factory.mktemp("lm-eval-task"), "ecmh_local_arithmetic", QUESTIONS, GENERATION)
 
 
 @pytest.mark.parametrize("chat", [False, True])

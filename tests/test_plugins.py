@@ -26,7 +26,6 @@ from ecmh.plugins import Registry
 from conftest import tiny_model
 from synopsis import subcommand
 from test_third_algorithm import any_algorithm_task  # noqa: F401 (a fixture)
-from test_harness import task_dir  # noqa: F401 (a fixture)
 
 TESTS = Path(__file__).parent
 ROOT = TESTS.parent

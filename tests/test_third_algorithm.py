@@ -28,7 +28,8 @@ import lowtemp_algorithm
 from conftest import EOS, PAD, tiny_model
 from synopsis import subcommand
 from test_benchmark_run import _rows, _run as run_benchmark
-from test_harness import lm_eval, task_dir  # noqa: F401 (task_dir: a fixture)
+from lm_eval_task import write_arithmetic_task
+from test_harness import GENERATION, QUESTIONS, lm_eval
 
 PROMPTS = torch.tensor([[PAD, 0, 1], [1, 1, 0]])
 MASK = torch.tensor([[0, 1, 1], [1, 1, 1]])
@@ -102,13 +103,11 @@ def test_the_benchmark_runner(benchmark_method, tiny_chat_model_dir, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def any_algorithm_task(task_dir, tmp_path_factory):  # noqa: F811
-    """test_harness's local task without its MH option (`mcmc_steps: 0`), which other algorithms refuse."""
-    yaml = (task_dir / "ecmh_local_arithmetic.yaml").read_text()
-    assert "  mcmc_steps: 0\n" in yaml
-    folder = tmp_path_factory.mktemp("any-algorithm-task")
-    (folder / "ecmh_local_arithmetic.yaml").write_text(yaml.replace("  mcmc_steps: 0\n", ""))
-    return folder
+def any_algorithm_task(tmp_path_factory):
+    """test_harness's local task without its MH option (`mcmc_steps`), which other algorithms refuse."""
+    generation = {key: value for key, value in GENERATION.items() if key != "mcmc_steps"}
+    return write_arithmetic_task(tmp_path_factory.mktemp("any-algorithm-task"), "ecmh_local_arithmetic", QUESTIONS,
+                                 generation)
 
 
 @pytest.mark.parametrize("algorithm", ["lowtemp,alpha=2", "smc,particles=3"])
