@@ -148,7 +148,7 @@ class Plain(Method):
     tempered: bool = False
     targets_power: ClassVar[bool] = False
 
-    def draw(self, model, input_ids, attention_mask, settings: RunSettings, seed: int, tokenizer) -> ecmh.ECMHOutput:
+    def draw(self, model, input_ids, attention_mask, settings: RunSettings, seed: int, tokenizer) -> ecmh.Output:
         return ecmh.generate(
             model, input_ids, attention_mask=attention_mask, alpha=settings.alpha if self.tempered else 1.0,
             mcmc_steps=0, max_new_tokens=settings.max_new_tokens, seed=seed, return_dict_in_generate=True,
@@ -248,8 +248,8 @@ def _stop_strings(settings: RunSettings, tokenizer) -> dict:
     return dict(stop_strings=list(settings.stop_strings), tokenizer=tokenizer) if settings.stop_strings else {}
 
 
-def draws(out: ecmh.ECMHOutput, input_ids: torch.Tensor):
-    """A `Draw` per row of an ECMH output."""
+def draws(out: ecmh.Output, input_ids: torch.Tensor):
+    """A `Draw` per row of an output."""
     continuations = out.sequences[:, input_ids.shape[1]:].tolist()
     stats = out.stats
     costs = zip(stats.tokens_decoded.tolist(), stats.tokens_forwarded.tolist(), stats.sequential_passes.tolist())

@@ -7,8 +7,8 @@ import importlib
 
 _PUBLIC = {  # name -> the module that defines it
     "generate": "generation", "load_model": "models", "load_vllm": "backends.vllm", "encode_prompts": "prompts",
-    "SamplerConfig": "mh", "Info": "mh", "SMCConfig": "smc", "ECMHOutput": "outputs", "ParticleSet": "outputs",
-    "Stats": "outputs", "Trace": "outputs", "State": "kernel", "CutDistribution": "cuts", "EntropyCut": "cuts",
+    "SamplerConfig": "mh", "Info": "mh", "SMCConfig": "smc", "Output": "outputs", "MHOutput": "outputs",
+    "SMCOutput": "outputs", "ParticleSet": "outputs", "Stats": "outputs", "ChainStats": "outputs", "Trace": "outputs", "State": "kernel", "CutDistribution": "cuts", "EntropyCut": "cuts",
     "UniformCut": "cuts", "RestartCut": "cuts", "History": "history", "HistoryRecorder": "history", "select": "selection",
 }
 _SUBMODULES = ("metrics", "diagnostics")

@@ -7,7 +7,7 @@ parameters closed over) and offers:
     algorithm.prompt_rows(num_return_sequences)         # rows each prompt starts with
     run = algorithm.init(rng, backend, forwarded, terminal)            # start the rows' first proposals
     run, done = algorithm.step(rng, run, backend, terminal, decoded)   # settle what the backend finished
-    algorithm.output(rng, run, prompts, generation)     # the sequences, or an `ECMHOutput`
+    algorithm.output(rng, run, prompts, generation)     # the sequences, or an `ecmh.Output`
 
 `drive` is the loop between `init` and `output`; `ecmh.algorithms` maps names to builders.
 """

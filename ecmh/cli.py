@@ -12,6 +12,7 @@ from .checks import check_int
 from .mh import SamplerConfig
 from .models import DEFAULT_MODEL, check_device
 from .options import names, specs
+from .outputs import SMCOutput
 from .prompts import encode_prompts
 from .serve.command import add_parser as add_serve_parser
 from .serve.command import serve_command
@@ -90,7 +91,7 @@ def generate_command(args) -> int:
         return _error(str(error))
     seconds = time.perf_counter() - start
     answer = tokenizer.decode(out.sequences[0, inputs.input_ids.shape[1]:], skip_special_tokens=True).strip()
-    stats = {name: value[0].item() for name, value in out.stats._asdict().items()}
+    stats = out.stats.row(0)
     if args.json:
         record = {"model": args.model, "prompt": args.prompt, "prompt_tokens": inputs.input_ids.shape[1], "answer": answer}
         settings = {"algorithm": args.algorithm, "max_new_tokens": args.max_new_tokens, "seed": args.seed,
@@ -100,9 +101,9 @@ def generate_command(args) -> int:
         return 0
     print(answer)
     what = [f"{stats['tokens_decoded']} tokens decoded in {stats['sequential_passes']} sequential passes"]
-    if stats["proposals"]:
+    if stats.get("proposals"):
         what.insert(0, f"acceptance {stats['acceptance_rate']:.2f} ({stats['accepted']}/{stats['proposals']})")
-    if out.particles is not None:
+    if isinstance(out, SMCOutput):
         what.insert(0, f"{out.particles.weights.shape[1]} particles, {out.particles.resamples[0].item()} resamplings")
     print(f"[ecmh] {args.algorithm}: {', '.join(what)}, {seconds:.1f} s")
     return 0

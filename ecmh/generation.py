@@ -12,7 +12,7 @@ import torch
 from . import algorithms, backends, keyed, settings
 from .algorithm import Algorithm, drive
 from .checks import is_int
-from .outputs import ECMHOutput
+from .outputs import Output
 from .stopping import StopStrings
 from .terminal import Terminal
 
@@ -88,7 +88,7 @@ def generate(
     algorithm: str = algorithms.DEFAULT,
     seed: Union[int, list, None] = None,
     **kwargs,
-) -> Union[torch.Tensor, ECMHOutput]:
+) -> Union[torch.Tensor, Output]:
     """Sample continuations from `p(y | prompt)^alpha` with Entropy-Cut Metropolis-Hastings, or with another registered
     sampler (`algorithm="smc"`: Sequential Monte Carlo; `ecmh.algorithms`).
 
@@ -117,9 +117,11 @@ def generate(
             default.
 
     Returns:
-        The sequences tensor, or with `return_dict_in_generate=True` an `ECMHOutput` with `.sequences`,
-        `.stats` (one value per returned row) and `.trace` (per position of each returned continuation); with MH and
-        `record_history=True` also `.history`; with SMC `.particles` (every particle, its weight, `log_evidence`).
+        The sequences tensor, or with `return_dict_in_generate=True` the algorithm's `ecmh.Output`: `.sequences`,
+        `.stats` (one value per returned row: `log_p` and the costs, `ecmh.Stats`) and `.trace` (per position of
+        each returned continuation); MH's (`ecmh.MHOutput`) adds its chains' statistics to `.stats`
+        (`ecmh.ChainStats`: acceptance, proposals, ...) and with `record_history=True` `.history`; SMC's
+        (`ecmh.SMCOutput`) adds `.particles` (every particle, its weight, `log_evidence`).
 
     Example:
         >>> import ecmh

@@ -131,11 +131,7 @@ class ECMHLM(LM):
                 n = int(out.trace.length[row])
                 text = self.tokenizer.decode(out.sequences[row, ids.shape[1]:ids.shape[1] + n], skip_special_tokens=True)
                 responses[i] = text_before_stop_string(text, until)
-                rate = float(out.stats.acceptance_rate[row])
-                requests[i].args[1].setdefault("ecmh", []).append({
-                    "acceptance_rate": None if rate != rate else rate, "proposals": int(out.stats.proposals[row]),
-                    "tokens_decoded": int(out.stats.tokens_decoded[row]), "log_p": float(out.stats.log_p[row]),
-                })
+                requests[i].args[1].setdefault("ecmh", []).append(out.stats.row(row))
         return responses
 
 

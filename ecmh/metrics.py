@@ -1,7 +1,7 @@
 """Per-trace metrics from the numbers the sampler stored per position (`ecmh.Trace`): no forward pass,
 except where a model is named (the verifier of the cross-model metrics; `self_certainty`).
 
-Every function takes the `trace` of an `ECMHOutput` (`out.trace`) and returns one value per row `[R]`
+Every function takes the `trace` of an `ecmh.Output` (`out.trace`) and returns one value per row `[R]`
 (or per position `[R, L]`, 0 past each row's length). `H_t` is the entropy of `p(. | prompt, y_<t)`
 in nats, `n` a row's length.
 """

@@ -27,7 +27,7 @@ from .backends.base import Backend
 from .checks import check_int
 from .history import HistoryRecorder
 from .options import CutChoice, option
-from .outputs import ECMHOutput, Stats, continuations
+from .outputs import ChainStats, MHOutput, continuations
 from .terminal import Terminal
 
 BLOCKS_PER_ANSWER = 16  # the papers' block size: B = T / 16 ...
@@ -244,25 +244,25 @@ class BlockSchedule:
             self.bar.update(int(info.step.finished.sum()))
 
     def output(self, rng: torch.Generator, run: Run, prompts: torch.Tensor, generation):
-        """Every row's answer (`ECMHOutput` with `return_dict_in_generate`, else the sequences)."""
+        """Every row's answer (`MHOutput` with `return_dict_in_generate`, else the sequences)."""
         if self.bar is not None:
             self.bar.close()
         state = run.result
         sequences, trace = continuations(state, prompts, generation.pad_token_id)
         if not generation.return_dict_in_generate:
             return sequences
-        stats = Stats(
+        stats = ChainStats(
+            log_p=trace.log_p.sum(1),
+            tokens_decoded=state.tokens_decoded,
+            tokens_forwarded=state.tokens_forwarded,
+            sequential_passes=state.sequential_passes + 1,  # the prompt in one pass
             acceptance_rate=state.accepted.float() / state.proposals.float(),
             proposals=state.proposals,
             accepted=state.accepted,
-            tokens_decoded=state.tokens_decoded,
-            tokens_forwarded=state.tokens_forwarded,
-            log_p=trace.log_p.sum(1),
-            sequential_passes=state.sequential_passes + 1,  # the prompt in one pass
             early_rejections=state.early_rejections,
             tries=torch.full_like(state.proposals, self.tries),
         )
-        return ECMHOutput(sequences, stats, trace, self.recorder.history() if self.recorder is not None else None)
+        return MHOutput(sequences, stats, trace, self.recorder.history() if self.recorder is not None else None)
 
 
 def build(options: SamplerConfig, generation) -> BlockSchedule:

@@ -1,7 +1,9 @@
 """What `ecmh.generate` returns: the data that `metrics`, `select`, `plots` and `diagnostics` read (they depend
-on these types, not on the driver)."""
+on these types, not on the driver). Every algorithm's output is an `Output` (`sequences`, `stats`, `trace`) whose
+`stats` hold at least the common `Stats`; an algorithm's own numbers live in its own types (`MHOutput` with
+`ChainStats` and `history`, `SMCOutput` with `particles`)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import NamedTuple, Optional
 
 import torch
@@ -9,18 +11,34 @@ import torch
 from .history import History
 
 
-class Stats(NamedTuple):
-    """Per returned row."""
+@dataclass(frozen=True)
+class Stats:
+    """Per returned row, what every algorithm reports: the answer's log-likelihood and what it cost."""
+
+    log_p: torch.Tensor  # base-model log-likelihood of the returned continuation
+    tokens_decoded: torch.Tensor  # every token sampled, rejected proposals and discarded particles included
+    tokens_forwarded: torch.Tensor  # every position run through the model, prefill and padding included
+    sequential_passes: torch.Tensor  # forward passes the answer waited for one after another (the prompt's included)
+
+    def as_dict(self) -> dict[str, torch.Tensor]:
+        """Every field by name, in declaration order (the common ones first)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def row(self, index: int) -> dict:
+        """Row `index` as Python numbers, ready for JSON (NaN as None)."""
+        values = {name: value[index].item() for name, value in self.as_dict().items()}
+        return {name: None if value != value else value for name, value in values.items()}
+
+
+@dataclass(frozen=True)
+class ChainStats(Stats):
+    """Per returned row of MH (`algorithm="mh"`): the common statistics and the chain's own."""
 
     acceptance_rate: torch.Tensor  # accepted / proposals (NaN with mcmc_steps=0)
-    proposals: torch.Tensor
+    proposals: torch.Tensor  # MH proposals settled (block extensions not counted)
     accepted: torch.Tensor
-    tokens_decoded: torch.Tensor  # every token sampled, rejected proposals included
-    tokens_forwarded: torch.Tensor  # every position run through the model, prefill and padding included
-    log_p: torch.Tensor  # base-model log-likelihood of the returned continuation
-    sequential_passes: torch.Tensor  # forward passes the answer waited for one after another (the prompt's included)
     early_rejections: torch.Tensor  # MH proposals rejected by exact early rejection (stopped there when enabled)
-    tries: torch.Tensor  # candidates decoded side by side per MH proposal (ECMH's `tries`; 0 where none is made)
+    tries: torch.Tensor  # candidates decoded side by side per MH proposal (`tries`)
 
 
 class Trace(NamedTuple):
@@ -47,12 +65,27 @@ class ParticleSet(NamedTuple):
 
 
 @dataclass
-class ECMHOutput:
+class Output:
+    """What `ecmh.generate(..., return_dict_in_generate=True)` returns: the common part of every algorithm's output."""
+
     sequences: torch.Tensor  # prompt + continuation, `pad_token_id` after the end
     stats: Stats
     trace: Trace
-    history: Optional[History] = None  # with `record_history=True`
-    particles: Optional[ParticleSet] = None  # with `algorithm="smc"`
+
+
+@dataclass
+class MHOutput(Output):
+    """ECMH's output (`algorithm="mh"`): its statistics per chain and, with `record_history=True`, every proposal."""
+
+    stats: ChainStats
+    history: Optional[History] = None
+
+
+@dataclass
+class SMCOutput(Output):
+    """Sequential Monte Carlo's output (`algorithm="smc"`): the returned rows and every particle they were drawn from."""
+
+    particles: ParticleSet
 
 
 def continuations(state, prompts: torch.Tensor, pad_token_id: int) -> tuple[torch.Tensor, Trace]:

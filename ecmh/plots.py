@@ -4,7 +4,7 @@ axes if None) and returns the axes."""
 import torch
 
 from .diagnostics import acceptance_by_block
-from .outputs import ECMHOutput
+from .outputs import Output
 from .history import History
 
 
@@ -16,7 +16,7 @@ def _axes(ax):
     return ax
 
 
-def plot_entropy(output: ECMHOutput, history: History, row: int, ax=None):
+def plot_entropy(output: Output, history: History, row: int, ax=None):
     """The entropy `H_t` along row `row`'s returned answer, a marker at each of its MH cuts (filled: accepted),
     and the spans accepted proposals rewrote shaded."""
     ax = _axes(ax)

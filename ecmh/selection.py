@@ -7,15 +7,15 @@ import torch
 
 from . import metrics
 from .checks import is_int
-from .outputs import ECMHOutput
+from .outputs import Output
 
 SELECTORS = ("log_p", "hes", "cme", "majority")
 
 
 def select(
-    output: ECMHOutput,
+    output: Output,
     num_return_sequences: int,
-    by: Union[str, Callable[[ECMHOutput], torch.Tensor]] = "log_p",
+    by: Union[str, Callable[[Output], torch.Tensor]] = "log_p",
     *,
     answers: Optional[Sequence[Optional[str]]] = None,
     cross_model: Optional[metrics.CrossModel] = None,

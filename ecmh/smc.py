@@ -65,7 +65,7 @@ from .checks import check_int, check_number
 from .cuts import CutDistribution
 from .kernel import Suffix, splice
 from .options import CutChoice, option
-from .outputs import ECMHOutput, ParticleSet, Stats, Trace, continuations
+from .outputs import ParticleSet, SMCOutput, Stats, Trace, continuations
 from .scoring import PowerProposal
 from .terminal import Terminal
 
@@ -329,17 +329,14 @@ class Algorithm(NamedTuple):
         if not generation.return_dict_in_generate:
             return sequences[rows]
         per_answer = group.expand(-1, draws).flatten()
-        zero = torch.zeros_like(rows)
-        stats = Stats(
-            acceptance_rate=torch.full(rows.shape, float("nan"), device=rows.device), proposals=zero, accepted=zero,
-            tokens_decoded=tally.tokens_decoded[per_answer], tokens_forwarded=tally.tokens_forwarded[per_answer],
-            log_p=trace.log_p.sum(1)[rows], sequential_passes=(tally.steps + tally.move_steps)[per_answer] + 1,
-            early_rejections=zero, tries=zero)
+        stats = Stats(log_p=trace.log_p.sum(1)[rows], tokens_decoded=tally.tokens_decoded[per_answer],
+                      tokens_forwarded=tally.tokens_forwarded[per_answer],
+                      sequential_passes=(tally.steps + tally.move_steps)[per_answer] + 1)
         particles = ParticleSet(
             sequences=sequences, log_weights=log_weights, weights=weights.float(),
             log_evidence=torch.logsumexp(log_weights, dim=1) - math.log(n), ess=ess, resamples=tally.resamples,
             chosen=chosen, trace=trace)
-        return ECMHOutput(sequences[rows], stats, Trace(*(x[rows] for x in trace)), particles=particles)
+        return SMCOutput(sequences[rows], stats, Trace(*(x[rows] for x in trace)), particles)
 
 
 def move_cap(length: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ from ecmh import kernel, keyed, mh
 from ecmh.algorithms import Entry
 from ecmh.cuts import UniformCut
 from ecmh.options import PowerTarget
-from ecmh.outputs import ECMHOutput, Stats, continuations
+from ecmh.outputs import Output, Stats, continuations
 from ecmh.scoring import PowerProposal
 
 
@@ -55,12 +55,9 @@ class LowTemp:
         sequences, trace = continuations(state, prompts, generation.pad_token_id)
         if not generation.return_dict_in_generate:
             return sequences
-        zero = torch.zeros_like(state.length)
-        stats = Stats(acceptance_rate=torch.full(zero.shape, float("nan"), device=zero.device), proposals=zero,
-                      accepted=zero, tokens_decoded=state.tokens_decoded, tokens_forwarded=state.tokens_forwarded,
-                      log_p=trace.log_p.sum(1), sequential_passes=state.tokens_decoded + 1, early_rejections=zero,
-                      tries=zero)
-        return ECMHOutput(sequences, stats, trace)
+        stats = Stats(log_p=trace.log_p.sum(1), tokens_decoded=state.tokens_decoded,
+                      tokens_forwarded=state.tokens_forwarded, sequential_passes=state.tokens_decoded + 1)
+        return Output(sequences, stats, trace)
 
 
 ENTRY = Entry(LowTempOptions, LowTemp, "plain sampling at temperature 1/alpha: one draw per answer, no correction")

@@ -44,7 +44,8 @@ def test_tokens_forwarded_matches_a_forward_hook_and_no_prefix_is_reencoded(mode
 def test_same_seed_same_output_and_other_seed_differs(model):
     first, second = _run(model), _run(model)
     assert torch.equal(first.sequences, second.sequences)
-    assert all(torch.equal(a, b) for a, b in zip(first.stats, second.stats) if a.dtype != torch.float32)
+    assert all(torch.equal(a, b) for a, b in zip(first.stats.as_dict().values(), second.stats.as_dict().values())
+               if a.dtype != torch.float32)
     assert not torch.equal(first.sequences, _run(model, seed=8).sequences)
 
 
@@ -76,7 +77,11 @@ def test_output_shape_padding_and_stats(model):
         if EOS in sequence:
             assert all(token == PAD for token in sequence[sequence.index(EOS) + 1 :])
     stats = out.stats
-    assert all(value.shape == (rows,) for value in stats)
+    assert all(value.shape == (rows,) for value in stats.as_dict().values())
+    assert list(stats.as_dict())[:4] == ["log_p", "tokens_decoded", "tokens_forwarded", "sequential_passes"]
+    for row in range(rows):  # one row as Python numbers: the tensors' values, NaN as None
+        assert stats.row(row) == {name: None if value[row].isnan() else value[row].item()
+                                  for name, value in stats.as_dict().items()}
     assert torch.allclose(stats.acceptance_rate, stats.accepted / stats.proposals)
     assert (stats.proposals >= SETTINGS["mcmc_steps"]).all()
     assert isinstance(ecmh.generate(model, PROMPTS, attention_mask=MASK, max_new_tokens=4), torch.Tensor)

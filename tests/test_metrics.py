@@ -80,7 +80,7 @@ def test_self_certainty_equals_a_direct_forward_pass():
 
 def test_select_picks_per_prompt():
     trace = trace_of([[1.0, 1.0], [3.0, 0.0], [0.1], [2.0]], [[-1.0, -1.0], [-0.5, -0.5], [-3.0], [-0.1]])
-    output = ecmh.ECMHOutput(torch.zeros(4, 3, dtype=torch.long), None, trace)
+    output = ecmh.Output(torch.zeros(4, 3, dtype=torch.long), None, trace)
     assert ecmh.select(output, 2, by="log_p").tolist() == [1, 3]
     assert ecmh.select(output, 2, by="hes").tolist() == [0, 2]
     assert ecmh.select(output, 2, by="majority", answers=["a", "b", None, "c"]).tolist() == [1, 3]
@@ -95,7 +95,7 @@ def test_select_picks_per_prompt():
 
 def test_select_majority_prefers_the_common_answer_over_likelihood():
     trace = trace_of([[1.0]] * 3, [[-0.1], [-5.0], [-4.0]])
-    output = ecmh.ECMHOutput(torch.zeros(3, 2, dtype=torch.long), None, trace)
+    output = ecmh.Output(torch.zeros(3, 2, dtype=torch.long), None, trace)
     assert ecmh.select(output, 3, by="majority", answers=["x", "y", "y"]).tolist() == [2]
 
 

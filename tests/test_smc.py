@@ -231,7 +231,7 @@ def test_output_shape_stats_and_seed(model):
     assert out.particles.weights.shape == (2, 5) and torch.allclose(out.particles.weights.sum(1), torch.ones(2))
     rows = (torch.arange(2)[:, None] * 5 + out.particles.chosen).flatten()
     assert torch.equal(out.sequences, out.particles.sequences[rows, : out.sequences.shape[1]])
-    assert out.stats.acceptance_rate.isnan().all() and (out.stats.proposals == 0).all()
+    assert type(out) is ecmh.SMCOutput and type(out.stats) is ecmh.Stats  # no MH statistics to fill with placeholders
     assert (out.stats.tokens_decoded >= out.trace.length).all()
     assert (out.stats.sequential_passes <= 7 + 1).all() and (out.stats.sequential_passes >= out.trace.length + 1).all()
     plain = ecmh.generate(model, ids, seed=11, max_new_tokens=7, num_return_sequences=3, return_dict_in_generate=True)

@@ -53,7 +53,7 @@ def test_generate_runs_it_as_it_runs_mh_without_mh_steps(lowtemp):
     out = _generate(model, algorithm="lowtemp", seed=3)
     same = _generate(model, algorithm="mh", mcmc_steps=0, block_size=6, seed=3)  # one block, no MH step
     assert torch.equal(out.sequences, same.sequences)
-    assert torch.equal(out.stats.tokens_decoded, out.trace.length) and out.stats.proposals.sum() == 0
+    assert torch.equal(out.stats.tokens_decoded, out.trace.length) and type(out) is ecmh.Output
     assert torch.equal(out.stats.tokens_forwarded, same.stats.tokens_forwarded)
     assert not torch.equal(out.sequences, _generate(model, algorithm="lowtemp", seed=4).sequences)  # the seed counts
     with pytest.raises(ValueError, match='`mcmc_steps` is an option of algorithm="mh", not of algorithm="lowtemp"'):
@@ -81,7 +81,7 @@ def test_the_command_line(tiny_chat_model_dir):
     assert result.returncode == 0, result.stderr[-2000:]
     record = json.loads(result.stdout)
     assert record["settings"]["algorithm"] == "lowtemp" and record["settings"]["alpha"] == 2.0
-    assert record["proposals"] == 0 and 1 <= record["tokens_decoded"] <= 4
+    assert "proposals" not in record and 1 <= record["tokens_decoded"] <= 4  # its own output: no MH counters
 
 
 @pytest.fixture
@@ -124,4 +124,5 @@ def test_the_lm_evaluation_harness_model(lowtemp, any_algorithm_task, tiny_chat_
     assert len(samples) == 3
     for sample in samples:
         [record] = sample["arguments"][0][1]["ecmh"]
-        assert record["proposals"] == 0 and record["acceptance_rate"] is None and 1 <= record["tokens_decoded"]
+        assert set(record) == {"log_p", "tokens_decoded", "tokens_forwarded", "sequential_passes"}  # its own stats
+        assert 1 <= record["tokens_decoded"]

@@ -429,7 +429,7 @@ def test_output_shape_padding_and_stats(llm):
     for sequence in out.sequences[:, 3:].tolist():
         if EOS in sequence:
             assert all(token == PAD for token in sequence[sequence.index(EOS) + 1 :])
-    assert all(value.shape == (4,) for value in out.stats)
+    assert all(value.shape == (4,) for value in out.stats.as_dict().values())
     assert (out.stats.proposals >= 2).all() and (out.stats.tokens_decoded > 0).all()
     assert torch.allclose(out.stats.acceptance_rate, out.stats.accepted / out.stats.proposals)
     assert isinstance(ecmh.generate(llm, [[0, 1]], max_new_tokens=4), torch.Tensor)

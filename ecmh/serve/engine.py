@@ -21,7 +21,7 @@ class Choice(NamedTuple):
     text: str
     finish_reason: str  # "stop" (EOS or a stop string) or "length" (the cap)
     tokens: int  # the continuation's tokens, its last (EOS, or the one completing a stop string) included
-    stats: dict  # tokens_decoded, sequential_passes, acceptance_rate (None without MH proposals), log_p, ...
+    stats: dict  # the answer's `out.stats` (`ecmh.Stats.row`): log_p, tokens_decoded, ..., and MH's acceptance_rate, ...
 
 
 class Answer(NamedTuple):
@@ -93,7 +93,5 @@ class Engine:
             text = self.tokenizer.decode(tokens, skip_special_tokens=True)
         stopped = (length < job.max_tokens or (tokens and tokens[-1] in self.eos_token_ids)
                    or any(stop in text for stop in job.stop))
-        rate = float(out.stats.acceptance_rate[row])
-        stats = {name: value[row].item() for name, value in out.stats._asdict().items()}
-        stats["acceptance_rate"] = None if rate != rate else rate  # NaN (no MH proposals) is not JSON
-        return Choice(text_before_stop_string(text, job.stop), "stop" if stopped else "length", length, stats)
+        return Choice(text_before_stop_string(text, job.stop), "stop" if stopped else "length", length,
+                      out.stats.row(row))

@@ -22,8 +22,8 @@ class Metrics:
         with self._lock:
             for row in stats:
                 self.totals["tokens_decoded"] += row["tokens_decoded"]
-                self.totals["proposals"] += row["proposals"]
-                self.totals["accepted"] += row["accepted"]
+                self.totals["proposals"] += row.get("proposals", 0)  # MH's own statistics (`ecmh.ChainStats`)
+                self.totals["accepted"] += row.get("accepted", 0)
 
     def batch(self, rows: int, seconds: float) -> None:
         with self._lock:
