@@ -1,6 +1,6 @@
 """The kinds of sampler a benchmark compares, each turning a batch of prompts into one answer per prompt:
 `Plain` (temperature 1, or the tempered proposal at 1/alpha), `MH` (block-wise MH on `p^alpha` with a cut rule),
-`SMC` (Sequential Monte Carlo on `p^alpha`), `Algorithm` (any sampler registered in `ecmh.algorithms`, by name; `SMC`
+`SMC` (Sequential Monte Carlo on `p^alpha`), `SamplerMethod` (any sampler registered in `ecmh.algorithms`, by name; `SMC`
 is one) and `BestOfN` (the best of plain draws under another method's token budget). The benchmark's methods are
 instances of these, registered by name in `registry.py`.
 
@@ -187,7 +187,7 @@ class MH(Method):
 
 
 @dataclass(frozen=True)
-class Algorithm(Method):
+class SamplerMethod(Method):
     """Any sampler of `ecmh.algorithms`, by name (`algorithm`), with `options`: its options besides `alpha` (the
     run's). A sampler registered there becomes a benchmark method with one `registry.register` line; its rows
     record the options under the sampler's name."""
@@ -215,7 +215,7 @@ class Algorithm(Method):
 
 
 @dataclass(frozen=True)
-class SMC(Algorithm):
+class SMC(SamplerMethod):
     """Sequential Monte Carlo on `p^alpha`: `options` are `ecmh.generate`'s SMC options besides `particles` (the
     run's `--particles`, else `SMC_PARTICLES`) and `bridge_tokens` (`bridge_fraction` of `max_new_tokens`)."""
 

@@ -3,7 +3,7 @@ runner's order and budgets, and the report's comparisons all read this table.
 
 A new method is one `register` line: an instance of a kind in `methods.py` (or of a new `methods.Method`
 subclass), as `smc_ecmh` (SMC with ECMH moves) is; a sampler registered in `ecmh.algorithms` is
-`methods.Algorithm(name, summary, algorithm=..., options=...)` (tests/test_third_algorithm.py). What a method needs from another it says itself (`budget_from`: whose decoded tokens per problem are its budget);
+`methods.SamplerMethod(name, summary, algorithm=..., options=...)` (tests/test_third_algorithm.py). What a method needs from another it says itself (`budget_from`: whose decoded tokens per problem are its budget);
 which method the report tests against every other and divides costs by is said here (`SUBJECT`, `COST_REFERENCE`).
 """
 

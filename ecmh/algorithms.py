@@ -31,7 +31,7 @@ DEFAULT = "mh"  # the sampler of a call that names none
 
 register("mh", Entry(mh.SamplerConfig, mh.build, "ECMH: block-wise Metropolis-Hastings with entropy-jump cuts, exact "
                                                  "in the limit of MH steps; out.history with record_history=True"))
-register("smc", Entry(smc.SMCConfig, smc.from_options, "Sequential Monte Carlo: particles in one batch, about plain "
+register("smc", Entry(smc.SMCConfig, smc.build, "Sequential Monte Carlo: particles in one batch, about plain "
                                                        "decoding's latency; every particle with its weight in "
                                                        "out.particles"))
 

@@ -108,6 +108,15 @@ def init(num_rows: int, max_new_tokens: int, tokens_forwarded: torch.Tensor) -> 
                  counter)
 
 
+def holding(answers, cut_distribution: CutDistribution) -> State:
+    """Chains whose answers are `answers` (any tuple with `tokens`, `log_p`, `log_z`, `entropy` `[R, T]` and `length`
+    `[R]`, e.g. SMC's particles), nothing counted yet."""
+    chains = init(answers.length.shape[0], answers.tokens.shape[1], torch.zeros_like(answers.length))
+    return chains._replace(tokens=answers.tokens, log_p=answers.log_p, log_z=answers.log_z, entropy=answers.entropy,
+                           length=answers.length,
+                           cut_log_prob=cut_log_probs(cut_distribution, answers.entropy, answers.length))
+
+
 def cut_log_probs(cut_distribution: CutDistribution, entropy: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
     """Normalised log-probabilities of cutting at each position in `[0, length)`; uniform if all weights are 0."""
     valid = torch.arange(entropy.shape[1], device=entropy.device)[None, :] < length[:, None]
@@ -339,6 +348,7 @@ class Kernel(NamedTuple):
 
     proposal: PowerProposal  # what a backend draws each token from: p^alpha / Z (truncated by top_k / top_p)
     init: Callable[..., State]  # init(num_rows, max_new_tokens, tokens_forwarded) -> State
+    hold: Callable[..., State]  # hold(answers) -> chains whose answers are these (`holding`)
     propose_cut: Callable[..., torch.Tensor]  # propose_cut(key, state) -> the cut of each row's next proposal
     engine_seed: Callable[..., torch.Tensor]  # engine_seed(key) -> the seed a backend draws the proposal's tokens with
     step: Callable[..., tuple[State, Info]]  # step(key, state, proposals) -> (State, Info)
@@ -356,7 +366,7 @@ def build(alpha: float, cut_distribution: CutDistribution, top_k: Optional[int] 
         (4.0, torch.Size([2, 8]))
     """
     proposal = PowerProposal(alpha, top_k, top_p)
-    return Kernel(proposal, init, propose_cut, engine_seed,
+    return Kernel(proposal, init, functools.partial(holding, cut_distribution=cut_distribution), propose_cut, engine_seed,
                   functools.partial(step, alpha=proposal.alpha, cut_distribution=cut_distribution, diagnostics=diagnostics))
 
 

@@ -22,7 +22,7 @@ from typing import Callable, NamedTuple, Optional
 import torch
 from tqdm.auto import tqdm
 
-from . import keyed, kernel, multiple_try
+from . import keyed, kernel, multiple_try, rows
 from .backends.base import Backend
 from .checks import check_int
 from .history import HistoryRecorder
@@ -166,19 +166,19 @@ class BlockSchedule:
                         key), done
 
     def _rows(self, x: torch.Tensor) -> torch.Tensor:
-        """A per-chain tensor repeated for each of the chain's K backend rows."""
-        return x.repeat_interleave(self.tries, dim=0)
+        """A per-chain tensor for each of the chain's K backend rows."""
+        return rows.spread(x, self.tries)
 
     def _start(self, backend: Backend, chains: torch.Tensor, schedule: Schedule, state: kernel.State,
                announce: str = "start") -> torch.Tensor:
         """Start (or, with `announce="speculate"`, name) the next proposal of these chains: an MH step's K
         candidates, an extension in the chain's first row. Returns the backend rows it concerns."""
         first = torch.arange(len(chains) * self.tries, device=chains.device) % self.tries == 0
-        rows = self._rows(chains) & (first | self._rows(schedule.mh_index > 0))
+        starting = self._rows(chains) & (first | self._rows(schedule.mh_index > 0))
         seeds = self.kernel.engine_seed(multiple_try.candidate_keys(schedule.key, self.tries)).view(-1)
-        getattr(backend, announce)(rows, self._rows(schedule.start), self._rows(schedule.cap), self._rows(state.tokens),
-                                   seeds)
-        return rows
+        getattr(backend, announce)(starting, self._rows(schedule.start), self._rows(schedule.cap),
+                                   self._rows(state.tokens), seeds)
+        return starting
 
     def init(self, rng: torch.Generator, backend: Backend, forwarded: torch.Tensor, terminal: Terminal) -> Run:
         """An empty answer for every chain (`forwarded`: what each prompt row cost), its first block started; with
@@ -188,7 +188,7 @@ class BlockSchedule:
         state = self.kernel.init(forwarded.shape[0], terminal.max_new_tokens, forwarded)
         batch_row = torch.arange(state.length.shape[0], device=state.length.device)
         if self.tries > 1:
-            backend.select_rows(self._rows(batch_row))
+            rows.keep(backend, self._rows(batch_row))
         zeros = torch.zeros_like(batch_row)
         chain_key = keyed.keys(rng, len(batch_row)).to(batch_row.device)
         schedule = Schedule(zeros, zeros, zeros, torch.full_like(batch_row, min(self.block_size, state.tokens.shape[1])),
@@ -201,8 +201,8 @@ class BlockSchedule:
         if info.tries is not None:
             chains = len(accepted)
             source = self._rows(torch.arange(chains, device=accepted.device) * self.tries + info.tries.selected)
-            rows = self._rows(accepted) & (source != torch.arange(chains * self.tries, device=accepted.device))
-            backend.adopt(rows, source)
+            taking = self._rows(accepted) & (source != torch.arange(chains * self.tries, device=accepted.device))
+            backend.adopt(taking, source)
         backend.commit(self._rows(accepted), self._rows(start))
 
     def step(self, rng: torch.Generator, run: Run, backend: Backend, terminal: Terminal, decoded: tuple) -> tuple[Run, bool]:
@@ -211,8 +211,7 @@ class BlockSchedule:
         state, schedule, batch_row, result, decoding = run
         finished_rows, suffix = decoded
         decoding = decoding & ~finished_rows
-        by_chain = (-1, self.tries)
-        finished = finished_rows.view(by_chain).any(1) & ~decoding.view(by_chain).any(1)  # all candidates are in
+        finished = rows.all_in(finished_rows, decoding, self.tries)
         proposals = kernel.Proposals(finished, schedule.mh_index == 0, schedule.start, suffix)
         state, info = self.kernel.step(schedule.key, state, proposals)
         self._take(backend, finished & info.accepted, schedule.start, info)
@@ -228,14 +227,13 @@ class BlockSchedule:
         if not done.any():
             return Run(state, schedule, batch_row, result, decoding), False
         leaving = done.nonzero().squeeze(1)
-        result = kernel.State(*(r.index_copy(0, batch_row[leaving], s[leaving]) for r, s in zip(result, state)))
+        result = rows.put(result, batch_row[leaving], rows.take(state, leaving))
         staying = (~done).nonzero().squeeze(1)
         if staying.numel() == 0:
             return Run(state, schedule, batch_row, result, decoding), True
-        rows = (staying[:, None] * self.tries + torch.arange(self.tries, device=staying.device)).view(-1)
-        backend.select_rows(rows)
-        return Run(kernel.State(*(s[staying] for s in state)), Schedule(*(s[staying] for s in schedule)),
-                   batch_row[staying], result, decoding[rows]), False
+        kept = rows.keep(backend, staying, self.tries)
+        return Run(rows.take(state, staying), rows.take(schedule, staying), batch_row[staying], result,
+                   decoding[kept]), False
 
     def _report(self, info: Info) -> None:
         for callback in self.callbacks:

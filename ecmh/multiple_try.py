@@ -118,5 +118,6 @@ def build(alpha: float, cut_distribution: CutDistribution, top_k=None, top_p=Non
         torch.Size([2, 4])
     """
     proposal = PowerProposal(alpha, top_k, top_p)
-    return kernel.Kernel(proposal, kernel.init, kernel.propose_cut, kernel.engine_seed, functools.partial(
+    return kernel.Kernel(proposal, kernel.init, functools.partial(kernel.holding, cut_distribution=cut_distribution),
+                         kernel.propose_cut, kernel.engine_seed, functools.partial(
         step, alpha=proposal.alpha, cut_distribution=cut_distribution, tries=tries, diagnostics=diagnostics))

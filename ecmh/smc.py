@@ -59,7 +59,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from . import keyed, kernel, resampling
+from . import keyed, kernel, resampling, rows
 from .backends.base import Backend
 from .checks import check_int, check_number
 from .cuts import CutDistribution
@@ -164,8 +164,8 @@ class Moves(NamedTuple):
     forwarded: torch.Tensor  # [B] long: positions they ran through the model
 
 
-class Algorithm(NamedTuple):
-    """SMC with its parameters closed over (`build`), as `ecmh.generate` drives it (`ecmh.algorithm`)."""
+class ParticleSystem(NamedTuple):
+    """SMC with its parameters closed over (`particle_system`), as `ecmh.generate` drives it (`ecmh.algorithm`)."""
 
     proposal: PowerProposal
     particles: int
@@ -173,8 +173,8 @@ class Algorithm(NamedTuple):
     resampling: str
     resample_every: int
     bridge_tokens: int
-    moves: int = 0
-    cut_distribution: Optional[CutDistribution] = None
+    moves: int  # ECMH steps per running particle at each check, made by `move_kernel`
+    move_kernel: kernel.Kernel
 
     def prompt_rows(self, num_return_sequences: int) -> int:
         """One row per prompt: its particles are forked from it (`init`), answers drawn from them (`output`)."""
@@ -185,7 +185,7 @@ class Algorithm(NamedTuple):
         each prompt cost), sharing its cache; their first intervals started."""
         n, device = self.particles, forwarded.device
         groups = forwarded.shape[0]
-        backend.select_rows(torch.arange(groups, device=device).repeat_interleave(n))  # fork the prompts' caches
+        rows.keep(backend, torch.arange(groups, device=device).repeat_interleave(n))  # fork the prompts' caches
         zeros = torch.zeros(groups, dtype=torch.long, device=device)
         batch_row = torch.arange(groups * n, device=device)
         state = init(groups * n, terminal.max_new_tokens, device)
@@ -209,9 +209,9 @@ class Algorithm(NamedTuple):
         n, device = self.particles, batch_row.device
         group = torch.arange(state.length.shape[0], device=device) // n
         finished, suffix = decoded
-        before = State(*(x[batch_row] for x in state))
+        before = rows.take(state, batch_row)
         after = extend(self, before, suffix, finished, terminal)
-        state = State(*(x.index_copy(0, batch_row, y) for x, y in zip(state, after)))
+        state = rows.put(state, batch_row, after)
         backend.commit(finished, before.length)
         owner = group[batch_row]
         tally = tally._replace(
@@ -226,9 +226,8 @@ class Algorithm(NamedTuple):
             state, ancestor, ess, chosen = resample(rng, self, state)
             checks = (*checks, ess)
             tally = tally._replace(resamples=tally.resamples + chosen.long())
-            backend_row = torch.full_like(group, -1).index_copy(0, batch_row, torch.arange(len(batch_row), device=device))
             running = (~state.finished).nonzero().squeeze(1)
-            keep = backend_row[ancestor[running]]
+            keep = rows.backend_row(batch_row, len(group))[ancestor[running]]
         elif any_ended:
             running_now = (~after.finished).nonzero().squeeze(1)
             running, keep = batch_row[running_now], running_now
@@ -237,27 +236,25 @@ class Algorithm(NamedTuple):
             return Progress(state, tally, batch_row, waiting, checks), False
         if running.numel() == 0:
             return Progress(state, tally, batch_row, waiting, checks), True
-        backend.select_rows(keep)
+        rows.keep(backend, keep)
         if at_check:
             # every running particle moves at every check, whatever the ESS decided: a move made only where the
             # weights called for a resampling depends on the particles, and that choice biases the estimates
             if self.moves > 0:
-                moves = self._start_moves(rng, backend, terminal, State(*(x[running] for x in state)))
+                moves = self._start_moves(rng, backend, rows.take(state, running))
                 return Progress(state, tally, running, waiting, checks, moves), False
             waiting = self._start_intervals(rng, backend, terminal, state, running)
         return Progress(state, tally, running, waiting, checks), False
 
-    def _start_moves(self, rng, backend, terminal, rows: State) -> Moves:
+    def _start_moves(self, rng, backend, running: State) -> Moves:
         """Every running particle as an MH chain of the intermediate target, its first move started."""
-        zeros = torch.zeros_like(rows.length)
-        chain = kernel.init(len(zeros), terminal.max_new_tokens, zeros)._replace(
-            tokens=rows.tokens, log_p=rows.log_p, log_z=rows.log_z, entropy=rows.entropy, length=rows.length,
-            cut_log_prob=kernel.cut_log_probs(self.cut_distribution, rows.entropy, rows.length))
+        chain = self.move_kernel.hold(running)
+        zeros = torch.zeros_like(chain.length)
         row_key = keyed.keys(rng, len(zeros)).to(zeros.device)
         key = keyed.fold(row_key, 0)
-        start = kernel.propose_cut(key, chain)
+        start = self.move_kernel.propose_cut(key, chain)
         backend.start(torch.ones_like(zeros, dtype=torch.bool), start, move_cap(chain.length), chain.tokens,
-                      kernel.engine_seed(key))
+                      self.move_kernel.engine_seed(key))
         return Moves(chain, zeros, start, key, row_key, zeros, zeros)
 
     def _move(self, rng, progress: Progress, backend: Backend, terminal: Terminal, decoded: tuple) -> Progress:
@@ -271,15 +268,15 @@ class Algorithm(NamedTuple):
         length = start + torch.where(finished, suffix.length, 0)  # a row still decoding holds no proposal yet
         admissible = in_support(terminal, kernel.splice(chain.tokens, suffix.tokens, start), length, cap)
         bridged = None if self.bridge_tokens == 0 else exponent(self, chain.length, torch.zeros_like(finished))
-        chain, info = kernel.step(moves.key, chain, kernel.Proposals(finished, torch.zeros_like(finished), start, suffix),
-                                  alpha=self.proposal.alpha, cut_distribution=self.cut_distribution,
-                                  admissible=admissible, target_exponent=bridged)
+        chain, info = self.move_kernel.step(moves.key, chain,
+                                            kernel.Proposals(finished, torch.zeros_like(finished), start, suffix),
+                                            admissible=admissible, target_exponent=bridged)
         backend.commit(finished & info.accepted, start)
         made = moves.made + finished.long()
         again = finished & (made < self.moves)
         key = torch.where(again, keyed.fold(moves.row_key, made), moves.key)
-        start = torch.where(again, kernel.propose_cut(key, chain), start)
-        backend.start(again, start, move_cap(chain.length), chain.tokens, kernel.engine_seed(key))
+        start = torch.where(again, self.move_kernel.propose_cut(key, chain), start)
+        backend.start(again, start, move_cap(chain.length), chain.tokens, self.move_kernel.engine_seed(key))
         moves = moves._replace(chain=chain, made=made, start=start, key=key,
                                decoded=moves.decoded + torch.where(finished, suffix.length, 0),
                                forwarded=moves.forwarded + torch.where(finished, suffix.forwarded, 0))
@@ -294,18 +291,18 @@ class Algorithm(NamedTuple):
         chain = moves.chain
         ended = terminal.ends(chain.tokens, chain.length) | (chain.length >= chain.tokens.shape[1])
         phi = potential(self, chain.log_p, chain.log_z, chain.length, ended)
-        rows = State(*(x[batch_row] for x in state))
-        rows = rows._replace(
+        moved = rows.take(state, batch_row)
+        moved = moved._replace(
             tokens=chain.tokens, log_p=chain.log_p, log_z=chain.log_z, entropy=chain.entropy, length=chain.length,
-            finished=ended, anchor_log_weight=rows.log_weight, anchor_potential=phi, anchor_length=chain.length)
-        state = State(*(x.index_copy(0, batch_row, y) for x, y in zip(state, rows)))
+            finished=ended, anchor_log_weight=moved.log_weight, anchor_potential=phi, anchor_length=chain.length)
+        state = rows.put(state, batch_row, moved)
         group = batch_row // self.particles
         steps = torch.zeros_like(tally.move_steps).scatter_reduce(0, group, moves.decoded, reduce="amax")
         tally = tally._replace(tokens_decoded=tally.tokens_decoded.index_add(0, group, moves.decoded),
                                tokens_forwarded=tally.tokens_forwarded.index_add(0, group, moves.forwarded),
                                move_steps=tally.move_steps + steps)
         if ended.any():  # only where a move may leave the intermediate target's running answers (never, as built)
-            backend.select_rows((~ended).nonzero().squeeze(1))
+            rows.keep(backend, (~ended).nonzero().squeeze(1))
             batch_row = batch_row[~ended]
         waiting = self._start_intervals(rng, backend, terminal, state, batch_row)
         return Progress(state, tally, batch_row, waiting, checks)
@@ -324,19 +321,19 @@ class Algorithm(NamedTuple):
         weights = torch.softmax(log_weights.double(), dim=1)
         chosen = torch.multinomial(weights.float(), draws, replacement=True, generator=rng)
         group = torch.arange(weights.shape[0], device=chosen.device)[:, None]
-        rows = (group * n + chosen).flatten()
+        returned = (group * n + chosen).flatten()
         sequences, trace = continuations(state, prompts.repeat_interleave(n, dim=0), generation.pad_token_id)
         if not generation.return_dict_in_generate:
-            return sequences[rows]
+            return sequences[returned]
         per_answer = group.expand(-1, draws).flatten()
-        stats = Stats(log_p=trace.log_p.sum(1)[rows], tokens_decoded=tally.tokens_decoded[per_answer],
+        stats = Stats(log_p=trace.log_p.sum(1)[returned], tokens_decoded=tally.tokens_decoded[per_answer],
                       tokens_forwarded=tally.tokens_forwarded[per_answer],
                       sequential_passes=(tally.steps + tally.move_steps)[per_answer] + 1)
         particles = ParticleSet(
             sequences=sequences, log_weights=log_weights, weights=weights.float(),
             log_evidence=torch.logsumexp(log_weights, dim=1) - math.log(n), ess=ess, resamples=tally.resamples,
             chosen=chosen, trace=trace)
-        return SMCOutput(sequences[rows], stats, Trace(*(x[rows] for x in trace)), particles)
+        return SMCOutput(sequences[returned], stats, rows.take(trace, returned), particles)
 
 
 def move_cap(length: torch.Tensor) -> torch.Tensor:
@@ -351,29 +348,31 @@ def in_support(terminal: Terminal, tokens: torch.Tensor, length: torch.Tensor, c
     return (length == cap) & ~terminal.ends(tokens, length)
 
 
-def build(alpha: float, particles: int, *, ess_threshold: float = SMCConfig.ess_threshold,
-          resampling_scheme: str = SMCConfig.resampling, resample_every: int = SMCConfig.resample_every,
-          bridge_tokens: int = SMCConfig.bridge_tokens, moves: int = SMCConfig.moves,
-          cut_distribution: Optional[CutDistribution] = None, top_k: Optional[int] = None,
-          top_p: Optional[float] = None) -> Algorithm:
-    """SMC for `p^alpha` (`p` truncated by `top_k` / `top_p`) with `particles` particles per prompt.
+def particle_system(alpha: float, particles: int, *, ess_threshold: float = SMCConfig.ess_threshold,
+                    resampling_scheme: str = SMCConfig.resampling, resample_every: int = SMCConfig.resample_every,
+                    bridge_tokens: int = SMCConfig.bridge_tokens, moves: int = SMCConfig.moves,
+                    cut_distribution: Optional[CutDistribution] = None, top_k: Optional[int] = None,
+                    top_p: Optional[float] = None) -> ParticleSystem:
+    """SMC for `p^alpha` (`p` truncated by `top_k` / `top_p`) with `particles` particles per prompt; its moves (with
+    `moves > 0`) are made by the MH kernel (`ecmh.kernel.build`) with cuts from `cut_distribution`.
 
     Example:
-        >>> algorithm = build(4.0, particles=8)
-        >>> algorithm.proposal.alpha, algorithm.resampling
+        >>> system = particle_system(4.0, particles=8)
+        >>> system.proposal.alpha, system.resampling
         (4.0, 'systematic')
     """
     cut_distribution = SMCConfig().cut_distribution if cut_distribution is None else cut_distribution
-    return Algorithm(PowerProposal(alpha, top_k, top_p), particles, ess_threshold,
-                     resampling.check_scheme(resampling_scheme), resample_every, bridge_tokens, moves, cut_distribution)
+    move_kernel = kernel.build(alpha, cut_distribution, top_k, top_p)
+    return ParticleSystem(move_kernel.proposal, particles, ess_threshold, resampling.check_scheme(resampling_scheme),
+                          resample_every, bridge_tokens, moves, move_kernel)
 
 
-def from_options(options: SMCConfig, generation) -> Algorithm:
+def build(options: SMCConfig, generation) -> ParticleSystem:
     """SMC for one call of `ecmh.generate` (`generation`: its resolved `ecmh.settings.GenerationSettings`)."""
-    return build(options.alpha, options.particles, ess_threshold=options.ess_threshold,
-                 resampling_scheme=options.resampling, resample_every=options.resample_every,
-                 bridge_tokens=options.bridge_tokens, moves=options.moves, cut_distribution=options.cut_distribution,
-                 top_k=generation.top_k, top_p=generation.top_p)
+    return particle_system(options.alpha, options.particles, ess_threshold=options.ess_threshold,
+                           resampling_scheme=options.resampling, resample_every=options.resample_every,
+                           bridge_tokens=options.bridge_tokens, moves=options.moves,
+                           cut_distribution=options.cut_distribution, top_k=generation.top_k, top_p=generation.top_p)
 
 
 def init(num_rows: int, max_new_tokens: int, device) -> State:
@@ -384,32 +383,32 @@ def init(num_rows: int, max_new_tokens: int, device) -> State:
     return State(tokens, floats, floats, floats, counter, counter.bool(), row, row, row, counter)
 
 
-def exponent(algorithm: Algorithm, length: torch.Tensor, finished: torch.Tensor) -> torch.Tensor:
+def exponent(system: ParticleSystem, length: torch.Tensor, finished: torch.Tensor) -> torch.Tensor:
     """`a(x)`: the power of `p` in the intermediate target of each particle (`alpha` once finished)."""
-    alpha = algorithm.proposal.alpha
-    if algorithm.bridge_tokens == 0:
+    alpha = system.proposal.alpha
+    if system.bridge_tokens == 0:
         return torch.full(length.shape, alpha, device=length.device)
-    ramp = 1 + (alpha - 1) * (length.float() / algorithm.bridge_tokens).clamp_max(1.0)
+    ramp = 1 + (alpha - 1) * (length.float() / system.bridge_tokens).clamp_max(1.0)
     return torch.where(finished, torch.full_like(ramp, alpha), ramp)
 
 
-def potential(algorithm: Algorithm, log_p: torch.Tensor, log_z: torch.Tensor, length: torch.Tensor,
+def potential(system: ParticleSystem, log_p: torch.Tensor, log_z: torch.Tensor, length: torch.Tensor,
               finished: torch.Tensor) -> torch.Tensor:
     """`Phi(x) = a(x) * log p(x) - log q(x)` of each particle `x` = its first `length` positions."""
     valid = torch.arange(log_p.shape[1], device=log_p.device)[None, :] < length[:, None]
     total_log_p = torch.where(valid, log_p, torch.zeros_like(log_p)).sum(1)
     total_log_z = torch.where(valid, log_z, torch.zeros_like(log_z)).sum(1)
-    alpha = algorithm.proposal.alpha
-    return (exponent(algorithm, length, finished) - alpha) * total_log_p + total_log_z
+    alpha = system.proposal.alpha
+    return (exponent(system, length, finished) - alpha) * total_log_p + total_log_z
 
 
-def extend(algorithm: Algorithm, state: State, suffix: Suffix, finished: torch.Tensor, terminal: Terminal) -> State:
+def extend(system: ParticleSystem, state: State, suffix: Suffix, finished: torch.Tensor, terminal: Terminal) -> State:
     """Append to the particles where `finished` (`[R]` bool) the tokens their interval decoded, and reweight them."""
     length = torch.where(finished, state.length + suffix.length, state.length)
     tokens, log_p, log_z, entropy = (torch.where(finished[:, None], splice(kept, new, state.length), kept)
                                      for kept, new in zip(state[:4], suffix[:4]))
     ended = terminal.ends(tokens, length) | (length >= tokens.shape[1])
-    phi = potential(algorithm, log_p, log_z, length, ended)
+    phi = potential(system, log_p, log_z, length, ended)
     return state._replace(tokens=tokens, log_p=log_p, log_z=log_z, entropy=entropy, length=length, finished=ended,
                           log_weight=state.anchor_log_weight + phi - state.anchor_potential)
 
@@ -418,24 +417,24 @@ def by_group(values: torch.Tensor, particles: int) -> torch.Tensor:
     return values.view(-1, particles)
 
 
-def resample(rng: torch.Generator, algorithm: Algorithm, state: State) -> tuple[State, torch.Tensor, torch.Tensor, torch.Tensor]:
+def resample(rng: torch.Generator, system: ParticleSystem, state: State) -> tuple[State, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The ESS check of every group: `(state, ancestor row of each row, ESS per group, which groups resampled)`.
 
     A group resamples when some particle is still growing and its ESS is below `ess_threshold * N`; the others
     keep their particles (each row its own ancestor). Tensor code, no host synchronisation.
     """
-    n = algorithm.particles
+    n = system.particles
     log_w = by_group(state.log_weight, n)
     ess = resampling.effective_sample_size(log_w)
     running = ~by_group(state.finished, n).all(1)
-    chosen = running & (ess < algorithm.ess_threshold * n)
-    drawn = resampling.resample(algorithm.resampling, resampling.normalised(log_w), rng)
+    chosen = running & (ess < system.ess_threshold * n)
+    drawn = resampling.resample(system.resampling, resampling.normalised(log_w), rng)
     own = torch.arange(n, device=drawn.device).expand_as(drawn)
     base = torch.arange(log_w.shape[0], device=drawn.device)[:, None] * n
     ancestor = (base + torch.where(chosen[:, None], drawn, own)).flatten()
-    child = State(*(x[ancestor] for x in state))
+    child = rows.take(state, ancestor)
     mean_log_w = (torch.logsumexp(log_w, dim=1) - math.log(n)).repeat_interleave(n)
-    phi = potential(algorithm, child.log_p, child.log_z, child.length, child.finished)
+    phi = potential(system, child.log_p, child.log_z, child.length, child.finished)
     reset = chosen.repeat_interleave(n)
     child = child._replace(
         log_weight=torch.where(reset, mean_log_w, child.log_weight),

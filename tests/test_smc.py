@@ -170,7 +170,7 @@ def fresh_potential(algorithm, fresh, length, finished) -> torch.Tensor:
 def test_stored_numbers_and_log_weights_equal_a_fresh_recomputation(config):
     model_options, prompts, max_new_tokens, alpha, eos, options, seed = config
     model = tiny_model(**model_options)
-    algorithm = smc.build(alpha, **options)
+    algorithm = smc.particle_system(alpha, **options)
     ids, mask = left_padded(prompts)
     backend = TransformersBackend(model)
     terminal = Terminal(() if eos is None else (eos,), None, max_new_tokens, "cpu")

@@ -3,13 +3,13 @@
 lm-evaluation-harness model, which runs SMC through the same table.
 
 What adding it took, measured: 1 new module (tests/lowtemp_algorithm.py, 65 lines) and 1 registration line per
-layer; no file of ecmh/ or benchmarks/ changed for it (`benchmarks.methods.Algorithm` was added once, for every
+layer; no file of ecmh/ or benchmarks/ changed for it (`benchmarks.methods.SamplerMethod` was added once, for every
 registered sampler, and SMC's benchmark methods are now instances of it):
 - `ecmh.generate`, the command line and lm-eval: `ecmh.algorithms.register("lowtemp", lowtemp_algorithm.ENTRY)` (in the
   process that runs them: the command line's parser and lm-eval's model arguments are read from the registry when
   they are built);
-- the benchmark runner: `benchmarks.registry.register(methods.Algorithm("lowtemp_toy", ..., algorithm="lowtemp"))`
-  (`methods.Algorithm` serves every registered sampler, SMC included).
+- the benchmark runner: `benchmarks.registry.register(methods.SamplerMethod("lowtemp_toy", ..., algorithm="lowtemp"))`
+  (`methods.SamplerMethod` serves every registered sampler, SMC included).
 """
 
 import json
@@ -86,7 +86,7 @@ def test_the_command_line(tiny_chat_model_dir):
 
 @pytest.fixture
 def benchmark_method(lowtemp):
-    registry.register(methods.Algorithm("lowtemp_toy", "plain sampling at 1/alpha, as a registered algorithm",
+    registry.register(methods.SamplerMethod("lowtemp_toy", "plain sampling at 1/alpha, as a registered algorithm",
                                         algorithm="lowtemp"))
     yield "lowtemp_toy"
     del registry.METHODS["lowtemp_toy"]
