@@ -65,7 +65,7 @@ from .checks import check_int, check_number
 from .cuts import CutDistribution
 from .kernel import Suffix, splice
 from .options import CutChoice, option
-from .outputs import ParticleSet, SMCOutput, Stats, Trace, continuations
+from .outputs import ParticleSet, SMCOutput, Stats, continuations
 from .scoring import PowerProposal
 from .terminal import Terminal
 
@@ -206,19 +206,14 @@ class ParticleSystem(NamedTuple):
         if progress.moves is not None:
             return self._move(rng, progress, backend, terminal, decoded), False
         state, tally, batch_row, waiting, checks, _ = progress
-        n, device = self.particles, batch_row.device
-        group = torch.arange(state.length.shape[0], device=device) // n
         finished, suffix = decoded
         before = rows.take(state, batch_row)
         after = extend(self, before, suffix, finished, terminal)
         state = rows.put(state, batch_row, after)
         backend.commit(finished, before.length)
-        owner = group[batch_row]
-        tally = tally._replace(
-            tokens_decoded=tally.tokens_decoded.index_add(0, owner, torch.where(finished, suffix.length, 0)),
-            tokens_forwarded=tally.tokens_forwarded.index_add(0, owner, torch.where(finished, suffix.forwarded, 0)),
-            steps=torch.maximum(tally.steps, by_group(state.length, n).max(1).values),
-        )
+        tally = charge(tally, batch_row // self.particles, torch.where(finished, suffix.length, 0),
+                       torch.where(finished, suffix.forwarded, 0))
+        tally = tally._replace(steps=torch.maximum(tally.steps, by_group(state.length, self.particles).max(1).values))
         waiting = waiting | (finished & ~after.finished)
         # the check waits for every interval in flight (rows of an engine that streams finish at different steps)
         at_check, any_ended = torch.stack([(waiting | after.finished).all() & waiting.any(), after.finished.any()]).tolist()
@@ -227,7 +222,7 @@ class ParticleSystem(NamedTuple):
             checks = (*checks, ess)
             tally = tally._replace(resamples=tally.resamples + chosen.long())
             running = (~state.finished).nonzero().squeeze(1)
-            keep = rows.backend_row(batch_row, len(group))[ancestor[running]]
+            keep = rows.backend_row(batch_row, len(state.length))[ancestor[running]]
         elif any_ended:
             running_now = (~after.finished).nonzero().squeeze(1)
             running, keep = batch_row[running_now], running_now
@@ -298,9 +293,7 @@ class ParticleSystem(NamedTuple):
         state = rows.put(state, batch_row, moved)
         group = batch_row // self.particles
         steps = torch.zeros_like(tally.move_steps).scatter_reduce(0, group, moves.decoded, reduce="amax")
-        tally = tally._replace(tokens_decoded=tally.tokens_decoded.index_add(0, group, moves.decoded),
-                               tokens_forwarded=tally.tokens_forwarded.index_add(0, group, moves.forwarded),
-                               move_steps=tally.move_steps + steps)
+        tally = charge(tally, group, moves.decoded, moves.forwarded)._replace(move_steps=tally.move_steps + steps)
         if ended.any():  # only where a move may leave the intermediate target's running answers (never, as built)
             rows.keep(backend, (~ended).nonzero().squeeze(1))
             batch_row = batch_row[~ended]
@@ -411,6 +404,12 @@ def extend(system: ParticleSystem, state: State, suffix: Suffix, finished: torch
     phi = potential(system, log_p, log_z, length, ended)
     return state._replace(tokens=tokens, log_p=log_p, log_z=log_z, entropy=entropy, length=length, finished=ended,
                           log_weight=state.anchor_log_weight + phi - state.anchor_potential)
+
+
+def charge(tally: Tally, group: torch.Tensor, decoded: torch.Tensor, forwarded: torch.Tensor) -> Tally:
+    """`tally` with each row's `decoded` and `forwarded` tokens added to its prompt's (`group`: each row's prompt)."""
+    return tally._replace(tokens_decoded=tally.tokens_decoded.index_add(0, group, decoded),
+                          tokens_forwarded=tally.tokens_forwarded.index_add(0, group, forwarded))
 
 
 def by_group(values: torch.Tensor, particles: int) -> torch.Tensor:
