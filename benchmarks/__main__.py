@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from ecmh.checks import check_int, check_number
+from ecmh.commandline import ArgumentParser
 from ecmh.mh import SamplerConfig
 from ecmh.options import specs
 
@@ -54,7 +55,7 @@ def _seeds(text: str) -> list:
 
 def _parser() -> argparse.ArgumentParser:
     plugin_methods.register()
-    parser = argparse.ArgumentParser(prog="ecmh-benchmarks", description=__doc__, epilog=EXAMPLES,
+    parser = ArgumentParser(prog="ecmh-benchmarks", description=__doc__, epilog=EXAMPLES,
                                      formatter_class=HelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="sample and grade a task with one or more methods (resumable)",

@@ -9,6 +9,7 @@ import time
 
 from . import __version__, algorithms
 from .checks import check_int
+from .commandline import ArgumentParser
 from .mh import SamplerConfig
 from .models import DEFAULT_MODEL, check_device
 from .options import names, specs
@@ -21,7 +22,7 @@ MAX_NEW_TOKENS = 128  # the answer's length cap on the command line, unless give
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ecmh", description="Power-distribution sampling with Entropy-Cut MH.")
+    parser = ArgumentParser(prog="ecmh", description="Power-distribution sampling with Entropy-Cut MH.")
     parser.add_argument("--version", action="version", version=f"ecmh {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     gen = commands.add_parser("generate", help="answer one prompt")
