@@ -26,6 +26,7 @@ from ecmh.options import specs
 from . import plugin_methods
 from .help import HelpFormatter
 from .methods import RUN_OPTIONS, SELECTORS, SMC_PARTICLES, RunSettings
+from .progress import PROG, say
 from .ray_sweep import SweepFailed
 from .registry import METHODS
 from .results_file import FileInUse
@@ -55,12 +56,12 @@ def _seeds(text: str) -> list:
 
 def _parser() -> argparse.ArgumentParser:
     plugin_methods.register()
-    parser = ArgumentParser(prog="ecmh-benchmarks", description=__doc__, epilog=EXAMPLES,
+    parser = ArgumentParser(prog=PROG, description=__doc__, epilog=EXAMPLES,
                                      formatter_class=HelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="sample and grade a task with one or more methods (resumable)",
                               formatter_class=HelpFormatter)
-    run.add_argument("--task", required=True, choices=TASK_NAMES)
+    run.add_argument("--task", required=True, choices=TASK_NAMES, help="the problems to sample and grade")
     run.add_argument("--method", required=True,
                      help=f"comma-separated: {', '.join(METHODS)}, or all (a method whose budget is another's runs "
                           "that one too, first)")
@@ -101,11 +102,12 @@ def _parser() -> argparse.ArgumentParser:
                           "else 1; without GPUs: 0)")
     report = commands.add_parser("report", help="accuracy, pass@k, costs, McNemar tests and plots of a results folder",
                                  formatter_class=HelpFormatter)
-    report.add_argument("directory")
+    report.add_argument("directory", help=f"a results folder: the --out of `{PROG} run` (one TASK/METHOD.jsonl "
+                                          "per task and method; several runs' folders may sit under it)")
     report.add_argument("--out", default=None, help="where to write the summary (default: the results folder)")
     regrade = commands.add_parser("regrade", help="grade a results folder's stored completions again, in place",
                                   formatter_class=HelpFormatter)
-    regrade.add_argument("directory")
+    regrade.add_argument("directory", help=f"a results folder: the --out of `{PROG} run`")
     regrade.add_argument("--task", action="append", choices=TASK_NAMES, help="only this task (repeatable)")
     regrade.add_argument("--data", default=None, help="the task's data, as given to `run` (needs --task)")
     return parser
@@ -168,7 +170,7 @@ def main(argv=None) -> int:
         return _error(str(error))
     except RunInterrupted as interrupted:
         command = "python -m benchmarks " + shlex.join(sys.argv[1:] if argv is None else argv)
-        print(f"benchmarks: {interrupted} ({command})", file=sys.stderr)
+        say(f"{interrupted} ({command})")
         return 130
     print(out)
     return 0
@@ -203,7 +205,7 @@ def _ray_sweep(args):
 
 
 def _error(message: str) -> int:
-    print(f"benchmarks: error: {message}", file=sys.stderr)
+    say(f"error: {message}")
     return 2
 
 

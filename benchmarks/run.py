@@ -16,15 +16,15 @@ left to sample.
 """
 
 import subprocess
-import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from tqdm.auto import tqdm
 
-from ecmh.checks import check_int
+from ecmh.checks import check_int, check_seed
 
 from .methods import SELECTORS, RunSettings
+from .progress import say
 from .registry import METHODS
 from .sweep import Results, Sweep, UnitSampler, plan
 from .tasks import get_task
@@ -92,7 +92,7 @@ def run(
     if limit is not None:
         check_int("--limit", limit, 1)
     for seed in seeds:
-        check_int("--seeds", seed, 0)
+        check_seed("--seeds", seed)
     if select not in SELECTORS:
         raise ValueError(f"Unknown --select {select!r}: use one of {', '.join(SELECTORS)}.")
     order, needed_by = order_methods(method_names)
@@ -104,8 +104,8 @@ def run(
         notes = {source: f"{method}'s budget" for source, method in needed_by.items()}
         units = plan(task, order, seeds, limit, shard, batch_size, done, sweep, notes)
         for source, method in needed_by.items():
-            print(f"benchmarks: {method} spends, per problem, what {source} decoded on it: {source} runs too, first "
-                  f"(on its own: --method {source})", file=sys.stderr)
+            say(f"{method} spends, per problem, what {source} decoded on it: {source} runs too, first (on its own: "
+                f"--method {source})")
         todo = sum(key not in done for unit in units for key in unit.keys(sweep))  # a resumed unit's stored rows are not left
         if not units:
             return out

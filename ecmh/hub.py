@@ -113,7 +113,8 @@ def main(argv=None) -> int:
     parser = ArgumentParser(prog="python -m ecmh.hub", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("export", help="write the custom_generate folder and its card").add_argument("directory")
+    export_command = commands.add_parser("export", help="write the custom_generate folder and its card")
+    export_command.add_argument("directory", help="where to write them (created if missing)")
     args = parser.parse_args(argv)
     print(export(args.directory))
     return 0

@@ -92,6 +92,14 @@ def test_every_command_of_every_program_refuses_abbreviated_flags(module, monkey
         assert abbreviations_taken(command) == [], command.prog
 
 
+@pytest.mark.parametrize("module", PROGRAMS)
+def test_every_argument_of_every_command_says_what_it_is(module, monkeypatch):
+    parser = program_parser(module, monkeypatch)
+    for command in commands(parser):
+        assert [action.dest for action in command._actions if not action.help
+                and not isinstance(action, argparse._SubParsersAction)] == [], command.prog  # its commands have help
+
+
 def test_the_check_finds_a_parser_that_takes_abbreviations(monkeypatch):
     parser = program_parser("ecmh.cli", monkeypatch)
     monkeypatch.undo()
