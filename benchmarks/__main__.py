@@ -35,6 +35,8 @@ from .run import RunInterrupted
 from .tasks import TASK_NAMES
 
 DEFAULTS = RunSettings()
+# `run --quick`: a first try sized for a CPU (an ECMH sample decodes about 700 tokens: a minute or two on 2 cores)
+QUICK = {"limit": 2, "max_new_tokens": 128, "mcmc_steps": 2, "particles": 8}
 
 
 def _shard(text: str) -> tuple:
@@ -54,10 +56,10 @@ def _seeds(text: str) -> list:
         raise argparse.ArgumentTypeError(f"--seeds must be comma-separated integers like 0,1,2, got {text!r}")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(quick: bool = False) -> ArgumentParser:
+    """The command line; with `quick`, `run`'s defaults are `QUICK`'s where it sets them."""
     plugin_methods.register()
-    parser = ArgumentParser(prog=PROG, description=__doc__, epilog=EXAMPLES,
-                                     formatter_class=HelpFormatter)
+    parser = ArgumentParser(prog=PROG, description=__doc__, epilog=EXAMPLES, formatter_class=HelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="sample and grade a task with one or more methods (resumable)",
                               formatter_class=HelpFormatter)
@@ -67,6 +69,10 @@ def _parser() -> argparse.ArgumentParser:
                           "that one too, first)")
     run.add_argument("--model", default="smollm2-135m-instruct", help="embedded name, hub id or local path")
     run.add_argument("--limit", type=int, default=None, help="only the first N problems (N >= 1; default: all)")
+    run.add_argument("--quick", action="store_true",
+                     help="a first try sized for a CPU: " + ", ".join(f"--{name.replace('_', '-')} {value}"
+                                                                      for name, value in QUICK.items())
+                          + ", where not given (the defaults are the papers' settings, hours per sample on a CPU)")
     run.add_argument("--seeds", type=_seeds, default="0", help="comma-separated run seeds, each >= 0")
     run.add_argument("--out", default=None, help="results folder (default: ecmh-results/<model>)")
     run.add_argument("--data", default=None,
@@ -100,6 +106,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--gpus-per-actor", type=float, default=None,
                      help="GPUs per Ray actor (default on a cluster with GPUs: vLLM's tensor x pipeline parallel size, "
                           "else 1; without GPUs: 0)")
+    if quick:
+        run.set_defaults(**QUICK)
     report = commands.add_parser("report", help="accuracy, pass@k, costs, McNemar tests and plots of a results folder",
                                  formatter_class=HelpFormatter)
     report.add_argument("directory", help=f"a results folder: the --out of `{PROG} run` (one TASK/METHOD.jsonl "
@@ -123,6 +131,8 @@ def _model_spec(args):
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "run" and args.quick:
+        args = _parser(quick=True).parse_args(argv)
     if args.command in ("report", "regrade"):
         problem = _not_a_results_folder(args.directory)
         if problem:
@@ -163,7 +173,7 @@ def main(argv=None) -> int:
         transformers_logging.disable_progress_bar()  # "Loading weights": stderr keeps the samples' bar only
         out = run(args.task, args.method.split(","), spec.load, model_name=args.model, seeds=args.seeds,
                   out=args.out, limit=args.limit, data=args.data, settings=settings, batch_size=args.batch_size,
-                  chat=not args.no_chat, shard=args.shard, select=args.select, ray=ray)
+                  chat=not args.no_chat, shard=args.shard, select=args.select, ray=ray, spec=spec)
     except (ValueError, TypeError, FileNotFoundError) as error:
         return _error(" ".join(str(error).split()))
     except (SweepFailed, FileInUse) as error:

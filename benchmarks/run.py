@@ -24,9 +24,9 @@ from tqdm.auto import tqdm
 from ecmh.checks import check_int, check_seed
 
 from .methods import SELECTORS, RunSettings
-from .progress import say
+from .progress import announce, decoding_steps, say, warn_if_long_on_cpu, written
 from .registry import METHODS
-from .sweep import Results, Sweep, UnitSampler, plan
+from .sweep import ModelSpec, Results, Sweep, UnitSampler, plan
 from .tasks import get_task
 
 
@@ -84,10 +84,12 @@ def run(
     select: str = "log_p",
     progress: bool = True,
     ray: Optional["RaySweep"] = None,
+    spec: Optional[ModelSpec] = None,
 ) -> Path:
     """Run the benchmark and return the results folder (see the module docstring). `load()` returns the model (or
     `vllm.LLM`) and its tokenizer; it is called once every check has passed and only if something is left to sample.
-    With `ray` (`benchmarks.ray_sweep.RaySweep`) `load` is not called (None will do): Ray actors load their own."""
+    With `ray` (`benchmarks.ray_sweep.RaySweep`) `load` is not called (None will do): Ray actors load their own.
+    `spec`, how the model loads, is what the run says of the model before loading it (`progress.py`)."""
     check_int("--batch-size", batch_size, 1)
     if limit is not None:
         check_int("--limit", limit, 1)
@@ -108,7 +110,13 @@ def run(
                 f"--method {source})")
         todo = sum(key not in done for unit in units for key in unit.keys(sweep))  # a resumed unit's stored rows are not left
         if not units:
+            written(0, len(done), out)
             return out
+        if spec is not None and spec.device_type == "cpu":
+            warn_if_long_on_cpu(settings.max_new_tokens, settings.resolved_block_size, settings.mcmc_steps)
+        problems = len({problem["id"] for unit in units for problem in unit.problems})
+        described = spec.describe() if spec is not None else model_name
+        announce(task.name, problems, seeds, order, todo, len(done), described + (" on Ray actors" if ray else ""), out)
         try:
             sampler = None if ray is not None else UnitSampler(sweep, *load())
             with tqdm(total=todo, desc=f"{task.name}", unit="sample", disable=not progress) as bar:
@@ -118,9 +126,12 @@ def run(
                     run_on_ray(ray, sweep, units, results, bar)
                 for unit in units if ray is None else ():
                     bar.set_postfix_str(unit.label)
-                    bar.update(results.write(sampler.rows(unit, results.budgets(unit))))
+                    with decoding_steps(sampler.model, bar, unit.label):
+                        rows = sampler.rows(unit, results.budgets(unit))
+                    bar.update(results.write(rows))
         except KeyboardInterrupt:
             raise RunInterrupted(out, results.written, len(results.done), max(0, todo - results.written)) from None
+        written(results.written, len(results.done), out)
     return out
 
 

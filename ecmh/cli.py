@@ -10,6 +10,7 @@ import time
 from . import __version__, algorithms
 from .checks import check_int, check_seed
 from .commandline import ArgumentParser
+from .cost import mh_tokens
 from .mh import SamplerConfig
 from .models import DEFAULT_MODEL, check_device
 from .options import names, specs
@@ -116,11 +117,10 @@ LONG_CALL_TOKENS = 4096  # decoded tokens above which the CLI says what a call m
 
 
 def _warn_if_long(max_new_tokens: int, block_size: int, mcmc_steps: int) -> None:
-    """One line on stderr when an answer running to the cap would decode over `LONG_CALL_TOKENS` tokens: the blocks'
-    extensions plus, after block k, `mcmc_steps` proposals of about half of `k * block_size` tokens each (uniform
-    cuts; the README's cost model)."""
+    """One line on stderr when an answer running to the cap would decode over `LONG_CALL_TOKENS` tokens
+    (`ecmh.cost.mh_tokens`)."""
+    tokens = mh_tokens(max_new_tokens, block_size, mcmc_steps)
     blocks = -(-max_new_tokens // block_size)
-    tokens = max_new_tokens + sum(mcmc_steps * min(k * block_size, max_new_tokens) // 2 for k in range(1, blocks + 1))
     if tokens > LONG_CALL_TOKENS:
         print(f"ecmh: up to about {tokens:,} decoded tokens ({blocks} blocks of {block_size} tokens, {mcmc_steps} MH "
               "steps each); a larger --block-size or fewer --mcmc-steps make it quicker.", file=sys.stderr)
