@@ -43,7 +43,9 @@ def test_the_readme_python_example_runs_and_answers(capsys):
     if version.parse(transformers.__version__) < version.parse("4.57"):  # the floors job (.ci/floors.sh)
         quick = quick[: quick.index(through_transformers)]
     exec(compile(quick, "README.md", "exec"), {"__name__": "__main__"})
-    printed = capsys.readouterr().out.strip().splitlines()
+    captured = capsys.readouterr()
+    assert "ECMH proposals" in captured.err  # a call that takes minutes on a CPU shows that it moves
+    printed = captured.out.strip().splitlines()
     for answers in [ast.literal_eval(line) for line in printed if line.startswith("[")]:
         assert len(answers) == 2 and all(answer.strip() for answer in answers), printed
     assert len(printed) == (2 if through_transformers not in quick else 3), printed
