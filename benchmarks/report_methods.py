@@ -10,7 +10,8 @@ from collections import defaultdict
 from .registry import COST_REFERENCE
 from .report_cells import bounds, number, percent
 from .report_rows import at_token_limit, by_sample, warn
-from .stats import CLUSTERED_CI, MIN_PROBLEMS, accuracy_interval, mean_or_none, pass_at_k, pass_at_k_levels, sd_or_none, spread
+from .stats import (CLUSTERED_CI, MIN_PROBLEMS, accuracy_interval, mean_or_none, pass_at_k, pass_at_k_levels, sd_or_none,
+                    spread)
 
 COST_FIELDS = ("tokens_decoded", "tokens_forwarded", "sequential_passes", "seconds")  # per answer, in the rows
 

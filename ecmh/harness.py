@@ -37,7 +37,7 @@ from lm_eval.models.huggingface import HFLM
 
 import ecmh
 from ecmh import algorithms
-from ecmh.checks import check_seed
+from ecmh.checks import SEED_LIMIT, check_seed
 from ecmh.models import DEFAULT_MODEL
 from ecmh.options import specs
 from ecmh.stopping import text_before_stop_string
@@ -128,7 +128,7 @@ class ECMHLM(LM):
                 self.model, ids.to(self.model.device), attention_mask=mask.to(self.model.device),
                 algorithm=self.algorithm, **options,
                 max_new_tokens=max_new_tokens, stop_strings=until or None, tokenizer=self.tokenizer,
-                seed=self.seed + batch_index, return_dict_in_generate=True,
+                seed=(self.seed + batch_index) % SEED_LIMIT, return_dict_in_generate=True,
             )
             for row, i in enumerate(indices):
                 n = int(out.trace.length[row])
