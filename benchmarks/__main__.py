@@ -19,12 +19,14 @@ import sys
 from pathlib import Path
 
 from ecmh.checks import check_int, check_number
+from ecmh.commandline import ArgumentParser
 from ecmh.mh import SamplerConfig
 from ecmh.options import specs
 
 from . import plugin_methods
 from .help import HelpFormatter
 from .methods import RUN_OPTIONS, SELECTORS, SMC_PARTICLES, RunSettings
+from .progress import PROG, say
 from .ray_sweep import SweepFailed
 from .registry import METHODS
 from .results_file import FileInUse
@@ -33,6 +35,8 @@ from .run import RunInterrupted
 from .tasks import TASK_NAMES
 
 DEFAULTS = RunSettings()
+# `run --quick`: a first try sized for a CPU (an ECMH sample decodes about 700 tokens: a minute or two on 2 cores)
+QUICK = {"limit": 2, "max_new_tokens": 128, "mcmc_steps": 2, "particles": 8}
 
 
 def _shard(text: str) -> tuple:
@@ -52,19 +56,23 @@ def _seeds(text: str) -> list:
         raise argparse.ArgumentTypeError(f"--seeds must be comma-separated integers like 0,1,2, got {text!r}")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(quick: bool = False) -> ArgumentParser:
+    """The command line; with `quick`, `run`'s defaults are `QUICK`'s where it sets them."""
     plugin_methods.register()
-    parser = argparse.ArgumentParser(prog="ecmh-benchmarks", description=__doc__, epilog=EXAMPLES,
-                                     formatter_class=HelpFormatter)
+    parser = ArgumentParser(prog=PROG, description=__doc__, epilog=EXAMPLES, formatter_class=HelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="sample and grade a task with one or more methods (resumable)",
                               formatter_class=HelpFormatter)
-    run.add_argument("--task", required=True, choices=TASK_NAMES)
+    run.add_argument("--task", required=True, choices=TASK_NAMES, help="the problems to sample and grade")
     run.add_argument("--method", required=True,
                      help=f"comma-separated: {', '.join(METHODS)}, or all (a method whose budget is another's runs "
                           "that one too, first)")
     run.add_argument("--model", default="smollm2-135m-instruct", help="embedded name, hub id or local path")
     run.add_argument("--limit", type=int, default=None, help="only the first N problems (N >= 1; default: all)")
+    run.add_argument("--quick", action="store_true",
+                     help="a first try sized for a CPU: " + ", ".join(f"--{name.replace('_', '-')} {value}"
+                                                                      for name, value in QUICK.items())
+                          + ", where not given (the defaults are the papers' settings, hours per sample on a CPU)")
     run.add_argument("--seeds", type=_seeds, default="0", help="comma-separated run seeds, each >= 0")
     run.add_argument("--out", default=None, help="results folder (default: ecmh-results/<model>)")
     run.add_argument("--data", default=None,
@@ -98,13 +106,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--gpus-per-actor", type=float, default=None,
                      help="GPUs per Ray actor (default on a cluster with GPUs: vLLM's tensor x pipeline parallel size, "
                           "else 1; without GPUs: 0)")
+    if quick:
+        run.set_defaults(**QUICK)
     report = commands.add_parser("report", help="accuracy, pass@k, costs, McNemar tests and plots of a results folder",
                                  formatter_class=HelpFormatter)
-    report.add_argument("directory")
+    report.add_argument("directory", help=f"a results folder: the --out of `{PROG} run` (one TASK/METHOD.jsonl "
+                                          "per task and method; several runs' folders may sit under it)")
     report.add_argument("--out", default=None, help="where to write the summary (default: the results folder)")
     regrade = commands.add_parser("regrade", help="grade a results folder's stored completions again, in place",
                                   formatter_class=HelpFormatter)
-    regrade.add_argument("directory")
+    regrade.add_argument("directory", help=f"a results folder: the --out of `{PROG} run`")
     regrade.add_argument("--task", action="append", choices=TASK_NAMES, help="only this task (repeatable)")
     regrade.add_argument("--data", default=None, help="the task's data, as given to `run` (needs --task)")
     return parser
@@ -120,6 +131,8 @@ def _model_spec(args):
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "run" and args.quick:
+        args = _parser(quick=True).parse_args(argv)
     if args.command in ("report", "regrade"):
         problem = _not_a_results_folder(args.directory)
         if problem:
@@ -160,14 +173,14 @@ def main(argv=None) -> int:
         transformers_logging.disable_progress_bar()  # "Loading weights": stderr keeps the samples' bar only
         out = run(args.task, args.method.split(","), spec.load, model_name=args.model, seeds=args.seeds,
                   out=args.out, limit=args.limit, data=args.data, settings=settings, batch_size=args.batch_size,
-                  chat=not args.no_chat, shard=args.shard, select=args.select, ray=ray)
+                  chat=not args.no_chat, shard=args.shard, select=args.select, ray=ray, spec=spec)
     except (ValueError, TypeError, FileNotFoundError) as error:
         return _error(" ".join(str(error).split()))
     except (SweepFailed, FileInUse) as error:
         return _error(str(error))
     except RunInterrupted as interrupted:
         command = "python -m benchmarks " + shlex.join(sys.argv[1:] if argv is None else argv)
-        print(f"benchmarks: {interrupted} ({command})", file=sys.stderr)
+        say(f"{interrupted} ({command})")
         return 130
     print(out)
     return 0
@@ -202,7 +215,7 @@ def _ray_sweep(args):
 
 
 def _error(message: str) -> int:
-    print(f"benchmarks: error: {message}", file=sys.stderr)
+    say(f"error: {message}")
     return 2
 
 

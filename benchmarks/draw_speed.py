@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from ecmh import scoring
+from ecmh.commandline import ArgumentParser
 from ecmh.mh import DEFAULTS
 
 from .help import HelpFormatter
@@ -53,7 +54,7 @@ def measure(vocab: int, rows: int, repeats: int) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.draw_speed", description=__doc__.split("\n\n")[0],
+    parser = ArgumentParser(prog="python -m benchmarks.draw_speed", description=__doc__.split("\n\n")[0],
                                      formatter_class=HelpFormatter)
     parser.add_argument("--vocab", type=_positive_ints, default="49152,151936", help="vocabulary sizes, comma-separated")
     parser.add_argument("--rows", type=_positive_ints, default="1,16,32", help="rows drawn at once, comma-separated")

@@ -38,6 +38,7 @@ from matplotlib.ticker import FormatStrFormatter
 
 import ecmh
 from ecmh import toy
+from ecmh.commandline import ArgumentParser
 
 from .help import HelpFormatter
 from .report_cells import interval, number
@@ -334,7 +335,7 @@ def machine() -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.frontier", description=__doc__,
+    parser = ArgumentParser(prog="python -m benchmarks.frontier", description=__doc__,
                                      formatter_class=HelpFormatter)
     parser.add_argument("--settings", type=parse_settings, default=DEFAULT_SETTINGS,
                         help=f"comma-separated KxN: K candidates per MH step (1: ECMH), N MH steps per block; "

@@ -14,6 +14,7 @@ import tempfile
 import torch
 
 import ecmh
+from ecmh.commandline import ArgumentParser
 
 from .timing import timed
 
@@ -72,8 +73,9 @@ def plain_vllm(llm, ids, max_new_tokens: int) -> float:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backend", choices=("transformers", "vllm"), default="transformers")
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", choices=("transformers", "vllm"), default="transformers",
+                        help="what runs the models (default: %(default)s)")
     parser.add_argument("--tiny", action="store_true", help="a tiny config on the CPU, 1 and 2 rows (CI)")
     args = parser.parse_args(argv)
     device = "cpu" if args.tiny else "cuda"

@@ -22,7 +22,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from . import report_mcnemar, report_methods, report_target
+from . import report_mcnemar, report_methods, report_size, report_target
 from .figures import (ACCEPTANCE_PLOT, ACCURACY_PLOT, has_acceptance, panels, plot_acceptance_by_block,
                       plot_accuracy_vs_tokens)
 from .registry import COST_REFERENCE, SUBJECT, method_rank
@@ -74,6 +74,7 @@ def markdown(summary: Summary, command: str, rows: int) -> str:
     """The report: command, one table per model x task, the McNemar table, the plots."""
     lines = [
         "# Task benchmark summary", "",
+        *report_size.section(summary.methods),
         f"`{command}`: {rows} graded samples.", "",
         "Accuracy: mean over all problem x seed samples. 95% CI: cluster-robust (CR1) standard error over "
         "problems (samples of one problem across seeds are correlated), t quantile on problems - 1 degrees "

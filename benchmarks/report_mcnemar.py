@@ -8,7 +8,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from .registry import SUBJECT, method_rank
-from .report_cells import number, signed_points
+from .report_cells import bounds, number, signed_points
 from .report_rows import at_token_limit, by_sample
 from .stats import clustered_mcnemar, holm, mean_or_none, paired_difference, sign_flip_p_value
 
@@ -25,6 +25,7 @@ class McNemarComparison:
     subject: str
     method: str
     pairs: int
+    problems: int  # with pairs
     subject_only: int  # pairs only the subject got right
     other_only: int
     statistic: float
@@ -66,7 +67,7 @@ def compare_with_subject(subject: list[dict], other: list[dict]) -> McNemarCompa
     exact_p = sign_flip_p_value([b - c for b, c in discordant.values()])
     return McNemarComparison(
         model=other[0]["model"], task=other[0]["task"], subject=subject[0]["method"], method=other[0]["method"],
-        pairs=len(paired), subject_only=sum(b for b, _ in discordant.values()),
+        pairs=len(paired), problems=len(pairs_per_problem), subject_only=sum(b for b, _ in discordant.values()),
         other_only=sum(c for _, c in discordant.values()), statistic=statistic, p_value=p_value, exact_p=exact_p,
         holm_p=exact_p, difference=difference[0], difference_low=difference[1], difference_high=difference[2],
         difference_if_cut_offs_went_against_subject=difference[0] - would_flip / len(paired)
@@ -135,8 +136,7 @@ def mcnemar_table(comparisons: list[McNemarComparison]) -> list[str]:
              f"| {subject} tokens / other |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for c in comparisons:
-        difference = "" if c.difference_low is None else \
-            f" [{signed_points(c.difference_low)}, {signed_points(c.difference_high)}]"
+        difference = f" {bounds(signed_points(c.difference_low), signed_points(c.difference_high), c.problems)}"
         holm_cell = "– (outside)" if c.holm_p is None else f"{c.holm_p:.2g}"
         lines.append(f"| {c.model} | {c.task} | {c.method} | {c.pairs} | {c.subject_only} | {c.other_only} "
                      f"| {c.statistic:.2f} | {p_values(c)} | {holm_cell} | {signed_points(c.difference)}{difference} "

@@ -8,9 +8,10 @@ import statistics
 from collections import defaultdict
 
 from .registry import COST_REFERENCE
-from .report_cells import number, percent
+from .report_cells import bounds, number, percent
 from .report_rows import at_token_limit, by_sample, warn
-from .stats import CLUSTERED_CI, accuracy_interval, mean_or_none, pass_at_k, pass_at_k_levels, sd_or_none, spread
+from .stats import (CLUSTERED_CI, MIN_PROBLEMS, accuracy_interval, mean_or_none, pass_at_k, pass_at_k_levels, sd_or_none,
+                    spread)
 
 COST_FIELDS = ("tokens_decoded", "tokens_forwarded", "sequential_passes", "seconds")  # per answer, in the rows
 
@@ -129,9 +130,9 @@ def method_table(methods: list[MethodSummary]) -> list[str]:
               "tokens/problem (sd)", "at limit %", "s/problem", "acceptance %"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for s in methods:
-        marker = "" if s.ci_method == CLUSTERED_CI else " †"
+        marker = "" if s.ci_method == CLUSTERED_CI or s.problems < MIN_PROBLEMS else " †"
         cells = [s.method, str(s.problems), str(s.seeds),
-                 f"{percent(s.accuracy)} [{percent(s.ci_low)}, {percent(s.ci_high)}]{marker}",
+                 f"{percent(s.accuracy)} {bounds(percent(s.ci_low), percent(s.ci_high), s.problems)}{marker}",
                  *(percent(s.pass_at_k.get(k)) for k in levels),
                  f"{number(s.tokens_per_problem, 0)} ({number(s.tokens_sd, 0)})", percent(s.at_token_limit), number(s.seconds_per_problem, 2),
                  percent(s.acceptance_rate)]

@@ -19,9 +19,11 @@ class TargetCheck:
     task: str
     method: str
     samples: int  # with a recorded log p
+    problems: int  # ... of that many problems
     log_p: tuple[float, float | None, float | None]  # mean, and its 95% interval clustered by problem
     length: tuple[float, float | None, float | None]  # answer tokens: mean, interval
     pairs: int  # (problem, seed) samples the subject has too
+    paired_problems: int  # ... of that many problems
     log_p_difference: tuple[float, float | None, float | None] | None  # this method's less the subject's, interval
     length_difference: tuple[float, float | None, float | None] | None
 
@@ -46,6 +48,7 @@ def target_check(rows: list[dict], subject: list[dict] | None) -> TargetCheck:
     first = rows[0]
     return TargetCheck(
         model=first["model"], task=first["task"], method=first["method"], samples=len(scored),
+        problems=len({problem for problem, _ in scored}), paired_problems=len({problem for problem, _ in shared}),
         log_p=mean_interval(by_problem(log_p)), length=mean_interval(by_problem(length)), pairs=len(shared),
         log_p_difference=mean_interval(by_problem(log_p_difference)) if log_p_difference else None,
         length_difference=mean_interval(by_problem(length_difference)) if length_difference else None)
@@ -56,9 +59,10 @@ def target_table(targets: list[TargetCheck]) -> list[str]:
              f"| pairs with {SUBJECT} | log p - {SUBJECT}'s [95% CI] | length - {SUBJECT}'s [95% CI] |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for t in targets:
-        lines.append(f"| {t.model} | {t.task} | {t.method} | {t.samples} | {interval(t.log_p, 2)} "
-                     f"| {interval(t.length, 1)} | {t.pairs} | {interval(t.log_p_difference, 2, signed=True)} "
-                     f"| {interval(t.length_difference, 1, signed=True)} |")
+        lines.append(f"| {t.model} | {t.task} | {t.method} | {t.samples} | {interval(t.log_p, 2, problems=t.problems)} "
+                     f"| {interval(t.length, 1, problems=t.problems)} | {t.pairs} "
+                     f"| {interval(t.log_p_difference, 2, signed=True, problems=t.paired_problems)} "
+                     f"| {interval(t.length_difference, 1, signed=True, problems=t.paired_problems)} |")
     return lines
 
 

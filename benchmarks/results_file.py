@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from .progress import say
+
 SAMPLE_KEY = ("model", "task", "method", "seed", "problem_id")
 
 
@@ -93,8 +95,8 @@ def cut_partial_last_line(path: Path) -> None:
             data.write(b"\n")
             return
         data.truncate(start)
-    print(f"benchmarks: {path}: cut off a partial last line ({len(content) - start} bytes, from a run killed while "
-          "writing it); its sample is drawn again", file=sys.stderr)
+    say(f"{path}: cut off a partial last line ({len(content) - start} bytes, from a run killed while writing it); its "
+        "sample is drawn again")
 
 
 class ResultsFile:

@@ -16,17 +16,17 @@ left to sample.
 """
 
 import subprocess
-import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from tqdm.auto import tqdm
 
-from ecmh.checks import check_int
+from ecmh.checks import check_int, check_seed
 
 from .methods import SELECTORS, RunSettings
+from .progress import announce, decoding_steps, say, warn_if_long_on_cpu, written
 from .registry import METHODS
-from .sweep import Results, Sweep, UnitSampler, plan
+from .sweep import ModelSpec, Results, Sweep, UnitSampler, plan
 from .tasks import get_task
 
 
@@ -84,15 +84,17 @@ def run(
     select: str = "log_p",
     progress: bool = True,
     ray: Optional["RaySweep"] = None,
+    spec: Optional[ModelSpec] = None,
 ) -> Path:
     """Run the benchmark and return the results folder (see the module docstring). `load()` returns the model (or
     `vllm.LLM`) and its tokenizer; it is called once every check has passed and only if something is left to sample.
-    With `ray` (`benchmarks.ray_sweep.RaySweep`) `load` is not called (None will do): Ray actors load their own."""
+    With `ray` (`benchmarks.ray_sweep.RaySweep`) `load` is not called (None will do): Ray actors load their own.
+    `spec`, how the model loads, is what the run says of the model before loading it (`progress.py`)."""
     check_int("--batch-size", batch_size, 1)
     if limit is not None:
         check_int("--limit", limit, 1)
     for seed in seeds:
-        check_int("--seeds", seed, 0)
+        check_seed("--seeds", seed)
     if select not in SELECTORS:
         raise ValueError(f"Unknown --select {select!r}: use one of {', '.join(SELECTORS)}.")
     order, needed_by = order_methods(method_names)
@@ -104,11 +106,17 @@ def run(
         notes = {source: f"{method}'s budget" for source, method in needed_by.items()}
         units = plan(task, order, seeds, limit, shard, batch_size, done, sweep, notes)
         for source, method in needed_by.items():
-            print(f"benchmarks: {method} spends, per problem, what {source} decoded on it: {source} runs too, first "
-                  f"(on its own: --method {source})", file=sys.stderr)
+            say(f"{method} spends, per problem, what {source} decoded on it: {source} runs too, first (on its own: "
+                f"--method {source})")
         todo = sum(key not in done for unit in units for key in unit.keys(sweep))  # a resumed unit's stored rows are not left
         if not units:
+            written(0, len(done), out)
             return out
+        if spec is not None and spec.device_type == "cpu":
+            warn_if_long_on_cpu(settings.max_new_tokens, settings.resolved_block_size, settings.mcmc_steps)
+        problems = len({problem["id"] for unit in units for problem in unit.problems})
+        described = spec.describe() if spec is not None else model_name
+        announce(task.name, problems, seeds, order, todo, len(done), described + (" on Ray actors" if ray else ""), out)
         try:
             sampler = None if ray is not None else UnitSampler(sweep, *load())
             with tqdm(total=todo, desc=f"{task.name}", unit="sample", disable=not progress) as bar:
@@ -118,9 +126,12 @@ def run(
                     run_on_ray(ray, sweep, units, results, bar)
                 for unit in units if ray is None else ():
                     bar.set_postfix_str(unit.label)
-                    bar.update(results.write(sampler.rows(unit, results.budgets(unit))))
+                    with decoding_steps(sampler.model, bar, unit.label):
+                        rows = sampler.rows(unit, results.budgets(unit))
+                    bar.update(results.write(rows))
         except KeyboardInterrupt:
             raise RunInterrupted(out, results.written, len(results.done), max(0, todo - results.written)) from None
+        written(results.written, len(results.done), out)
     return out
 
 

@@ -15,6 +15,7 @@ import sys
 import time
 
 from benchmarks.help import HelpFormatter
+from ecmh.commandline import ArgumentParser
 from ecmh.models import DEFAULT_MODEL
 from ecmh.serve.app import create_app
 from ecmh.serve.background import request, serving
@@ -25,7 +26,7 @@ TOTALS = ("ecmh_batches_total", "ecmh_batch_rows_total", "ecmh_batch_seconds_tot
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.serve_load", description=__doc__,
+    parser = ArgumentParser(prog="python -m benchmarks.serve_load", description=__doc__,
                                      formatter_class=HelpFormatter)
     parser.add_argument("--model", default=DEFAULT_MODEL, help="embedded name, hub id or local path")
     parser.add_argument("--clients", default="1,4,16", help="numbers of concurrent clients, comma-separated; 1 first")

@@ -48,6 +48,7 @@ import torch
 
 import ecmh
 from ecmh.backends.vllm import VLLMBackend
+from ecmh.commandline import ArgumentParser
 from ecmh.cuts import CUTS
 from ecmh.mh import DEFAULTS
 from ecmh.prompts import encode_prompts
@@ -311,7 +312,7 @@ def print_early_rejection(results: list[dict], repeats: int) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     plugin_methods.register()
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__, formatter_class=HelpFormatter)
+    parser = ArgumentParser(prog="python -m benchmarks.speed", description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--model", default="smollm2-135m-instruct", help="a model, or several comma-separated, "
                         "measured one after the other in this run")
     parser.add_argument("--backend", choices=BACKENDS, default=BACKENDS[0], help="what loads the model")

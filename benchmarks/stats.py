@@ -10,6 +10,21 @@ CONFIDENCE = 0.95
 Z = statistics.NormalDist().inv_cdf(0.5 + CONFIDENCE / 2)
 CLUSTERED_CI = "cluster-robust"
 WILSON_CI = "Wilson"
+# The report prints an interval only from at least this many problems ("too few" instead). Its intervals are
+# clustered by problem (CR1 standard errors, a t quantile on problems - 1 degrees of freedom), which cover well below
+# 95% with fewer clusters (Cameron & Miller 2015, "A practitioner's guide to cluster-robust inference", VI); a Wilson
+# interval over fewer than 10 problems spans about half of [0, 100] near 50% accuracy, so it cannot tell methods
+# apart either. The numbers behind them are still in summary.json.
+MIN_PROBLEMS = 10
+POWER = 0.8  # the power at which the report's first lines size a difference between two methods
+
+
+def problems_to_detect(difference: float) -> int:
+    """Problems for a two-sided 95% test to find `difference` between two accuracies near 50% with power `POWER`
+    (two independent proportions, n = 2 (z_0.975 + z_0.8)^2 p (1 - p) / d^2 per method; a paired test on methods that
+    agree on most problems needs fewer)."""
+    z = Z + statistics.NormalDist().inv_cdf(POWER)
+    return math.ceil(2 * z * z * 0.25 / difference**2)
 
 
 def pass_at_k(samples: int, correct: int, k: int) -> float:

@@ -36,6 +36,19 @@ class ModelSpec:
     device: Optional[str] = None  # transformers backend
     vllm_options: tuple = ()  # (name, value) pairs for `ecmh.load_vllm` (parallel sizes, executor backend)
 
+    @property
+    def device_type(self) -> str:
+        """Where the transformers backend puts the model ("cpu", "cuda", ...; "vllm": the engine decides)."""
+        from ecmh.models import check_device, default_device
+
+        return "vllm" if self.backend == "vllm" else check_device(self.device or default_device()).type
+
+    def describe(self) -> str:
+        """The model, backend, device and dtype, in words."""
+        where = "" if self.backend == "vllm" else f" on {self.device or self.device_type}"
+        dtype = self.dtype or "the checkpoint's dtype"
+        return f"{self.name} ({self.backend} backend{where}, {dtype})"
+
     def load(self):
         """The model (or `vllm.LLM`) and its tokenizer."""
         import ecmh

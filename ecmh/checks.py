@@ -41,3 +41,21 @@ def check_number(name: str, value, *, minimum: float = -math.inf, maximum: float
             what = f"a finite number {'>' if above else '>='} {minimum:g}"
         raise ValueError(f"`{name}` must be {what}{f' ({meaning})' if meaning else ''}, got {value!r}.")
     return float(value)
+
+
+SEED_LIMIT = 2**63  # seeds are int64 (a JSON number, a column of a results file); torch's generators take them all
+
+
+def check_seed(name: str, value) -> int:
+    """`value` if it is a seed, an integer in [0, 2**63), else a ValueError naming the argument: the one rule of the
+    library, the command lines, the benchmark runner, lm-eval's model and the server.
+
+    Example:
+        >>> check_seed("--seed", -1)
+        Traceback (most recent call last):
+        ...
+        ValueError: `--seed` must be an integer in [0, 2**63) (a seed), got -1.
+    """
+    if not is_int(value) or not 0 <= value < SEED_LIMIT:
+        raise ValueError(f"`{name}` must be an integer in [0, 2**63) (a seed), got {value!r}.")
+    return value

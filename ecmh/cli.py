@@ -8,7 +8,9 @@ import sys
 import time
 
 from . import __version__, algorithms
-from .checks import check_int
+from .checks import check_int, check_seed
+from .commandline import ArgumentParser
+from .cost import mh_tokens
 from .mh import SamplerConfig
 from .models import DEFAULT_MODEL, check_device
 from .options import names, specs
@@ -22,27 +24,28 @@ MAX_NEW_TOKENS = 128  # the answer's length cap on the command line, unless give
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ecmh", description="Power-distribution sampling with Entropy-Cut MH.")
+    parser = ArgumentParser(prog="ecmh", description="Power-distribution sampling with Entropy-Cut MH.")
     parser.add_argument("--version", action="version", version=f"ecmh {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     gen = commands.add_parser("generate", help="answer one prompt")
-    gen.add_argument("prompt")
+    gen.add_argument("prompt", help="the question (in the model's chat template unless --no-chat)")
     gen.add_argument("--model", default=DEFAULT_MODEL, help="embedded name, hub id or local path (default: %(default)s)")
     gen.add_argument("--algorithm", choices=list(algorithms.REGISTRY), default=algorithms.DEFAULT,
                      help="; ".join(f"{name}: {entry.summary}" for name, entry in algorithms.REGISTRY.items())
                      + " (default: %(default)s)")
     for spec, takers in algorithms.option_specs():
-        only = "" if len(takers) == len(algorithms.REGISTRY) else f"{'/'.join(takers)}: "
         kind = dict(action=argparse.BooleanOptionalAction) if spec.type is bool else dict(type=spec.type)
         gen.add_argument(spec.flag, default=None, choices=spec.choices or None, **kind,
-                         help=f"{only}{spec.help} (default: {spec.default})")
+                         help=f"{'/'.join(takers)}: {spec.help} (default: {spec.default})")
     gen.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS, help="length cap (default: %(default)s)")
-    gen.add_argument("--seed", type=int, default=None, help="makes the answer reproducible")
+    gen.add_argument("--seed", type=int, default=None, help="an integer in [0, 2**63): the same seed gives the same "
+                     "answer (default: none, a fresh random seed each run)")
     gen.add_argument("--dtype", default=None, help="weights dtype, e.g. bfloat16 (default: the checkpoint's)")
     gen.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
     gen.add_argument("--no-chat", action="store_true", help="do not apply the model's chat template")
     gen.add_argument("--stop-string", action="append", dest="stop_strings", metavar="TEXT",
-                     help="end the answer at the first occurrence of TEXT, exactly as at EOS (repeatable)")
+                     help="end the answer at the first occurrence of TEXT, exactly as at EOS (repeatable; default: "
+                          "none)")
     gen.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     add_serve_parser(commands)
     return parser
@@ -61,6 +64,8 @@ def generate_command(args) -> int:
         given["progress"] = True
     try:  # checked before the model loads
         check_int("max_new_tokens", args.max_new_tokens, 1)
+        if args.seed is not None:
+            check_seed("--seed", args.seed)
         options = algorithms.options_for(args.algorithm, given)
         entry.build(options, GenerationSettings(args.max_new_tokens, (), 0, 1, None, None, True))
     except ValueError as error:
@@ -113,11 +118,10 @@ LONG_CALL_TOKENS = 4096  # decoded tokens above which the CLI says what a call m
 
 
 def _warn_if_long(max_new_tokens: int, block_size: int, mcmc_steps: int) -> None:
-    """One line on stderr when an answer running to the cap would decode over `LONG_CALL_TOKENS` tokens: the blocks'
-    extensions plus, after block k, `mcmc_steps` proposals of about half of `k * block_size` tokens each (uniform
-    cuts; the README's cost model)."""
+    """One line on stderr when an answer running to the cap would decode over `LONG_CALL_TOKENS` tokens
+    (`ecmh.cost.mh_tokens`)."""
+    tokens = mh_tokens(max_new_tokens, block_size, mcmc_steps)
     blocks = -(-max_new_tokens // block_size)
-    tokens = max_new_tokens + sum(mcmc_steps * min(k * block_size, max_new_tokens) // 2 for k in range(1, blocks + 1))
     if tokens > LONG_CALL_TOKENS:
         print(f"ecmh: up to about {tokens:,} decoded tokens ({blocks} blocks of {block_size} tokens, {mcmc_steps} MH "
               "steps each); a larger --block-size or fewer --mcmc-steps make it quicker.", file=sys.stderr)

@@ -37,6 +37,7 @@ from lm_eval.models.huggingface import HFLM
 
 import ecmh
 from ecmh import algorithms
+from ecmh.checks import SEED_LIMIT, check_seed
 from ecmh.models import DEFAULT_MODEL
 from ecmh.options import specs
 from ecmh.stopping import text_before_stop_string
@@ -61,12 +62,14 @@ class ECMHLM(LM):
         batch_size = 8 if str(batch_size).startswith("auto") else batch_size
         if device is not None and str(device).startswith("cuda") and not torch.cuda.is_available():
             device = None  # lm-eval's default --device; ecmh picks the device itself, as lm-eval's own hf model does
+        seed = int(seed) if isinstance(seed, str) and seed.lstrip("-").isdigit() else seed  # lm-eval keeps "-1" text
+        check_seed("seed", seed)
         self.algorithm = algorithm
         self.sampler = algorithms.options_for(algorithm, self._typed(options))
         if options:
             raise ValueError(f"--model_args: {', '.join(sorted(options))} not known to ecmh (algorithm={algorithm!r}).")
         self.model, self.tokenizer = ecmh.load_model(pretrained, dtype=dtype, device=device)
-        self.batch_size, self.max_gen_toks, self.seed = int(batch_size), int(max_gen_toks), int(seed)
+        self.batch_size, self.max_gen_toks, self.seed = int(batch_size), int(max_gen_toks), seed
         with _without_log_line("lm_eval.models.huggingface", "`pretrained` model kwarg is not of type `str`"):
             # HFLM warns that a model object makes it ignore its loading arguments: ecmh loaded the model itself
             self.hf = HFLM(pretrained=self.model, tokenizer=self.tokenizer, batch_size=self.batch_size)
@@ -125,7 +128,7 @@ class ECMHLM(LM):
                 self.model, ids.to(self.model.device), attention_mask=mask.to(self.model.device),
                 algorithm=self.algorithm, **options,
                 max_new_tokens=max_new_tokens, stop_strings=until or None, tokenizer=self.tokenizer,
-                seed=self.seed + batch_index, return_dict_in_generate=True,
+                seed=(self.seed + batch_index) % SEED_LIMIT, return_dict_in_generate=True,
             )
             for row, i in enumerate(indices):
                 n = int(out.trace.length[row])

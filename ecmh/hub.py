@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from . import __version__, algorithms
+from .commandline import ArgumentParser
 from .generation import generate as ecmh_generate
 
 # `GenerationMixin.generate`'s own arguments that transformers hands to a repository's `generate` as they were given.
@@ -109,10 +110,11 @@ def export(directory) -> Path:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ecmh.hub", description=__doc__,
+    parser = ArgumentParser(prog="python -m ecmh.hub", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("export", help="write the custom_generate folder and its card").add_argument("directory")
+    export_command = commands.add_parser("export", help="write the custom_generate folder and its card")
+    export_command.add_argument("directory", help="where to write them (created if missing)")
     args = parser.parse_args(argv)
     print(export(args.directory))
     return 0

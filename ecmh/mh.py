@@ -239,7 +239,7 @@ class BlockSchedule:
         for callback in self.callbacks:
             callback(info)
         if self.bar is not None:
-            self.bar.update(int(info.step.finished.sum()))
+            self.bar.update(int((info.step.finished & ~info.step.extension).sum()))  # MH proposals, as stats count
 
     def output(self, rng: torch.Generator, run: Run, prompts: torch.Tensor, generation):
         """Every row's answer (`MHOutput` with `return_dict_in_generate`, else the sequences)."""

@@ -211,6 +211,11 @@ def resolve_model(name: Union[str, os.PathLike]) -> Union[str, Path]:
     return name
 
 
+def default_device() -> str:
+    """Where a model goes unless told: CUDA when available."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def check_device(device) -> torch.device:
     """`device` as a torch.device, or a clear error when this torch cannot use it."""
     try:
@@ -250,7 +255,7 @@ def load_model(
         if not isinstance(getattr(torch, dtype, None), torch.dtype):
             raise ValueError(f"Unknown `dtype` {dtype!r}: use e.g. 'float32', 'bfloat16' or 'float16'.")
         dtype = getattr(torch, dtype)
-    device = check_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = check_device(device or default_device())
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or "auto").to(device).eval()
     tokenizer.padding_side = "left"

@@ -65,8 +65,8 @@ class CutChoice(PowerTarget):
     """Where an MH step cuts the answer (`ecmh.cuts`)."""
 
     cut: Union[str, CutDistribution] = option(
-        "entropy", lambda: f"where MH steps cut ({cut_help()}), or an object with log_weights(entropy, length)",
-        choices=CUTS)
+        "entropy", lambda: f"where MH steps cut ({cut_help()})", choices=CUTS)  # or, from Python, an object with
+    # log_weights(entropy, length) (`ecmh.cuts.CutDistribution`): not in the help, which command lines read too
     cut_power: float = option(DEFAULT_POWER, "the exponent of the entropy-jump cut weights")
 
     def __post_init__(self):

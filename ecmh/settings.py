@@ -15,7 +15,7 @@ from typing import Optional
 
 from transformers import GenerationConfig
 
-from . import compat
+from . import checks, compat
 from .checks import check_int, is_int
 from .model_defaults import UNSUPPORTED, ModelDefaults
 from .stopping import as_stop_strings
@@ -38,12 +38,16 @@ class GenerationSettings:
 
 
 def check_seed(seed, prompts: int) -> None:
-    """`seed`: None, an int, or a list of ints, one per prompt (`ecmh.keyed.PromptSeeds`)."""
+    """`seed`: None, a seed (`ecmh.checks.check_seed`), or a list of seeds, one per prompt (`ecmh.keyed.PromptSeeds`)."""
     if isinstance(seed, (list, tuple)):
         if len(seed) != prompts or not all(is_int(s) for s in seed):
             raise TypeError(f"`seed` as a list needs one int per prompt ({prompts}), got {list(seed)!r}.")
+        for index, value in enumerate(seed):
+            checks.check_seed(f"seed[{index}]", value)
     elif seed is not None and not is_int(seed):
         raise TypeError(f"`seed` must be an int, a list of ints (one per prompt) or None, got {type(seed).__name__}.")
+    elif seed is not None:
+        checks.check_seed("seed", seed)
 
 
 def resolve(model: ModelDefaults, generation_config, kwargs: dict, prompt_width: int, prepared: bool) -> GenerationSettings:

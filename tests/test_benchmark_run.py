@@ -140,7 +140,7 @@ def test_every_refusal_comes_in_one_line_before_the_model_loads(tiny_chat_model_
         "another --out": ["run", *gsm8k, "--alpha", "2", "--out", str(tmp_path / "made")],
         "`--limit` must be an integer >= 1, got 0": ["run", *gsm8k, "--limit", "0"],
         "`--limit` must be an integer >= 1, got -1": ["run", *gsm8k, "--limit", "-1"],
-        "`--seeds` must be an integer >= 0, got -1": ["run", *gsm8k, "--seeds=0,-1"],
+        "`--seeds` must be an integer in [0, 2**63) (a seed), got -1": ["run", *gsm8k, "--seeds=0,-1"],
         "--particles": ["run", *gsm8k, "--method", "smc", "--particles", "0"],
         "no *.jsonl result files under": ["report", str(tmp_path / "empty")],
         "missing does not exist": ["report", str(tmp_path / "missing")],
@@ -155,7 +155,7 @@ def test_every_refusal_comes_in_one_line_before_the_model_loads(tiny_chat_model_
                 args = ["run", "--model", str(tiny_chat_model_dir), "--out", str(tmp_path / "out"), *TINY, *args[1:]]
             assert main(args) == 2, args
             said = capsys.readouterr().err.strip()
-            assert said.startswith("benchmarks: error: ") and len(said.splitlines()) == 1, said
+            assert said.startswith("ecmh-benchmarks: error: ") and len(said.splitlines()) == 1, said
             assert message in said, said
         assert _run(tiny_chat_model_dir, tmp_path / "made", *gsm8k) == 0  # nothing left to sample: no model needed
     with pytest.raises(SystemExit):
@@ -214,7 +214,7 @@ def test_a_killed_runner_leaves_no_lock_behind(tiny_chat_model_dir, tmp_path):
 def test_a_method_that_needs_another_says_so_and_the_bar_names_what_runs(tiny_chat_model_dir, tmp_path, capsys):
     assert _run(tiny_chat_model_dir, tmp_path, "--task", "gsm8k", "--method", "bon_std", "--limit", "2") == 0
     said = capsys.readouterr().err
-    assert "benchmarks: bon_std spends, per problem, what ecmh decoded on it: ecmh runs too, first" in said, said
+    assert "ecmh-benchmarks: bon_std spends, per problem, what ecmh decoded on it: ecmh runs too, first" in said, said
     assert "ecmh seed 0 (bon_std's budget)" in said and "bon_std seed 0" in said
     assert sorted({r["method"] for r in _rows(tmp_path)}) == ["bon_std", "ecmh"]
 

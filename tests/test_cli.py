@@ -65,3 +65,46 @@ def test_a_long_call_says_what_it_may_cost_and_a_quick_one_says_nothing(capsys):
     err = capsys.readouterr().err
     assert err.startswith("ecmh: up to about 133,632 decoded tokens (16 blocks of 192 tokens, 10 MH steps each)")
     assert "--block-size" in err and "--mcmc-steps" in err
+
+
+def takers_in_the_tables() -> dict[str, list[str]]:
+    """Each sampler flag with the algorithms whose options dataclass declares it, in registry order."""
+    from ecmh import algorithms
+    from ecmh.options import specs
+
+    takers: dict[str, list[str]] = {}
+    for name, entry in algorithms.REGISTRY.items():
+        for spec in specs(entry.options):
+            takers.setdefault(spec.flag, []).append(name)
+    return takers
+
+
+def help_disagreements(parser) -> list[str]:
+    """What `ecmh generate --help` says wrong: a sampler flag whose help does not begin with exactly the algorithms
+    that take it, an option taking a value whose help does not say its default, Python-only values offered."""
+    takers, found = takers_in_the_tables(), []
+    for action in parser._actions:
+        flag = next(iter(action.option_strings), None)
+        if flag in takers and action.help.split(": ")[0].split("/") != takers[flag]:
+            found.append(f"{flag} names {action.help.split(': ')[0]!r}, not {'/'.join(takers[flag])}")
+        if flag not in (None, "-h") and action.nargs != 0 and "default" not in action.help:
+            found.append(f"{flag} says no default")
+        if "log_weights" in (action.help or ""):
+            found.append(f"{flag} offers an object")
+    return found
+
+
+def test_generate_help_names_each_flags_algorithms_and_default():
+    from ecmh import cli
+    from synopsis import subcommand
+
+    generate = subcommand(cli._parser(), "generate")
+    assert set(takers_in_the_tables()) <= {flag for action in generate._actions for flag in action.option_strings}
+    assert help_disagreements(generate) == []
+    for flag, wrong in (("--alpha", "the power of p^alpha (default: 4.0)"),  # the negative controls: main's helps
+                        ("--cut", "mh: where MH steps cut, or an object with log_weights(entropy, length) (default: x)"),
+                        ("--seed", "makes the answer reproducible")):
+        generate._option_string_actions[flag].help = wrong
+    assert help_disagreements(generate) == ["--alpha names 'the power of p^alpha (default', not mh/smc",
+                                            "--cut names 'mh', not mh/smc", "--cut offers an object",
+                                            "--seed says no default"]

@@ -43,7 +43,9 @@ def test_the_readme_python_example_runs_and_answers(capsys):
     if version.parse(transformers.__version__) < version.parse("4.57"):  # the floors job (.ci/floors.sh)
         quick = quick[: quick.index(through_transformers)]
     exec(compile(quick, "README.md", "exec"), {"__name__": "__main__"})
-    printed = capsys.readouterr().out.strip().splitlines()
+    captured = capsys.readouterr()
+    assert "ECMH proposals" in captured.err  # a call that takes minutes on a CPU shows that it moves
+    printed = captured.out.strip().splitlines()
     for answers in [ast.literal_eval(line) for line in printed if line.startswith("[")]:
         assert len(answers) == 2 and all(answer.strip() for answer in answers), printed
     assert len(printed) == (2 if through_transformers not in quick else 3), printed
@@ -98,3 +100,24 @@ def test_the_benchmark_runner_is_reachable_from_any_folder(tmp_path):
     assert result.returncode == 0 and "ecmh-benchmarks report" in result.stdout
     script = Path(sys.executable).with_name("ecmh-benchmarks")
     assert subprocess.run([str(script), "--help"], cwd=tmp_path, capture_output=True).returncode == 0
+
+
+SHADOWED = "AttributeError: module 'ecmh' has no attribute 'load_model'"
+
+
+def test_a_folder_named_ecmh_beside_a_script_is_explained_in_the_readme(tmp_path):
+    """A script saved beside a clone folder named `ecmh` imports that folder as a namespace package, and no code of
+    ecmh runs to say so: the README's troubleshooting quotes the error and gives the fix, which is checked here."""
+    script = "import ecmh\nprint(callable(ecmh.load_model))\n"
+    (tmp_path / "ecmh").mkdir()  # the clone: no __init__.py at its top
+    (tmp_path / "try.py").write_text(script)
+    run = lambda folder: subprocess.run([sys.executable, str(folder / "try.py")], capture_output=True,  # noqa: E731
+                                        text=True, cwd=folder, timeout=120)
+    shadowed = run(tmp_path)
+    assert shadowed.returncode == 1 and shadowed.stderr.strip().splitlines()[-1] == SHADOWED
+    troubleshooting = README.read_text().split("\n## Troubleshooting\n")[1].split("\n## ")[0]
+    [entry] = [item for item in troubleshooting.split("\n- ") if SHADOWED in item]
+    assert "mv ecmh ecmh-repo" in entry
+    (tmp_path / "ecmh").rename(tmp_path / "ecmh-repo")  # the fix it gives
+    fixed = run(tmp_path)
+    assert fixed.returncode == 0 and fixed.stdout.strip() == "True", fixed.stderr

@@ -48,10 +48,11 @@ def from_validation(error: RequestValidationError) -> APIError:
     param = _field(first["loc"])
     if first["type"] == "missing":
         return APIError(f"`{param}` is required.", param=param, code="missing_required_parameter")
-    message = first["msg"].removeprefix("Value error, ")
+    message = first["msg"].removeprefix("Value error, ").rstrip(".")
     if "input" in first and first["type"] != "value_error":
         message += f", got {first['input']!r}"
-    return APIError(f"`{param}`: {message}.", param=param, code="invalid_value")
+    named = message if message.startswith(f"`{param}` ") else f"`{param}`: {message}"  # ecmh's checks name it
+    return APIError(f"{named}.", param=param, code="invalid_value")
 
 
 def install(app: FastAPI) -> None:

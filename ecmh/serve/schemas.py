@@ -14,6 +14,7 @@ import pydantic
 from pydantic import ConfigDict, Field
 
 from .. import algorithms
+from ..checks import check_seed
 from ..model_defaults import UNSUPPORTED
 from .errors import APIError
 
@@ -40,13 +41,18 @@ class OpenAIFields(pydantic.BaseModel):
     max_tokens: Optional[int] = Field(None, ge=1)
     n: int = Field(1, ge=1)
     stop: Union[str, list[str], None] = None
-    seed: Optional[int] = Field(None, ge=0, lt=2**63)
+    seed: Optional[int] = None
     temperature: Optional[float] = Field(None, ge=0)
     top_p: Optional[float] = Field(None, gt=0, le=1)
     top_k: Optional[int] = Field(None, ge=-1)  # vLLM's extension: -1 or 0 is no truncation
     user: Optional[str] = None
     stream: bool = False
     stream_options: Optional[StreamOptions] = None
+
+    @pydantic.field_validator("seed")
+    @classmethod
+    def _seed(cls, seed):
+        return None if seed is None else check_seed("seed", seed)
 
     @pydantic.field_validator("stop")
     @classmethod
