@@ -6,7 +6,6 @@ import concurrent.futures
 import threading
 
 import pytest
-import torch
 
 pytest.importorskip("fastapi", reason="the serve extra is not installed (pip install 'ecmh[serve]')")
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from packaging import version
 
 import ecmh
-from conftest import EOS, PAD, TEXTS, terminal_length, tiny_model, tiny_tokenizer
+from conftest import PAD, terminal_length, tiny_model, tiny_tokenizer
 from ecmh import compat
 from ecmh.stopping import StopStrings
 

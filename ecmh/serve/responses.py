@@ -1,5 +1,5 @@
 """Answers in OpenAI's shapes: a completion or chat completion object, or its server-sent events. Each choice carries
-an `ecmh` object (`tokens_decoded`, `sequential_passes`, `acceptance_rate`, `log_p`, ...), and the response an
+an `ecmh` object (its `out.stats`: `log_p`, `tokens_decoded`, ..., under ECMH `acceptance_rate`), and the response an
 `ecmh` object with the sampler and options used (`alpha` among them), the seed and the rows of the call it shared.
 
 An MCMC answer is not final until its last step, so a stream sends keep-alive comments while the batch samples,
