@@ -26,7 +26,7 @@ def documented_commands() -> list[list[str]]:
     readme = (ROOT / "benchmarks" / "README.md").read_text()
     texts = [readme[readme.index("## Latency frontier"):], (RESULTS / "README.md").read_text()]
     return [shlex.split(found) for text in texts
-            for found in re.findall(r"python -m benchmarks\.frontier([^`\n]*)", text)]
+            for found in re.findall(r"python -m benchmarks\.frontier(?!_)([^`\n]*)", text)]
 
 
 def toy_size(arguments: list[str], model_dir: Path, out: Path) -> list[str]:
