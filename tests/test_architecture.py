@@ -119,3 +119,13 @@ def test_the_backend_contract_imports_no_model_framework_and_declares_the_option
     assert not {"'ecmh.kernel'", "'ecmh.models'", "'ecmh.mh'"} & set(modules.strip("[]").split(", "))
     blocked = import_alone("ecmh.backends.transformers")  # the negative control: a module that needs transformers
     assert blocked.returncode != 0 and "import of transformers halted" in blocked.stderr
+
+
+MAX_LINES = 450  # issue 50: a reader takes a module in one pass
+
+
+def test_every_library_and_benchmark_module_is_at_most_450_lines():
+    lengths = {path: len(path.read_text().splitlines()) for package in (PACKAGE, BENCHMARKS)
+               for path in module_files(package).values()}
+    assert len(lengths) > 50  # both packages were read
+    assert {str(path): n for path, n in lengths.items() if n > MAX_LINES} == {}
