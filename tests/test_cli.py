@@ -108,3 +108,16 @@ def test_generate_help_names_each_flags_algorithms_and_default():
     assert help_disagreements(generate) == ["--alpha names 'the power of p^alpha (default', not mh/smc",
                                             "--cut names 'mh', not mh/smc", "--cut offers an object",
                                             "--seed says no default"]
+
+
+def test_python_dash_m_ecmh_is_the_ecmh_command():
+    import subprocess
+    import sys
+
+    from ecmh import __version__
+
+    done = subprocess.run([sys.executable, "-m", "ecmh", "--version"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and __version__ in done.stdout, done.stderr
+    refused = subprocess.run([sys.executable, "-m", "ecmh", "generate", "hi", "--seed", "-1"], capture_output=True,
+                             text=True, timeout=120)
+    assert refused.returncode == 2 and "`--seed` must be an integer" in refused.stderr  # before any model loads
