@@ -397,15 +397,14 @@ def documented_commands() -> list[list[str]]:
 
 def program_parser(words: list[str]):
     """The parser a command's words go to: (parser, the words it takes)."""
-    from benchmarks import draw_speed, serve_load, speed
+    from benchmarks import draw_speed, frontier_humaneval, serve_load, speed
     from benchmarks.__main__ import _parser
 
-    if words[0] == "benchmarks.serve_load":  # runs at toy size in test_serve_load.py
-        return serve_load.build_parser(), words[1:]
-    if words[0] == "benchmarks.speed":
-        return speed.build_parser(), words[1:]
-    if words[0] == "benchmarks.draw_speed":
-        return draw_speed.build_parser(), words[1:]
+    # programs of their own, run at toy size in their tests (test_serve_load.py, test_frontier_humaneval.py, ...)
+    programs = {"benchmarks.serve_load": serve_load, "benchmarks.speed": speed, "benchmarks.draw_speed": draw_speed,
+                "benchmarks.frontier_humaneval": frontier_humaneval}
+    if words[0] in programs:
+        return programs[words[0]].build_parser(), words[1:]
     return subcommand(_parser(), words[1]), words[2:]
 
 
