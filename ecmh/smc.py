@@ -167,7 +167,6 @@ class Moves(NamedTuple):
 class ParticleSystem(NamedTuple):
     """SMC with its parameters closed over (`particle_system`), as `ecmh.generate` drives it (`ecmh.algorithm`)."""
 
-    proposal: PowerProposal
     particles: int
     ess_threshold: float
     resampling: str
@@ -175,6 +174,11 @@ class ParticleSystem(NamedTuple):
     bridge_tokens: int
     moves: int  # ECMH steps per running particle at each check, made by `move_kernel`
     move_kernel: kernel.Kernel
+
+    @property
+    def proposal(self) -> PowerProposal:
+        """What every token is drawn from, intervals' and moves' alike: the move kernel's `p^alpha / Z`."""
+        return self.move_kernel.proposal
 
     def prompt_rows(self, num_return_sequences: int) -> int:
         """One row per prompt: its particles are forked from it (`init`), answers drawn from them (`output`)."""
@@ -356,8 +360,8 @@ def particle_system(alpha: float, particles: int, *, ess_threshold: float = SMCC
     """
     cut_distribution = SMCConfig().cut_distribution if cut_distribution is None else cut_distribution
     move_kernel = kernel.build(alpha, cut_distribution, top_k, top_p)
-    return ParticleSystem(move_kernel.proposal, particles, ess_threshold, resampling.check_scheme(resampling_scheme),
-                          resample_every, bridge_tokens, moves, move_kernel)
+    return ParticleSystem(particles, ess_threshold, resampling.check_scheme(resampling_scheme), resample_every,
+                          bridge_tokens, moves, move_kernel)
 
 
 def build(options: SMCConfig, generation) -> ParticleSystem:

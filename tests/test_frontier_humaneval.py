@@ -84,8 +84,11 @@ def test_bad_arguments_are_refused(tmp_path, capsys, arguments, message):
     assert message in capsys.readouterr().err
 
 
-def test_the_documented_command_is_this_programs():
+def test_the_documented_command_runs_on_generated_folders(tmp_path):
+    """benchmarks/README.md's command, its folders replaced by generated ones (argparse takes the last)."""
     readme = (ROOT / "benchmarks" / "README.md").read_text()
-    documented = [frontier_humaneval.build_parser().parse_args(shlex.split(found))
-                  for found in re.findall(r"python -m benchmarks\.frontier_humaneval([^`\n]*)", readme)]
-    assert [arguments.limit for arguments in documented] == [32, 32]  # the heading's and the command's
+    documented = [shlex.split(found) for found in re.findall(r"python -m benchmarks\.frontier_humaneval([^`\n]*)", readme)]
+    assert documented == [[], ["--limit", "32"]]  # the heading's and the command's
+    evidence, folder, made = folders(tmp_path, random.Random(3), 40)
+    results = frontier_humaneval.main([*documented[1], "--folder", str(folder), "--evidence", str(evidence)])
+    assert results["problems"] == sorted(f"Task/{p}" for p in range(32))  # the first 32 of the evidence's order
